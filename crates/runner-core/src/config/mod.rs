@@ -1,0 +1,11 @@
+//! Configuration: the schema, the layered sources it is read from, and template variables.
+
+mod layers;
+mod schema;
+mod template;
+
+pub use layers::{ConfigLayers, Layer, LayerKind, Resolved};
+pub use schema::{
+    BootChoice, Config, ImageConfig, OvmfConfig, QemuConfig, RunConfig, TestConfig,
+};
+pub use template::Variables;

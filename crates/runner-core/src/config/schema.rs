@@ -1,0 +1,180 @@
+//! The config schema: serde types only, no logic. Every key is kebab-case; unknown keys are errors.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration, as resolved from all sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct Config {
+    /// Bootloader plugin: `none` (built in), `limine`, `grub`, or a dynamic plugin's name.
+    pub bootloader: String,
+    /// Image format plugin: `auto`, `directory`, `fat`, or another registered format.
+    pub format: String,
+    /// How the machine boots: `auto`, `bios`, `uefi` or `hybrid`.
+    pub boot: BootChoice,
+    /// Guest architecture: `auto` (from the kernel's machine type), `x86_64`, `aarch64`,
+    /// `riscv64`, `loongarch64`.
+    pub arch: String,
+    /// Firmware plugin used for UEFI boots.
+    pub firmware: String,
+    /// Runner plugin.
+    pub runner: String,
+    /// Kernel command line (bootloaders and direct `-kernel` boots pass it on).
+    pub cmdline: String,
+    /// User template variables, usable as `{{NAME}}` in every other string value.
+    pub variables: BTreeMap<String, String>,
+    /// Extra files: image path ← host path.
+    pub extra_files: BTreeMap<String, String>,
+    /// Image options.
+    pub image: ImageConfig,
+    /// QEMU options.
+    pub qemu: QemuConfig,
+    /// UEFI firmware options.
+    pub ovmf: OvmfConfig,
+    /// Options that apply when the executable is a test.
+    pub test: TestConfig,
+    /// Options that apply when the executable is not a test.
+    pub run: RunConfig,
+    /// Named profiles, each a partial config applied with `--profile NAME`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile: BTreeMap<String, Config>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bootloader: "none".into(),
+            format: "auto".into(),
+            boot: BootChoice::Auto,
+            arch: "auto".into(),
+            firmware: "ovmf".into(),
+            runner: "qemu".into(),
+            cmdline: String::new(),
+            variables: BTreeMap::new(),
+            extra_files: BTreeMap::new(),
+            image: ImageConfig::default(),
+            qemu: QemuConfig::default(),
+            ovmf: OvmfConfig::default(),
+            test: TestConfig::default(),
+            run: RunConfig::default(),
+            profile: BTreeMap::new(),
+        }
+    }
+}
+
+/// The boot method asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootChoice {
+    /// UEFI for an EFI application, BIOS otherwise.
+    #[default]
+    Auto,
+    /// Legacy BIOS (SeaBIOS).
+    Bios,
+    /// UEFI firmware (OVMF and friends).
+    Uefi,
+    /// An image that boots on both.
+    Hybrid,
+}
+
+/// Image options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct ImageConfig {
+    /// Image size in bytes; computed from the content when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// FAT type (12, 16 or 32); chosen from the content size when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fat_type: Option<u8>,
+    /// Volume label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// QEMU options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct QemuConfig {
+    /// QEMU program; `qemu-system-<arch>` when empty.
+    pub binary: String,
+    /// Machine type; `q35` on x86_64 when empty.
+    pub machine: String,
+    /// Guest memory, as QEMU's `-m` takes it.
+    pub memory: String,
+    /// Number of virtual CPUs.
+    pub cores: u32,
+    /// Accelerator: `tcg` or `kvm`.
+    pub accel: String,
+    /// Open a window instead of running headless.
+    pub gui: bool,
+    /// Extra arguments for every run.
+    pub args: Vec<String>,
+}
+
+impl Default for QemuConfig {
+    fn default() -> Self {
+        QemuConfig {
+            binary: String::new(),
+            machine: String::new(),
+            memory: "256M".into(),
+            cores: 1,
+            accel: "tcg".into(),
+            gui: false,
+            args: Vec::new(),
+        }
+    }
+}
+
+/// UEFI firmware options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct OvmfConfig {
+    /// Firmware code file (read-only pflash).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<PathBuf>,
+    /// Variable store template; copied for each run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vars: Option<PathBuf>,
+}
+
+/// Test-mode options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct TestConfig {
+    /// QEMU exit status that means "test passed" (`(value << 1) | 1` of the isa-debug-exit write).
+    pub success_exit_code: i32,
+    /// Seconds before a test run is stopped and counted as timed out.
+    pub timeout: u64,
+    /// Extra QEMU arguments for test runs.
+    pub args: Vec<String>,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        TestConfig {
+            success_exit_code: 33,
+            timeout: 300,
+            args: Vec::new(),
+        }
+    }
+}
+
+/// Options for normal (non-test) runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct RunConfig {
+    /// Seconds before the run is stopped; 0 means no limit.
+    pub timeout: u64,
+    /// Extra QEMU arguments for normal runs.
+    pub args: Vec<String>,
+}

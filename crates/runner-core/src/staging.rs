@@ -1,0 +1,224 @@
+//! The staging list: what goes into an image, as image path ← source, before any image is written.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::Error;
+
+/// Where the bytes of one staged file come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// A file on the host, read when the image is written.
+    File(PathBuf),
+    /// Bytes produced by a plugin (a generated config file, for example).
+    Bytes(Vec<u8>),
+}
+
+impl Source {
+    /// The length of the content in bytes (reads file metadata for [`Source::File`]).
+    pub fn len(&self) -> Result<u64, Error> {
+        match self {
+            Source::File(path) => std::fs::metadata(path)
+                .map(|m| m.len())
+                .map_err(|e| Error::io("read the metadata of", path, e)),
+            Source::Bytes(bytes) => Ok(bytes.len() as u64),
+        }
+    }
+
+    /// Whether the content is empty.
+    pub fn is_empty(&self) -> Result<bool, Error> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Reads the whole content into memory.
+    pub fn read(&self) -> Result<Vec<u8>, Error> {
+        match self {
+            Source::File(path) => std::fs::read(path).map_err(|e| Error::io("read", path, e)),
+            Source::Bytes(bytes) => Ok(bytes.clone()),
+        }
+    }
+
+    /// Opens the content as a reader.
+    pub fn open(&self) -> Result<Box<dyn std::io::Read + '_>, Error> {
+        match self {
+            Source::File(path) => {
+                let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+                Ok(Box::new(std::io::BufReader::new(file)))
+            }
+            Source::Bytes(bytes) => Ok(Box::new(bytes.as_slice())),
+        }
+    }
+}
+
+/// A normalised path inside an image: `/`-separated, relative to the image root, no `.` or `..`
+/// components, never empty.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImagePath(String);
+
+impl ImagePath {
+    /// Normalises `raw` (leading `/` allowed, `\` not a separator) and refuses paths that leave
+    /// the image root.
+    pub fn new(raw: &str) -> Result<Self, Error> {
+        let mut parts: Vec<&str> = Vec::new();
+        for component in Path::new(raw).components() {
+            match component {
+                Component::RootDir | Component::CurDir => {}
+                Component::Normal(part) => {
+                    let part = part.to_str().ok_or_else(|| Error::BadImagePath {
+                        path: raw.to_owned(),
+                        reason: "it is not valid UTF-8".into(),
+                    })?;
+                    parts.push(part);
+                }
+                Component::ParentDir => {
+                    if parts.pop().is_none() {
+                        return Err(Error::BadImagePath {
+                            path: raw.to_owned(),
+                            reason: "it leaves the image root through `..`".into(),
+                        });
+                    }
+                }
+                Component::Prefix(_) => {
+                    return Err(Error::BadImagePath {
+                        path: raw.to_owned(),
+                        reason: "it has a drive prefix".into(),
+                    });
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Err(Error::BadImagePath {
+                path: raw.to_owned(),
+                reason: "it names the image root, not a file".into(),
+            });
+        }
+        Ok(ImagePath(parts.join("/")))
+    }
+
+    /// The path as a `/`-separated string without a leading `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path components.
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+
+    /// The last component.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for ImagePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}", self.0)
+    }
+}
+
+/// Everything a bootloader put together for an image, plus how the kernel is to be started.
+///
+/// Entries are kept sorted by image path so that every format writes them in the same order
+/// (reproducible images).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Staging {
+    /// Files of the image, sorted by path.
+    pub entries: BTreeMap<ImagePath, Source>,
+    /// A kernel the runner boots directly (QEMU `-kernel`), with no image at all.
+    pub direct_kernel: Option<PathBuf>,
+}
+
+impl Staging {
+    /// An empty staging list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) one file. A file and a directory may not share a path: adding
+    /// `a/b` when `a` is a file, or `a` when `a/b` exists, is an error.
+    pub fn add(&mut self, path: ImagePath, source: Source) -> Result<(), Error> {
+        let as_dir = format!("{}/", path.as_str());
+        if let Some((other, _)) = self
+            .entries
+            .range(ImagePath(as_dir.clone())..)
+            .next()
+            .filter(|(p, _)| p.as_str().starts_with(&as_dir))
+        {
+            return Err(Error::StagingConflict {
+                path: path.to_string(),
+                other: other.to_string(),
+            });
+        }
+        let mut prefix = String::new();
+        for part in path.components().take(path.components().count() - 1) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if self.entries.contains_key(&ImagePath(prefix.clone())) {
+                return Err(Error::StagingConflict {
+                    path: path.to_string(),
+                    other: format!("/{prefix}"),
+                });
+            }
+        }
+        self.entries.insert(path, source);
+        Ok(())
+    }
+
+    /// Adds a file from a raw image path (see [`ImagePath::new`]).
+    pub fn add_file(&mut self, path: &str, source: Source) -> Result<(), Error> {
+        self.add(ImagePath::new(path)?, source)
+    }
+
+    /// The directories implied by the entries, parents before children, sorted.
+    pub fn directories(&self) -> Vec<String> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for path in self.entries.keys() {
+            let parts: Vec<&str> = path.components().collect();
+            for end in 1..parts.len() {
+                dirs.insert(parts[..end].join("/"));
+            }
+        }
+        dirs.into_iter().collect()
+    }
+
+    /// Total size of the entries' content in bytes.
+    pub fn content_size(&self) -> Result<u64, Error> {
+        self.entries.values().map(Source::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_paths_are_normalised() {
+        assert_eq!(ImagePath::new("/boot//kernel").unwrap().as_str(), "boot/kernel");
+        assert_eq!(ImagePath::new("a/./b/../c").unwrap().as_str(), "a/c");
+    }
+
+    #[test]
+    fn image_paths_that_escape_are_refused() {
+        for bad in ["../x", "/a/../../x", "", "/", "a/.."] {
+            let err = ImagePath::new(bad).unwrap_err().to_string();
+            assert!(err.contains(bad) || bad.is_empty(), "{err}");
+        }
+    }
+
+    #[test]
+    fn file_and_directory_cannot_share_a_path() {
+        let mut staging = Staging::new();
+        staging.add_file("boot/kernel", Source::Bytes(vec![1])).unwrap();
+        assert!(staging.add_file("boot/kernel/x", Source::Bytes(vec![])).is_err());
+        assert!(staging.add_file("boot", Source::Bytes(vec![])).is_err());
+        staging.add_file("boot/other", Source::Bytes(vec![2, 3])).unwrap();
+        assert_eq!(staging.directories(), vec!["boot".to_string()]);
+        assert_eq!(staging.content_size().unwrap(), 3);
+    }
+}
