@@ -35,11 +35,15 @@ pub enum Error {
     BadImagePath { path: String, reason: String },
 
     /// Two staged entries collide.
-    #[error("image path `{path}` collides with `{other}`: a path cannot be both a file and a directory")]
+    #[error(
+        "image path `{path}` collides with `{other}`: a path cannot be both a file and a directory"
+    )]
     StagingConflict { path: String, other: String },
 
     /// No plugin of this kind has this name.
-    #[error("no {kind} named `{name}`; available: {available}. Enable the plugin's cargo feature or check `{kind}` in your config")]
+    #[error(
+        "no {kind} named `{name}`; available: {available}. Enable the plugin's cargo feature or check `{kind}` in your config"
+    )]
     UnknownPlugin {
         kind: &'static str,
         name: String,

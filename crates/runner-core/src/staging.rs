@@ -199,7 +199,10 @@ mod tests {
 
     #[test]
     fn image_paths_are_normalised() {
-        assert_eq!(ImagePath::new("/boot//kernel").unwrap().as_str(), "boot/kernel");
+        assert_eq!(
+            ImagePath::new("/boot//kernel").unwrap().as_str(),
+            "boot/kernel"
+        );
         assert_eq!(ImagePath::new("a/./b/../c").unwrap().as_str(), "a/c");
     }
 
@@ -214,10 +217,18 @@ mod tests {
     #[test]
     fn file_and_directory_cannot_share_a_path() {
         let mut staging = Staging::new();
-        staging.add_file("boot/kernel", Source::Bytes(vec![1])).unwrap();
-        assert!(staging.add_file("boot/kernel/x", Source::Bytes(vec![])).is_err());
+        staging
+            .add_file("boot/kernel", Source::Bytes(vec![1]))
+            .unwrap();
+        assert!(
+            staging
+                .add_file("boot/kernel/x", Source::Bytes(vec![]))
+                .is_err()
+        );
         assert!(staging.add_file("boot", Source::Bytes(vec![])).is_err());
-        staging.add_file("boot/other", Source::Bytes(vec![2, 3])).unwrap();
+        staging
+            .add_file("boot/other", Source::Bytes(vec![2, 3]))
+            .unwrap();
         assert_eq!(staging.directories(), vec!["boot".to_string()]);
         assert_eq!(staging.content_size().unwrap(), 3);
     }

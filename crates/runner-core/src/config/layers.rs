@@ -130,8 +130,7 @@ impl ConfigLayers {
     /// Reads `[workspace.metadata.image-runner]` or `[package.metadata.image-runner]` from a
     /// `Cargo.toml`. A manifest without that table adds nothing.
     pub fn add_manifest(&mut self, manifest: &Path, kind: LayerKind) -> Result<(), Error> {
-        let text =
-            std::fs::read_to_string(manifest).map_err(|e| Error::io("read", manifest, e))?;
+        let text = std::fs::read_to_string(manifest).map_err(|e| Error::io("read", manifest, e))?;
         self.add_manifest_str(manifest, &text, kind)
     }
 
@@ -167,10 +166,7 @@ impl ConfigLayers {
             )));
         };
         toml::from_str::<ManifestDoc>(text).map_err(|e| spanned_error(manifest, text, &e))?;
-        let label = format!(
-            "{} [{section}.metadata.image-runner]",
-            manifest.display()
-        );
+        let label = format!("{} [{section}.metadata.image-runner]", manifest.display());
         self.push(split_profiles(kind, label, table));
         Ok(())
     }
@@ -318,7 +314,11 @@ impl ConfigLayers {
             let names = self.profile_names();
             return Err(Error::Config(format!(
                 "profile `{name}` is not defined; defined profiles: {}. Add `[package.metadata.image-runner.profile.{name}]` or pick another",
-                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
             )));
         }
 
@@ -335,9 +335,12 @@ impl ConfigLayers {
                 variables.expand_value(value, key)?;
             }
         }
-        let config: Config = Value::Table(merged.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(format!("merged config: {}", e.message())))?;
+        let config: Config =
+            Value::Table(merged.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    Error::Config(format!("merged config: {}", e.message()))
+                })?;
         Ok(Resolved {
             config,
             origins,
@@ -441,7 +444,9 @@ fn set_dotted(table: &mut Table, key: &str, value: Value) {
 /// value, a plain string otherwise.
 fn parse_scalar(raw: &str) -> Value {
     match format!("v = {raw}").parse::<Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| Value::String(raw.to_owned())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| Value::String(raw.to_owned())),
         Err(_) => Value::String(raw.to_owned()),
     }
 }
@@ -459,7 +464,10 @@ fn spanned_error(path: &Path, text: &str, err: &toml::de::Error) -> Error {
     };
     let (line, column) = line_column(text, span.start);
     let source_line = text.lines().nth(line - 1).unwrap_or("");
-    let width = text[span.clone()].lines().next().map_or(1, |l| l.chars().count().max(1));
+    let width = text[span.clone()]
+        .lines()
+        .next()
+        .map_or(1, |l| l.chars().count().max(1));
     Error::Config(format!(
         "{}:{line}:{column}: {message}\n{line:>5} | {source_line}\n      | {}{}{}",
         path.display(),
@@ -555,13 +563,20 @@ timeout = 99
             )
             .unwrap();
         layers
-            .add_manifest_str(Path::new("/k/Cargo.toml"), MANIFEST, LayerKind::PackageMetadata)
+            .add_manifest_str(
+                Path::new("/k/Cargo.toml"),
+                MANIFEST,
+                LayerKind::PackageMetadata,
+            )
             .unwrap();
         layers
             .add_file_str(Path::new("/k/image-runner.toml"), "[qemu]\ncores = 4\n")
             .unwrap();
         layers
-            .add_env([("CARGO_IMAGE_RUNNER_TEST_SUCCESS_EXIT_CODE", "35"), ("HOME", "/root")])
+            .add_env([
+                ("CARGO_IMAGE_RUNNER_TEST_SUCCESS_EXIT_CODE", "35"),
+                ("HOME", "/root"),
+            ])
             .unwrap();
         let r = resolve(&layers, None).unwrap();
         assert_eq!(r.config.qemu.memory, "1G");
@@ -570,7 +585,10 @@ timeout = 99
         assert_eq!(r.config.test.success_exit_code, 35);
         assert_eq!(r.config.boot, super::super::BootChoice::Uefi);
         assert_eq!(r.config.qemu.args, ["-drive", "file=/ws/disk.img"]);
-        assert_eq!(r.origins["qemu.memory"], "/ws/Cargo.toml [workspace.metadata.image-runner]");
+        assert_eq!(
+            r.origins["qemu.memory"],
+            "/ws/Cargo.toml [workspace.metadata.image-runner]"
+        );
         assert_eq!(r.origins["qemu.cores"], "/k/image-runner.toml");
         assert_eq!(
             r.origins["test.success-exit-code"],
@@ -583,9 +601,16 @@ timeout = 99
     fn profiles_sit_between_files_and_environment() {
         let mut layers = ConfigLayers::new();
         layers
-            .add_manifest_str(Path::new("/k/Cargo.toml"), MANIFEST, LayerKind::PackageMetadata)
+            .add_manifest_str(
+                Path::new("/k/Cargo.toml"),
+                MANIFEST,
+                LayerKind::PackageMetadata,
+            )
             .unwrap();
-        assert_eq!(resolve(&layers, Some("ci")).unwrap().config.test.timeout, 99);
+        assert_eq!(
+            resolve(&layers, Some("ci")).unwrap().config.test.timeout,
+            99
+        );
         layers.add_overrides(&["test.timeout=7".into()]).unwrap();
         let r = resolve(&layers, Some("ci")).unwrap();
         assert_eq!(r.config.test.timeout, 7);
@@ -601,23 +626,35 @@ timeout = 99
             .add_manifest_str(Path::new("/k/Cargo.toml"), text, LayerKind::PackageMetadata)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("/k/Cargo.toml:5:1: unknown field `timout`"), "{err}");
+        assert!(
+            err.starts_with("/k/Cargo.toml:5:1: unknown field `timout`"),
+            "{err}"
+        );
         assert!(err.contains("did you mean `timeout`?"), "{err}");
     }
 
     #[test]
     fn wrong_type_names_file_line_column() {
         let err = ConfigLayers::new()
-            .add_file_str(Path::new("/k/image-runner.toml"), "[qemu]\ncores = \"two\"\n")
+            .add_file_str(
+                Path::new("/k/image-runner.toml"),
+                "[qemu]\ncores = \"two\"\n",
+            )
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("/k/image-runner.toml:2:9: invalid type"), "{err}");
+        assert!(
+            err.starts_with("/k/image-runner.toml:2:9: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_toml_names_file_line_column() {
         let err = ConfigLayers::new()
-            .add_file_str(Path::new("/k/image-runner.toml"), "boot = \"uefi\"\nformat = \n")
+            .add_file_str(
+                Path::new("/k/image-runner.toml"),
+                "boot = \"uefi\"\nformat = \n",
+            )
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("/k/image-runner.toml:2:"), "{err}");

@@ -101,7 +101,13 @@ mod tests {
 
     #[test]
     fn unknown_variables_name_the_key() {
-        let err = vars().expand("{{NOPE}}", "qemu.args").unwrap_err().to_string();
-        assert!(err.contains("{{NOPE}}") && err.contains("qemu.args"), "{err}");
+        let err = vars()
+            .expand("{{NOPE}}", "qemu.args")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("{{NOPE}}") && err.contains("qemu.args"),
+            "{err}"
+        );
     }
 }

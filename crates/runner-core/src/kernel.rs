@@ -1,0 +1,325 @@
+//! What the kernel executable is: ELF or PE, which architecture, which boot protocols it carries.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// A guest architecture, named as QEMU's `qemu-system-<arch>` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Arch {
+    /// x86_64 (also runs 32-bit x86 kernels).
+    X86_64,
+    /// 64-bit ARM.
+    Aarch64,
+    /// 64-bit RISC-V.
+    Riscv64,
+    /// 64-bit LoongArch.
+    LoongArch64,
+}
+
+impl Arch {
+    /// The name used in config and in `qemu-system-<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+            Arch::Riscv64 => "riscv64",
+            Arch::LoongArch64 => "loongarch64",
+        }
+    }
+
+    /// Parses a config value.
+    pub fn from_name(name: &str) -> Option<Arch> {
+        match name {
+            "x86_64" | "x86-64" | "amd64" | "i386" | "i686" | "x86" => Some(Arch::X86_64),
+            "aarch64" | "arm64" => Some(Arch::Aarch64),
+            "riscv64" => Some(Arch::Riscv64),
+            "loongarch64" => Some(Arch::LoongArch64),
+            _ => None,
+        }
+    }
+
+    /// The removable-media file name UEFI firmware boots on this architecture.
+    pub fn efi_boot_file(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "BOOTX64.EFI",
+            Arch::Aarch64 => "BOOTAA64.EFI",
+            Arch::Riscv64 => "BOOTRISCV64.EFI",
+            Arch::LoongArch64 => "BOOTLOONGARCH64.EFI",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The container format of the kernel file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KernelFormat {
+    /// ELF; `bits` is 32 or 64.
+    Elf { bits: u8 },
+    /// PE32+ image (a UEFI application when `efi_app` is set).
+    Pe { efi_app: bool },
+}
+
+/// The facts about a kernel file that decide how it can boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Kernel {
+    /// Path of the executable.
+    pub path: PathBuf,
+    /// ELF or PE.
+    pub format: KernelFormat,
+    /// Architecture from the machine field.
+    pub arch: Arch,
+    /// Carries a valid multiboot1 header.
+    pub multiboot1: bool,
+    /// Carries a valid multiboot2 header.
+    pub multiboot2: bool,
+    /// Carries a Xen PVH entry note (QEMU `-kernel` boots it directly).
+    pub pvh: bool,
+}
+
+impl Kernel {
+    /// Reads and classifies the kernel at `path`.
+    pub fn inspect(path: &Path) -> Result<Kernel, Error> {
+        let mut file =
+            std::fs::File::open(path).map_err(|e| Error::io("open the kernel", path, e))?;
+        // Headers live in the first 32 KiB (multiboot2's limit); the PVH note may be further,
+        // so ELF program headers are read from the whole file only when needed.
+        let mut head = Vec::with_capacity(32 * 1024);
+        (&mut file)
+            .take(32 * 1024)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io("read the kernel", path, e))?;
+        if head.starts_with(b"\x7fELF") {
+            let bytes = std::fs::read(path).map_err(|e| Error::io("read the kernel", path, e))?;
+            Self::from_elf(path, &bytes)
+        } else if head.starts_with(b"MZ") {
+            Self::from_pe(path, &head)
+        } else {
+            Err(Error::kernel(
+                path,
+                "not an ELF or PE executable; pass the kernel binary cargo built",
+            ))
+        }
+    }
+
+    /// Whether this is a UEFI application.
+    pub fn is_efi_app(&self) -> bool {
+        matches!(self.format, KernelFormat::Pe { efi_app: true })
+    }
+
+    /// Whether QEMU's `-kernel` boots it without a bootloader (multiboot1 32-bit ELF or PVH).
+    pub fn boots_directly(&self) -> bool {
+        self.arch == Arch::X86_64
+            && (self.pvh || (self.multiboot1 && self.format == KernelFormat::Elf { bits: 32 }))
+    }
+
+    fn from_pe(path: &Path, head: &[u8]) -> Result<Kernel, Error> {
+        let bad = || Error::kernel(path, "truncated or malformed PE header");
+        let pe_offset = u32_le(head, 0x3c).ok_or_else(bad)? as usize;
+        if head.get(pe_offset..pe_offset + 4) != Some(b"PE\0\0") {
+            return Err(bad());
+        }
+        let machine = u16_le(head, pe_offset + 4).ok_or_else(bad)?;
+        let optional = pe_offset + 24;
+        let magic = u16_le(head, optional).ok_or_else(bad)?;
+        let subsystem = u16_le(head, optional + 68).ok_or_else(bad)?;
+        let arch = match machine {
+            0x8664 | 0x14c => Arch::X86_64,
+            0xaa64 => Arch::Aarch64,
+            0x5064 => Arch::Riscv64,
+            0x6264 => Arch::LoongArch64,
+            other => {
+                return Err(Error::kernel(
+                    path,
+                    format!("PE machine type {other:#06x} is not supported"),
+                ));
+            }
+        };
+        Ok(Kernel {
+            path: path.to_path_buf(),
+            format: KernelFormat::Pe {
+                efi_app: magic == 0x20b && (10..=13).contains(&subsystem),
+            },
+            arch,
+            multiboot1: false,
+            multiboot2: false,
+            pvh: false,
+        })
+    }
+
+    fn from_elf(path: &Path, bytes: &[u8]) -> Result<Kernel, Error> {
+        let bad = || Error::kernel(path, "truncated or malformed ELF header");
+        let bits = match bytes.get(4) {
+            Some(1) => 32,
+            Some(2) => 64,
+            _ => return Err(bad()),
+        };
+        if bytes.get(5) != Some(&1) {
+            return Err(Error::kernel(
+                path,
+                "big-endian ELF files are not supported",
+            ));
+        }
+        let machine = u16_le(bytes, 18).ok_or_else(bad)?;
+        let arch = match machine {
+            3 | 62 => Arch::X86_64,
+            183 => Arch::Aarch64,
+            243 => Arch::Riscv64,
+            258 => Arch::LoongArch64,
+            other => {
+                return Err(Error::kernel(
+                    path,
+                    format!("ELF machine type {other} is not supported"),
+                ));
+            }
+        };
+        let head = &bytes[..bytes.len().min(32 * 1024)];
+        Ok(Kernel {
+            path: path.to_path_buf(),
+            format: KernelFormat::Elf { bits },
+            arch,
+            multiboot1: has_multiboot1(head),
+            multiboot2: has_multiboot2(head),
+            pvh: has_pvh_note(bytes, bits == 64).unwrap_or(false),
+        })
+    }
+}
+
+fn u16_le(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_le(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_le(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Multiboot1: magic, flags, checksum summing to zero, 4-aligned, within the first 8 KiB.
+fn has_multiboot1(head: &[u8]) -> bool {
+    (0..head.len().min(8192).saturating_sub(11))
+        .step_by(4)
+        .any(|at| {
+            let (Some(magic), Some(flags), Some(sum)) =
+                (u32_le(head, at), u32_le(head, at + 4), u32_le(head, at + 8))
+            else {
+                return false;
+            };
+            magic == 0x1BAD_B002 && magic.wrapping_add(flags).wrapping_add(sum) == 0
+        })
+}
+
+/// Multiboot2: magic, architecture, length, checksum summing to zero, 8-aligned, first 32 KiB.
+fn has_multiboot2(head: &[u8]) -> bool {
+    (0..head.len().saturating_sub(15)).step_by(8).any(|at| {
+        let (Some(magic), Some(arch), Some(len), Some(sum)) = (
+            u32_le(head, at),
+            u32_le(head, at + 4),
+            u32_le(head, at + 8),
+            u32_le(head, at + 12),
+        ) else {
+            return false;
+        };
+        magic == 0xE852_50D6 && magic.wrapping_add(arch).wrapping_add(len).wrapping_add(sum) == 0
+    })
+}
+
+/// A `PT_NOTE` segment holding a "Xen" note of type 18 (`XEN_ELFNOTE_PHYS32_ENTRY`).
+fn has_pvh_note(bytes: &[u8], is64: bool) -> Option<bool> {
+    let (phoff, phentsize, phnum) = if is64 {
+        (
+            u64_le(bytes, 32)? as usize,
+            u16_le(bytes, 54)? as usize,
+            u16_le(bytes, 56)? as usize,
+        )
+    } else {
+        (
+            u32_le(bytes, 28)? as usize,
+            u16_le(bytes, 42)? as usize,
+            u16_le(bytes, 44)? as usize,
+        )
+    };
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        if u32_le(bytes, ph)? != 4 {
+            continue;
+        }
+        let (offset, size) = if is64 {
+            (
+                u64_le(bytes, ph + 8)? as usize,
+                u64_le(bytes, ph + 32)? as usize,
+            )
+        } else {
+            (
+                u32_le(bytes, ph + 4)? as usize,
+                u32_le(bytes, ph + 16)? as usize,
+            )
+        };
+        let mut at = offset;
+        let end = offset.checked_add(size)?.min(bytes.len());
+        while at + 12 <= end {
+            let namesz = u32_le(bytes, at)? as usize;
+            let descsz = u32_le(bytes, at + 4)? as usize;
+            let kind = u32_le(bytes, at + 8)?;
+            let name = bytes.get(at + 12..at + 12 + namesz)?;
+            if kind == 18 && name.starts_with(b"Xen") {
+                return Some(true);
+            }
+            at += 12 + namesz.next_multiple_of(4) + descsz.next_multiple_of(4);
+        }
+    }
+    Some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf32_with(payload: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 4096];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 1;
+        b[5] = 1;
+        b[18] = 3;
+        b[1024..1024 + payload.len()].copy_from_slice(payload);
+        b
+    }
+
+    fn header(words: &[u32]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn multiboot_headers_are_recognised_only_with_valid_checksums() {
+        let good = header(&[0x1BAD_B002, 3, 0u32.wrapping_sub(0x1BAD_B002 + 3)]);
+        assert!(has_multiboot1(&elf32_with(&good)));
+        let bad = header(&[0x1BAD_B002, 3, 0]);
+        assert!(!has_multiboot1(&elf32_with(&bad)));
+        let mb2 = header(&[0xE852_50D6, 0, 16, 0u32.wrapping_sub(0xE852_50D6 + 16)]);
+        assert!(has_multiboot2(&elf32_with(&mb2)));
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kernel");
+        std::fs::write(&path, b"#!/bin/sh\n").unwrap();
+        let err = Kernel::inspect(&path).unwrap_err().to_string();
+        assert!(err.contains("not an ELF or PE"), "{err}");
+        std::fs::write(&path, b"\x7fELF").unwrap();
+        let err = Kernel::inspect(&path).unwrap_err().to_string();
+        assert!(err.contains("malformed ELF"), "{err}");
+    }
+}

@@ -1,0 +1,59 @@
+//! The built-in `none` bootloader: a UEFI application goes to `EFI/BOOT/BOOT<ARCH>.EFI`; a
+//! multiboot1 or PVH ELF is handed to the runner for direct boot.
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::plugin::{BootKind, Bootloader};
+use crate::staging::{Source, Staging};
+
+/// Boots the kernel with no bootloader in between.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBootloader;
+
+impl Bootloader for NoBootloader {
+    fn name(&self) -> &str {
+        "none"
+    }
+
+    fn stage(&self, ctx: &Context) -> Result<Staging, Error> {
+        let kernel = &ctx.kernel;
+        let mut staging = Staging::new();
+        if kernel.is_efi_app() {
+            if ctx.boot == BootKind::Bios {
+                return Err(Error::kernel(
+                    &kernel.path,
+                    "is a UEFI application, which BIOS cannot start; set `boot = \"uefi\"` (or leave `boot` at auto)",
+                ));
+            }
+            staging.add_file(
+                &format!("EFI/BOOT/{}", ctx.arch.efi_boot_file()),
+                Source::File(kernel.path.clone()),
+            )?;
+            return Ok(staging);
+        }
+        if !kernel.boots_directly() {
+            let what = if kernel.multiboot2 {
+                "carries only a multiboot2 header, which QEMU cannot boot directly"
+            } else {
+                "has neither a multiboot1 header (32-bit ELF) nor a PVH note, so QEMU cannot boot it directly"
+            };
+            return Err(Error::kernel(
+                &kernel.path,
+                format!(
+                    "{what}; set `bootloader = \"limine\"` or `\"grub\"`, or add a PVH ELF note to the kernel"
+                ),
+            ));
+        }
+        if ctx.boot != BootKind::Bios {
+            return Err(Error::kernel(
+                &kernel.path,
+                format!(
+                    "with `bootloader = \"none\"` an ELF kernel boots directly under BIOS only, but `boot = \"{}\"`; set `boot = \"bios\"` or use a bootloader",
+                    ctx.boot
+                ),
+            ));
+        }
+        staging.direct_kernel = Some(kernel.path.clone());
+        Ok(staging)
+    }
+}

@@ -1,0 +1,85 @@
+//! The pipeline: bootloader → image format → firmware → runner, each step fed what the one
+//! before returned. No plugin calls another; this is the only place they meet.
+
+use crate::command::CommandSpec;
+use crate::context::Context;
+use crate::error::Error;
+use crate::plugin::{BootKind, BootMedia, Outcome};
+use crate::registry::Registry;
+use crate::staging::{ImagePath, Source, Staging};
+
+/// Composes the plugins selected by the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline<'r> {
+    registry: &'r Registry,
+}
+
+impl<'r> Pipeline<'r> {
+    /// A pipeline over `registry`.
+    pub fn new(registry: &'r Registry) -> Self {
+        Pipeline { registry }
+    }
+
+    /// Stages the kernel, adds `extra-files`, and builds the image.
+    pub fn stage(&self, ctx: &Context) -> Result<Staging, Error> {
+        let bootloader = self.registry.bootloader(&ctx.config.bootloader)?;
+        let mut staging = bootloader.stage(ctx)?;
+        for (dest, source) in &ctx.config.extra_files {
+            let path = ImagePath::new(dest)
+                .map_err(|e| Error::Config(format!("`extra-files` entry \"{dest}\": {e}")))?;
+            let host = ctx.host_path(source);
+            if !host.is_file() {
+                return Err(Error::Config(format!(
+                    "`extra-files` entry \"{dest}\" = \"{source}\": `{}` is not a file; fix the path (relative paths start at `{}`)",
+                    host.display(),
+                    ctx.manifest_dir.display()
+                )));
+            }
+            staging.add(path, Source::File(host))?;
+        }
+        Ok(staging)
+    }
+
+    /// Runs every step up to the runner: stage, build the image, resolve firmware.
+    pub fn prepare(&self, ctx: &Context) -> Result<BootMedia, Error> {
+        let staging = self.stage(ctx)?;
+        let mut media = BootMedia::new(ctx.boot);
+        media.direct_kernel = staging.direct_kernel.clone();
+        let format = match ctx.config.format.as_str() {
+            "auto" if staging.entries.is_empty() => None,
+            "auto" => Some(match ctx.boot {
+                BootKind::Bios if media.direct_kernel.is_none() => "iso",
+                _ => "fat",
+            }),
+            name => Some(name),
+        };
+        if let Some(name) = format {
+            if staging.entries.is_empty() {
+                return Err(Error::Config(format!(
+                    "`format = \"{name}\"` but nothing was staged for an image: the kernel boots directly; remove `format` or add `extra-files`"
+                )));
+            }
+            std::fs::create_dir_all(&ctx.output_dir)
+                .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
+            media.image = Some(self.registry.format(name)?.build(&staging, ctx)?);
+        }
+        if ctx.boot.needs_uefi_firmware() {
+            std::fs::create_dir_all(&ctx.output_dir)
+                .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
+            media.firmware = Some(self.registry.firmware(&ctx.config.firmware)?.resolve(ctx)?);
+        }
+        Ok(media)
+    }
+
+    /// The command the runner would start for `media`.
+    pub fn command(&self, media: &BootMedia, ctx: &Context) -> Result<CommandSpec, Error> {
+        self.registry
+            .runner(&ctx.config.runner)?
+            .command(media, ctx)
+    }
+
+    /// Boots `media` and judges the run.
+    pub fn run(&self, media: &BootMedia, ctx: &Context) -> Result<Outcome, Error> {
+        self.registry.runner(&ctx.config.runner)?.run(media, ctx)
+    }
+}
