@@ -84,24 +84,12 @@ impl Context {
     pub fn new(inv: Invocation) -> Result<Context, Error> {
         let executable = absolute(&inv.executable)?;
         let kernel = Kernel::inspect(&executable)?;
-        let manifest_dir = match &inv.manifest_dir {
-            Some(dir) => absolute(dir)?,
-            None => match inv.env.get("CARGO_MANIFEST_DIR") {
-                Some(dir) => PathBuf::from(dir),
-                None => find_manifest_dir(
-                    &std::env::current_dir()
-                        .map_err(|e| Error::io("read the current directory", ".", e))?,
-                )?,
-            },
-        };
-        let workspace_root = find_workspace_root(&manifest_dir);
-        let target_dir = inv
-            .env
-            .get("CARGO_TARGET_DIR")
-            .map(|d| absolute(Path::new(d)))
-            .transpose()?
-            .or_else(|| find_target_dir(&executable))
-            .unwrap_or_else(|| workspace_root.join("target"));
+        let project = Project::discover(&inv, Some(&executable))?;
+        let Project {
+            manifest_dir,
+            workspace_root,
+            target_dir,
+        } = project;
         let stem = executable
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -182,6 +170,50 @@ impl Context {
     /// A host path from config, relative paths taken from the package directory.
     pub fn host_path(&self, path: impl AsRef<Path>) -> PathBuf {
         self.manifest_dir.join(path)
+    }
+}
+
+/// Where the package, its workspace and cargo's target directory are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Project {
+    /// The package directory (holds `Cargo.toml`).
+    pub manifest_dir: PathBuf,
+    /// The workspace root.
+    pub workspace_root: PathBuf,
+    /// Cargo's target directory.
+    pub target_dir: PathBuf,
+}
+
+impl Project {
+    /// Finds the project: `--manifest-dir`, else `CARGO_MANIFEST_DIR` (cargo sets it for
+    /// runners), else the nearest `Cargo.toml` from the current directory up. The target
+    /// directory is `CARGO_TARGET_DIR`, else the one holding the executable, else
+    /// `<workspace>/target`. No cargo subprocess is started.
+    pub fn discover(inv: &Invocation, executable: Option<&Path>) -> Result<Project, Error> {
+        let manifest_dir = match &inv.manifest_dir {
+            Some(dir) => absolute(dir)?,
+            None => match inv.env.get("CARGO_MANIFEST_DIR") {
+                Some(dir) => PathBuf::from(dir),
+                None => find_manifest_dir(
+                    &std::env::current_dir()
+                        .map_err(|e| Error::io("read the current directory", ".", e))?,
+                )?,
+            },
+        };
+        let workspace_root = find_workspace_root(&manifest_dir);
+        let target_dir = inv
+            .env
+            .get("CARGO_TARGET_DIR")
+            .map(|d| absolute(Path::new(d)))
+            .transpose()?
+            .or_else(|| executable.and_then(find_target_dir))
+            .unwrap_or_else(|| workspace_root.join("target"));
+        Ok(Project {
+            manifest_dir,
+            workspace_root,
+            target_dir,
+        })
     }
 }
 

@@ -1,0 +1,159 @@
+//! Command-line interface: the cargo runner form and the subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Builds a bootable image of a kernel and boots it in QEMU.
+///
+/// As a cargo runner (`runner = "cargo-image-runner"` in `.cargo/config.toml`), cargo calls
+/// `cargo-image-runner <EXECUTABLE> [ARGS]...` for `cargo run` and `cargo test`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo-image-runner",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Exit codes: 0 passed, 1 guest failure, 2 runner error, 3 timeout, 4 ended without a verdict (triple fault, killed, QEMU error), 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the image and boot it (what the runner form does).
+    Run(RunArgs),
+    /// Build the image and print its path.
+    Build(RunArgs),
+    /// Print the resolved config and which source set each value.
+    Config(ConfigArgs),
+    /// Remove the images and run files under `<target>/image-runner/`.
+    Clean(CleanArgs),
+}
+
+/// Options every subcommand shares.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Common {
+    /// Apply the named config profile (also `CARGO_IMAGE_RUNNER_PROFILE`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Override one config key, e.g. `--set test.timeout=30` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+
+    /// The package directory (default: `CARGO_MANIFEST_DIR`, else the nearest `Cargo.toml`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub manifest_dir: Option<PathBuf>,
+
+    /// Say more (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The kernel and how to run it.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Treat the executable as a test (default: detected from its path).
+    #[arg(long, conflicts_with = "no_test")]
+    pub test: bool,
+
+    /// Treat the executable as a normal program even if it looks like a test.
+    #[arg(long)]
+    pub no_test: bool,
+
+    /// Print the QEMU command (shell-quoted) instead of running it.
+    #[arg(long)]
+    pub print_cmd: bool,
+
+    /// The kernel executable cargo built.
+    #[arg(value_name = "EXECUTABLE", required = true)]
+    pub executable: Option<PathBuf>,
+
+    /// Arguments after the executable (for tests, cargo's libtest arguments; not passed to QEMU).
+    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+impl RunArgs {
+    /// The forced test mode, if any.
+    pub fn test_mode(&self) -> Option<bool> {
+        if self.test {
+            Some(true)
+        } else if self.no_test {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// `config` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// The kernel executable (optional: adds the kernel-dependent decisions).
+    #[arg(value_name = "EXECUTABLE")]
+    pub executable: Option<PathBuf>,
+}
+
+/// `clean` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CleanArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Only clean this executable's run directory.
+    #[arg(value_name = "EXECUTABLE")]
+    pub executable: Option<PathBuf>,
+}
+
+/// Parses the process arguments; `cargo image-runner ...` (cargo's subcommand form) passes
+/// `image-runner` as the first argument, which is dropped.
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == "image-runner") {
+        args.remove(1);
+    }
+    Cli::parse_from(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("cargo-image-runner").chain(words.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn runner_form_keeps_libtest_arguments_away_from_our_flags() {
+        let cli = parse(&["/t/deps/k-0123456789abcdef", "--nocapture", "--test-threads", "1"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.executable.as_deref(), Some(std::path::Path::new("/t/deps/k-0123456789abcdef")));
+        assert_eq!(cli.run.args, ["--nocapture", "--test-threads", "1"]);
+    }
+
+    #[test]
+    fn subcommands_and_options() {
+        let cli = parse(&["build", "--profile", "ci", "--set", "boot=uefi", "/k"]);
+        let Some(Command::Build(run)) = cli.command else { panic!("not build") };
+        assert_eq!(run.common.profile.as_deref(), Some("ci"));
+        assert_eq!(run.common.overrides, ["boot=uefi"]);
+        let cli = parse(&["--print-cmd", "-v", "/k"]);
+        assert!(cli.run.print_cmd);
+        assert_eq!(cli.run.common.verbose, 1);
+    }
+}

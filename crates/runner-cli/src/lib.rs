@@ -1,0 +1,149 @@
+//! The `cargo-image-runner` command: parses the command line, builds the context, drives the
+//! pipeline and turns the verdict into the process exit code. The binary is a thin `main`
+//! over [`main_with_args`], so tests can build the very same program.
+
+mod args;
+mod plugins;
+mod show_config;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use runner_core::context::Project;
+use runner_core::plugin::exit_code;
+use runner_core::{Context, Error, Invocation, Pipeline, Verdict};
+
+use args::{CleanArgs, Command, Common, ConfigArgs, RunArgs};
+
+/// Runs the command with `args` (the first one is the program name) and returns its exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = args::parse(args);
+    let result = match cli.command {
+        None => run(&cli.run, false),
+        Some(Command::Run(run_args)) => run(&run_args, false),
+        Some(Command::Build(run_args)) => run(&run_args, true),
+        Some(Command::Config(config_args)) => show_config(&config_args),
+        Some(Command::Clean(clean_args)) => clean(&clean_args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit_code::RUNNER_ERROR as u8)
+        }
+    }
+}
+
+fn invocation(common: &Common, executable: Option<&Path>, args: &[String], test: Option<bool>) -> Invocation {
+    let mut inv = Invocation::new(executable.map(Path::to_path_buf).unwrap_or_default());
+    inv.args = args.to_vec();
+    inv.profile = common.profile.clone();
+    inv.overrides = common.overrides.clone();
+    inv.manifest_dir = common.manifest_dir.clone();
+    inv.verbose = common.verbose;
+    inv.test = test;
+    inv
+}
+
+fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
+    let executable = run_args.executable.clone().unwrap_or_default();
+    let inv = invocation(&run_args.common, Some(&executable), &run_args.args, run_args.test_mode());
+    let ctx = Context::new(inv)?;
+    let registry = plugins::registry();
+    let pipeline = Pipeline::new(&registry);
+    if ctx.verbose > 0 {
+        eprintln!(
+            "   Preparing {} ({}, {} boot, bootloader {}, {})",
+            ctx.kernel.path.display(),
+            ctx.arch,
+            ctx.boot,
+            ctx.config.bootloader,
+            if ctx.is_test { "test" } else { "run" }
+        );
+    }
+    let media = pipeline.prepare(&ctx)?;
+    if build_only {
+        match (&media.image, &media.direct_kernel) {
+            (Some(image), _) => println!("{}", image.path.display()),
+            (None, Some(kernel)) => println!("{}", kernel.display()),
+            (None, None) => {}
+        }
+        return Ok(exit_code::SUCCESS);
+    }
+    if run_args.print_cmd {
+        println!("{}", pipeline.command(&media, &ctx)?);
+        return Ok(exit_code::SUCCESS);
+    }
+    let outcome = pipeline.run(&media, &ctx)?;
+    let name = ctx
+        .kernel
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match &outcome.verdict {
+        Verdict::Success => {
+            if ctx.verbose > 0 {
+                eprintln!("      Passed {name} in {:.2} s", outcome.duration.as_secs_f64());
+            }
+        }
+        verdict => {
+            let log = outcome
+                .serial_log
+                .as_ref()
+                .map(|p| format!(" (serial log: {})", p.display()))
+                .unwrap_or_default();
+            eprintln!("error: {name} {verdict}{log}");
+        }
+    }
+    Ok(outcome.verdict.exit_code())
+}
+
+fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
+    let common = &config_args.common;
+    match &config_args.executable {
+        Some(executable) => {
+            let ctx = Context::new(invocation(common, Some(executable), &[], None))?;
+            print!("{}", show_config::render(&ctx.config, &ctx.origins)?);
+            println!(
+                "# kernel: {} ({}, {:?}); boot: {}; test: {}; output: {}",
+                ctx.kernel.path.display(),
+                ctx.arch,
+                ctx.kernel.format,
+                ctx.boot,
+                ctx.is_test,
+                ctx.output_dir.display()
+            );
+        }
+        None => {
+            let inv = invocation(common, None, &[], None);
+            let project = Project::discover(&inv, None)?;
+            let vars = show_config::placeholder_variables(&project);
+            let resolved = runner_core::context::load_config(
+                &inv,
+                &project.manifest_dir,
+                &project.workspace_root,
+                &vars,
+            )?;
+            print!("{}", show_config::render(&resolved.config, &resolved.origins)?);
+        }
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+fn clean(clean_args: &CleanArgs) -> Result<i32, Error> {
+    let inv = invocation(&clean_args.common, clean_args.executable.as_deref(), &[], None);
+    let executable = clean_args.executable.as_deref().map(std::path::absolute).transpose().map_err(|e| Error::io("resolve the path", ".", e))?;
+    let project = Project::discover(&inv, executable.as_deref())?;
+    let root = project.target_dir.join("image-runner");
+    let dir: PathBuf = match executable.as_deref().and_then(Path::file_stem) {
+        Some(stem) => root.join(stem),
+        None => root,
+    };
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => eprintln!("     Removed {}", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove", &dir, e)),
+    }
+    Ok(exit_code::SUCCESS)
+}
