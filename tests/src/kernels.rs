@@ -1,0 +1,409 @@
+//! The prebuilt test kernels (`tests/kernels/*.S`, built by `build.rs`).
+//!
+//! Every kernel prints one line on COM1 (see [`marker`]) and then, depending
+//! on the [`Variant`], leaves QEMU through the `isa-debug-exit` device with a
+//! "pass" or "fail" status, or halts for ever. Boot them with
+//! `-device` [`ISA_DEBUG_EXIT_DEVICE`] and `-serial stdio` (or any serial
+//! capture) and always with a host-side timeout.
+
+use std::path::PathBuf;
+
+/// The `-device` value the kernels expect: port 0xf4, 4 bytes wide.
+pub const ISA_DEBUG_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=0x04";
+
+/// One of the test kernel sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// `multiboot.S`: a 32-bit ELF loaded at 1 MiB with a Multiboot 1
+    /// header, a Multiboot 2 header and a Xen PVH note. QEMU `-kernel`
+    /// boots it directly (as Multiboot 1); GRUB and Limine boot it with
+    /// their `multiboot`/`multiboot2` protocols. Its Multiboot 1 header
+    /// asks for no video mode, so Limine refuses it as `multiboot1` on
+    /// UEFI ("Cannot use text mode"): use `multiboot2` there.
+    Multiboot,
+    /// `efi_app.S`: a PE32+ x86_64 UEFI application (subsystem 10). Boots
+    /// from `\EFI\BOOT\BOOTX64.EFI` on a FAT volume, or through OVMF's
+    /// support for QEMU `-kernel`.
+    EfiApp,
+    /// `limine.S`: an ELF64 kernel linked at `0xffffffff80000000` for the
+    /// Limine boot protocol (base revision 3, with request markers).
+    Limine,
+}
+
+impl Kernel {
+    /// Every kernel, in declaration order.
+    pub const ALL: [Kernel; 3] = [Kernel::Multiboot, Kernel::EfiApp, Kernel::Limine];
+
+    /// The name used in the file name and in the printed line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Multiboot => "multiboot",
+            Kernel::EfiApp => "efi-app",
+            Kernel::Limine => "limine",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Kernel::Multiboot | Kernel::Limine => "elf",
+            Kernel::EfiApp => "efi",
+        }
+    }
+}
+
+/// What a kernel does after printing its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Writes 0x10 to `isa-debug-exit`: QEMU exits with status 33.
+    Pass,
+    /// Writes 0x11 to `isa-debug-exit`: QEMU exits with status 35.
+    Fail,
+    /// Disables interrupts and halts for ever: QEMU never exits by itself.
+    Hang,
+}
+
+impl Variant {
+    /// Every variant, in declaration order.
+    pub const ALL: [Variant; 3] = [Variant::Pass, Variant::Fail, Variant::Hang];
+
+    /// The word used in the file name and in the printed line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Pass => "pass",
+            Variant::Fail => "fail",
+            Variant::Hang => "hang",
+        }
+    }
+
+    /// The value the kernel writes to the `isa-debug-exit` port, if any.
+    pub fn exit_value(self) -> Option<u32> {
+        match self {
+            Variant::Pass => Some(0x10),
+            Variant::Fail => Some(0x11),
+            Variant::Hang => None,
+        }
+    }
+
+    /// The exit status QEMU reports for this variant: `(value << 1) | 1`,
+    /// i.e. 33 for [`Variant::Pass`] and 35 for [`Variant::Fail`].
+    pub fn qemu_exit_status(self) -> Option<i32> {
+        self.exit_value().map(|v| ((v << 1) | 1) as i32)
+    }
+}
+
+/// The file name of a built kernel, e.g. `multiboot-pass.elf`.
+pub fn file_name(kernel: Kernel, variant: Variant) -> String {
+    format!(
+        "{}-{}.{}",
+        kernel.name(),
+        variant.name(),
+        kernel.extension()
+    )
+}
+
+/// Absolute path of a built kernel inside this crate's `OUT_DIR`.
+pub fn path(kernel: Kernel, variant: Variant) -> PathBuf {
+    PathBuf::from(env!("OUT_DIR"))
+        .join("kernels")
+        .join(file_name(kernel, variant))
+}
+
+/// The exact line the kernel prints on COM1, without the line ending.
+///
+/// The kernel sends `"\n"` before and after it, so it is always a line of
+/// its own on the captured serial output, even after firmware escape
+/// sequences.
+pub fn marker(kernel: Kernel, variant: Variant) -> &'static str {
+    match (kernel, variant) {
+        (Kernel::Multiboot, Variant::Pass) => "KERNEL: multiboot pass",
+        (Kernel::Multiboot, Variant::Fail) => "KERNEL: multiboot fail",
+        (Kernel::Multiboot, Variant::Hang) => "KERNEL: multiboot hang",
+        (Kernel::EfiApp, Variant::Pass) => "KERNEL: efi-app pass",
+        (Kernel::EfiApp, Variant::Fail) => "KERNEL: efi-app fail",
+        (Kernel::EfiApp, Variant::Hang) => "KERNEL: efi-app hang",
+        (Kernel::Limine, Variant::Pass) => "KERNEL: limine pass",
+        (Kernel::Limine, Variant::Fail) => "KERNEL: limine fail",
+        (Kernel::Limine, Variant::Hang) => "KERNEL: limine hang",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ELFCLASS32: u8 = 1;
+    const ELFCLASS64: u8 = 2;
+    const EM_386: u16 = 3;
+    const EM_X86_64: u16 = 62;
+    const ET_EXEC: u16 = 2;
+    const PT_LOAD: u32 = 1;
+    const PT_NOTE: u32 = 4;
+    const PF_X: u32 = 1;
+    const PF_W: u32 = 2;
+
+    fn read(kernel: Kernel, variant: Variant) -> Vec<u8> {
+        let path = path(kernel, variant);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn u16_at(b: &[u8], off: usize) -> u16 {
+        u16::from_le_bytes(b[off..off + 2].try_into().unwrap())
+    }
+
+    fn u32_at(b: &[u8], off: usize) -> u32 {
+        u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+    }
+
+    fn u64_at(b: &[u8], off: usize) -> u64 {
+        u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+    }
+
+    /// A program header, widened to 64 bits.
+    #[derive(Debug)]
+    struct Phdr {
+        kind: u32,
+        flags: u32,
+        offset: u64,
+        vaddr: u64,
+        filesz: u64,
+    }
+
+    /// Checks the ELF identification and returns (entry, program headers).
+    fn parse_elf(b: &[u8], class: u8, machine: u16) -> (u64, Vec<Phdr>) {
+        assert_eq!(&b[..4], b"\x7fELF", "ELF magic");
+        assert_eq!(b[4], class, "ELF class");
+        assert_eq!(b[5], 1, "little endian");
+        assert_eq!(u16_at(b, 16), ET_EXEC, "e_type");
+        assert_eq!(u16_at(b, 18), machine, "e_machine");
+        let (entry, phoff, phentsize, phnum) = if class == ELFCLASS64 {
+            (
+                u64_at(b, 24),
+                u64_at(b, 32) as usize,
+                u16_at(b, 54) as usize,
+                u16_at(b, 56) as usize,
+            )
+        } else {
+            (
+                u64::from(u32_at(b, 24)),
+                u32_at(b, 28) as usize,
+                u16_at(b, 42) as usize,
+                u16_at(b, 44) as usize,
+            )
+        };
+        let phdrs = (0..phnum)
+            .map(|i| {
+                let p = phoff + i * phentsize;
+                if class == ELFCLASS64 {
+                    Phdr {
+                        kind: u32_at(b, p),
+                        flags: u32_at(b, p + 4),
+                        offset: u64_at(b, p + 8),
+                        vaddr: u64_at(b, p + 16),
+                        filesz: u64_at(b, p + 32),
+                    }
+                } else {
+                    Phdr {
+                        kind: u32_at(b, p),
+                        offset: u64::from(u32_at(b, p + 4)),
+                        vaddr: u64::from(u32_at(b, p + 8)),
+                        filesz: u64::from(u32_at(b, p + 16)),
+                        flags: u32_at(b, p + 24),
+                    }
+                }
+            })
+            .collect();
+        (entry, phdrs)
+    }
+
+    fn assert_no_rwx(phdrs: &[Phdr]) {
+        for p in phdrs.iter().filter(|p| p.kind == PT_LOAD) {
+            assert_ne!(p.flags & (PF_W | PF_X), PF_W | PF_X, "RWX segment {p:?}");
+        }
+    }
+
+    /// File offset of the first `needle` starting at a multiple of `align`
+    /// within the first `limit` bytes.
+    fn find_aligned(b: &[u8], needle: &[u8], align: usize, limit: usize) -> Option<usize> {
+        (0..b.len().min(limit))
+            .step_by(align)
+            .find(|&off| b[off..].starts_with(needle))
+    }
+
+    fn le_words(words: &[u64]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn every_kernel_is_built_and_contains_its_line() {
+        for kernel in Kernel::ALL {
+            for variant in Variant::ALL {
+                let bytes = read(kernel, variant);
+                let line = format!("\n{}\n", marker(kernel, variant));
+                assert!(
+                    bytes.windows(line.len()).any(|w| w == line.as_bytes()),
+                    "{} lacks {line:?}",
+                    file_name(kernel, variant)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn paths_are_absolute_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for kernel in Kernel::ALL {
+            for variant in Variant::ALL {
+                let p = path(kernel, variant);
+                assert!(p.is_absolute(), "{}", p.display());
+                assert!(seen.insert(p));
+            }
+        }
+    }
+
+    #[test]
+    fn exit_statuses() {
+        assert_eq!(Variant::Pass.qemu_exit_status(), Some(33));
+        assert_eq!(Variant::Fail.qemu_exit_status(), Some(35));
+        assert_eq!(Variant::Hang.qemu_exit_status(), None);
+    }
+
+    #[test]
+    fn multiboot_kernel_is_elf32_with_multiboot1_header() {
+        for variant in Variant::ALL {
+            let b = read(Kernel::Multiboot, variant);
+            let (_, phdrs) = parse_elf(&b, ELFCLASS32, EM_386);
+            assert_no_rwx(&phdrs);
+            // Multiboot 1: 4-byte aligned within the first 8 KiB, and
+            // magic + flags + checksum == 0 (mod 2^32).
+            let off = find_aligned(&b, &0x1bad_b002u32.to_le_bytes(), 4, 8192)
+                .expect("Multiboot 1 magic in the first 8 KiB");
+            let sum = (0..3).fold(0u32, |s, i| s.wrapping_add(u32_at(&b, off + 4 * i)));
+            assert_eq!(sum, 0, "Multiboot 1 checksum");
+            let flags = u32_at(&b, off + 4);
+            assert_eq!(
+                flags & 0x0001_0000,
+                0,
+                "ELF kernel should not use the a.out kludge"
+            );
+        }
+    }
+
+    #[test]
+    fn multiboot_kernel_has_multiboot2_header() {
+        for variant in Variant::ALL {
+            let b = read(Kernel::Multiboot, variant);
+            // Multiboot 2: 8-byte aligned within the first 32 KiB.
+            let off = find_aligned(&b, &0xe852_50d6u32.to_le_bytes(), 8, 32768)
+                .expect("Multiboot 2 magic in the first 32 KiB");
+            let arch = u32_at(&b, off + 4);
+            let len = u32_at(&b, off + 8) as usize;
+            assert_eq!(arch, 0, "i386 architecture");
+            let sum = (0..4).fold(0u32, |s, i| s.wrapping_add(u32_at(&b, off + 4 * i)));
+            assert_eq!(sum, 0, "Multiboot 2 checksum");
+            // Walk the tags (each 8-byte aligned) up to the end tag, which
+            // must close the header exactly.
+            let mut tag = off + 16;
+            loop {
+                let (kind, size) = (u16_at(&b, tag), u32_at(&b, tag + 4) as usize);
+                assert!(size >= 8, "tag size {size}");
+                if kind == 0 {
+                    assert_eq!(size, 8, "end tag size");
+                    assert_eq!(tag + size, off + len, "end tag closes the header");
+                    break;
+                }
+                tag += size.next_multiple_of(8);
+                assert!(tag < off + len, "ran past the header without an end tag");
+            }
+        }
+    }
+
+    #[test]
+    fn multiboot_kernel_has_pvh_note_pointing_at_entry() {
+        for variant in Variant::ALL {
+            let b = read(Kernel::Multiboot, variant);
+            let (entry, phdrs) = parse_elf(&b, ELFCLASS32, EM_386);
+            let mut found = None;
+            for p in phdrs.iter().filter(|p| p.kind == PT_NOTE) {
+                let (mut n, end) = (p.offset as usize, (p.offset + p.filesz) as usize);
+                while n + 12 <= end {
+                    let namesz = u32_at(&b, n) as usize;
+                    let descsz = u32_at(&b, n + 4) as usize;
+                    let kind = u32_at(&b, n + 8);
+                    let name = &b[n + 12..n + 12 + namesz];
+                    let desc = n + 12 + namesz.next_multiple_of(4);
+                    if name == b"Xen\0" && kind == 18 {
+                        assert_eq!(descsz, 4);
+                        found = Some(u32_at(&b, desc));
+                    }
+                    n = desc + descsz.next_multiple_of(4);
+                }
+            }
+            let pvh_entry = found.expect("XEN_ELFNOTE_PHYS32_ENTRY note in a PT_NOTE segment");
+            assert_eq!(u64::from(pvh_entry), entry, "PVH entry is the ELF entry");
+        }
+    }
+
+    #[test]
+    fn efi_app_is_pe32plus_efi_application() {
+        const IMAGE_FILE_RELOCS_STRIPPED: u16 = 0x0001;
+        const IMAGE_FILE_EXECUTABLE_IMAGE: u16 = 0x0002;
+        for variant in Variant::ALL {
+            let b = read(Kernel::EfiApp, variant);
+            assert_eq!(&b[..2], b"MZ", "DOS header");
+            let pe = u32_at(&b, 0x3c) as usize;
+            assert_eq!(&b[pe..pe + 4], b"PE\0\0", "PE signature");
+            let coff = pe + 4;
+            assert_eq!(u16_at(&b, coff), 0x8664, "machine AMD64");
+            let characteristics = u16_at(&b, coff + 18);
+            assert_ne!(characteristics & IMAGE_FILE_EXECUTABLE_IMAGE, 0);
+            // Firmware loads the image wherever it likes; it must not claim
+            // to be fixed at its image base.
+            assert_eq!(characteristics & IMAGE_FILE_RELOCS_STRIPPED, 0);
+            let opt = coff + 20;
+            assert_eq!(u16_at(&b, opt), 0x20b, "PE32+ optional header");
+            assert_ne!(u32_at(&b, opt + 16), 0, "entry point");
+            assert_eq!(u16_at(&b, opt + 68), 10, "subsystem EFI application");
+        }
+    }
+
+    #[test]
+    fn limine_kernel_is_higher_half_elf64_with_requests() {
+        const HIGHER_HALF: u64 = 0xffff_ffff_8000_0000;
+        for variant in Variant::ALL {
+            let b = read(Kernel::Limine, variant);
+            let (entry, phdrs) = parse_elf(&b, ELFCLASS64, EM_X86_64);
+            assert!(entry >= HIGHER_HALF, "entry {entry:#x}");
+            let loads: Vec<_> = phdrs.iter().filter(|p| p.kind == PT_LOAD).collect();
+            assert!(!loads.is_empty());
+            for p in &loads {
+                assert!(p.vaddr >= HIGHER_HALF, "segment {p:?}");
+            }
+            assert_no_rwx(&phdrs);
+
+            let start = le_words(&[
+                0xf6b8_f4b3_9de7_d1ae,
+                0xfab9_1a69_40fc_b9cf,
+                0x785c_6ed0_15d3_e316,
+                0x181e_920a_7852_b9d9,
+            ]);
+            let base_revision = le_words(&[0xf956_2b2d_5c95_a6c8, 0x6a7b_3849_4453_6bdc, 3]);
+            let end = le_words(&[0xadc0_e053_1bb1_0d03, 0x9572_709f_3176_4c62]);
+            let start_at = find_aligned(&b, &start, 8, usize::MAX).expect("start marker");
+            let rev_at =
+                find_aligned(&b, &base_revision, 8, usize::MAX).expect("base revision 3 tag");
+            let end_at = find_aligned(&b, &end, 8, usize::MAX).expect("end marker");
+            assert!(
+                start_at < rev_at && rev_at < end_at,
+                "markers around the tag"
+            );
+            // Limine writes to the tag, so it must be in a writable segment
+            // (file offsets and addresses are 4 KiB-congruent, so the file
+            // offset is enough to find the segment).
+            let segment = loads
+                .iter()
+                .find(|p| (p.offset..p.offset + p.filesz).contains(&(rev_at as u64)))
+                .expect("base revision tag inside a loaded segment");
+            assert_ne!(segment.flags & PF_W, 0, "base revision tag is writable");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Bad config is reported with file:line:column and a hint, and the runner exits with the
+//! runner-error code before anything boots.
+
+use image_runner_tests::kernels::{self, Kernel, Variant};
+use image_runner_tests::runner::Project;
+use image_runner_tests::runner_bin;
+
+fn kernel() -> std::path::PathBuf {
+    kernels::path(Kernel::Multiboot, Variant::Pass)
+}
+
+#[test]
+fn unknown_key_names_file_line_column_and_the_nearest_key() {
+    let project = Project::new(runner_bin!(), "[test]\ntimout = 5\n");
+    let manifest = project.root().join("Cargo.toml");
+    let run = project.run([kernel()], &[]);
+    run.assert_code(2)
+        // Line 8: after the 4-line [package] header, a blank line, the metadata header, [test].
+        .assert_stderr_contains(&format!(
+            "{}:8:1: unknown field `timout`",
+            manifest.display()
+        ))
+        .assert_stderr_contains("did you mean `timeout`?");
+    assert!(
+        !run.stdout.contains("KERNEL:"),
+        "booted despite the error: {run}"
+    );
+}
+
+#[test]
+fn wrong_type_names_file_line_column() {
+    let project = Project::new(runner_bin!(), "");
+    let file = project.write(
+        "image-runner.toml",
+        "[qemu]\nmemory = \"1G\"\ncores = \"two\"\n",
+    );
+    let run = project.run([kernel()], &[]);
+    run.assert_code(2).assert_stderr_contains(&format!(
+        "{}:3:9: invalid type: string \"two\"",
+        file.display()
+    ));
+}
+
+#[test]
+fn bad_toml_names_file_line_column() {
+    let project = Project::new(runner_bin!(), "");
+    let file = project.write("image-runner.toml", "boot = \"uefi\"\n[qemu\n");
+    let run = project.run(["config"], &[]);
+    run.assert_code(2)
+        .assert_stderr_contains(&format!("{}:2:", file.display()));
+}
+
+#[test]
+fn environment_overrides_are_checked_and_named() {
+    let project = Project::new(runner_bin!(), "");
+    let run = project.run([kernel()], &[("CARGO_IMAGE_RUNNER_QEMU_CORES", "lots")]);
+    run.assert_code(2)
+        .assert_stderr_contains("environment variable CARGO_IMAGE_RUNNER_QEMU_CORES");
+}
+
+#[test]
+fn extra_files_may_not_leave_the_image_root() {
+    let project = Project::new(
+        runner_bin!(),
+        "boot = \"uefi\"\n[extra-files]\n\"../../etc/evil\" = \"Cargo.toml\"\n",
+    );
+    let run = project.run([kernels::path(Kernel::EfiApp, Variant::Pass)], &[]);
+    run.assert_code(2)
+        .assert_stderr_contains("../../etc/evil")
+        .assert_stderr_contains("leaves the image root");
+}
+
+#[test]
+fn config_shows_each_value_and_its_source() {
+    let project = Project::new(
+        runner_bin!(),
+        "[qemu]\nmemory = \"1G\"\n[profile.ci.test]\ntimeout = 9\n",
+    );
+    project.write("image-runner.toml", "[qemu]\ncores = 2\n");
+    let run = project.run(
+        ["config", "--profile", "ci"],
+        &[("CARGO_IMAGE_RUNNER_QEMU_ACCEL", "kvm")],
+    );
+    run.assert_code(0);
+    let line = |key: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{}", run.stdout))
+            .to_owned()
+    };
+    assert!(
+        line("qemu.memory").contains("\"1G\"")
+            && line("qemu.memory").contains("[package.metadata.image-runner]")
+    );
+    assert!(line("qemu.cores").contains("image-runner.toml"));
+    assert!(line("test.timeout").contains("= 9") && line("test.timeout").contains("profile `ci`"));
+    assert!(line("qemu.accel").contains("CARGO_IMAGE_RUNNER_QEMU_ACCEL"));
+    assert!(line("qemu.gui").ends_with("# default"));
+}
