@@ -80,7 +80,11 @@ pub struct RunArgs {
     pub executable: Option<PathBuf>,
 
     /// Arguments after the executable (for tests, cargo's libtest arguments; not passed to QEMU).
-    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub args: Vec<String>,
 }
 
@@ -140,16 +144,26 @@ mod tests {
 
     #[test]
     fn runner_form_keeps_libtest_arguments_away_from_our_flags() {
-        let cli = parse(&["/t/deps/k-0123456789abcdef", "--nocapture", "--test-threads", "1"]);
+        let cli = parse(&[
+            "/t/deps/k-0123456789abcdef",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ]);
         assert!(cli.command.is_none());
-        assert_eq!(cli.run.executable.as_deref(), Some(std::path::Path::new("/t/deps/k-0123456789abcdef")));
+        assert_eq!(
+            cli.run.executable.as_deref(),
+            Some(std::path::Path::new("/t/deps/k-0123456789abcdef"))
+        );
         assert_eq!(cli.run.args, ["--nocapture", "--test-threads", "1"]);
     }
 
     #[test]
     fn subcommands_and_options() {
         let cli = parse(&["build", "--profile", "ci", "--set", "boot=uefi", "/k"]);
-        let Some(Command::Build(run)) = cli.command else { panic!("not build") };
+        let Some(Command::Build(run)) = cli.command else {
+            panic!("not build")
+        };
         assert_eq!(run.common.profile.as_deref(), Some("ci"));
         assert_eq!(run.common.overrides, ["boot=uefi"]);
         let cli = parse(&["--print-cmd", "-v", "/k"]);

@@ -34,7 +34,12 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
     }
 }
 
-fn invocation(common: &Common, executable: Option<&Path>, args: &[String], test: Option<bool>) -> Invocation {
+fn invocation(
+    common: &Common,
+    executable: Option<&Path>,
+    args: &[String],
+    test: Option<bool>,
+) -> Invocation {
     let mut inv = Invocation::new(executable.map(Path::to_path_buf).unwrap_or_default());
     inv.args = args.to_vec();
     inv.profile = common.profile.clone();
@@ -47,7 +52,12 @@ fn invocation(common: &Common, executable: Option<&Path>, args: &[String], test:
 
 fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
     let executable = run_args.executable.clone().unwrap_or_default();
-    let inv = invocation(&run_args.common, Some(&executable), &run_args.args, run_args.test_mode());
+    let inv = invocation(
+        &run_args.common,
+        Some(&executable),
+        &run_args.args,
+        run_args.test_mode(),
+    );
     let ctx = Context::new(inv)?;
     let registry = plugins::registry();
     let pipeline = Pipeline::new(&registry);
@@ -84,7 +94,10 @@ fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
     match &outcome.verdict {
         Verdict::Success => {
             if ctx.verbose > 0 {
-                eprintln!("      Passed {name} in {:.2} s", outcome.duration.as_secs_f64());
+                eprintln!(
+                    "      Passed {name} in {:.2} s",
+                    outcome.duration.as_secs_f64()
+                );
             }
         }
         verdict => {
@@ -125,15 +138,28 @@ fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
                 &project.workspace_root,
                 &vars,
             )?;
-            print!("{}", show_config::render(&resolved.config, &resolved.origins)?);
+            print!(
+                "{}",
+                show_config::render(&resolved.config, &resolved.origins)?
+            );
         }
     }
     Ok(exit_code::SUCCESS)
 }
 
 fn clean(clean_args: &CleanArgs) -> Result<i32, Error> {
-    let inv = invocation(&clean_args.common, clean_args.executable.as_deref(), &[], None);
-    let executable = clean_args.executable.as_deref().map(std::path::absolute).transpose().map_err(|e| Error::io("resolve the path", ".", e))?;
+    let inv = invocation(
+        &clean_args.common,
+        clean_args.executable.as_deref(),
+        &[],
+        None,
+    );
+    let executable = clean_args
+        .executable
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+        .map_err(|e| Error::io("resolve the path", ".", e))?;
     let project = Project::discover(&inv, executable.as_deref())?;
     let root = project.target_dir.join("image-runner");
     let dir: PathBuf = match executable.as_deref().and_then(Path::file_stem) {

@@ -12,7 +12,11 @@ pub fn render(config: &Config, origins: &BTreeMap<String, String>) -> Result<Str
         .map_err(|e| Error::Config(format!("could not render the config: {e}")))?;
     let mut lines = Vec::new();
     flatten(&table, "", &mut lines);
-    let width = lines.iter().map(|(k, v)| k.len() + v.len() + 3).max().unwrap_or(0);
+    let width = lines
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 3)
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (key, value) in lines {
         let origin = origins
@@ -28,7 +32,11 @@ pub fn render(config: &Config, origins: &BTreeMap<String, String>) -> Result<Str
 
 fn flatten(table: &toml::Table, prefix: &str, out: &mut Vec<(String, String)>) {
     for (key, value) in table {
-        let dotted = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let dotted = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         match value {
             toml::Value::Table(inner) if !inner.is_empty() => flatten(inner, &dotted, out),
             other => out.push((dotted, other.to_string())),
@@ -44,7 +52,13 @@ pub fn placeholder_variables(project: &Project) -> Variables {
     vars.set("EXECUTABLE_NAME", "<executable-name>");
     vars.set("WORKSPACE_ROOT", project.workspace_root.to_string_lossy());
     vars.set("MANIFEST_DIR", project.manifest_dir.to_string_lossy());
-    vars.set("OUTPUT_DIR", project.target_dir.join("image-runner/<executable-stem>").to_string_lossy());
+    vars.set(
+        "OUTPUT_DIR",
+        project
+            .target_dir
+            .join("image-runner/<executable-stem>")
+            .to_string_lossy(),
+    );
     vars.set("IS_TEST", "false");
     vars.set("ARGS", "");
     vars
