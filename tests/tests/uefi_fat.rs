@@ -41,7 +41,7 @@ fn build_prints_a_fat_image_that_fsck_accepts() {
         .expect("run fsck.fat (install dosfstools)");
     let report = String::from_utf8_lossy(&fsck.stdout);
     assert!(fsck.status.success(), "fsck.fat failed:\n{report}");
-    assert!(report.contains("FAT16"), "not FAT16:\n{report}");
+    assert!(report.contains("16 bit entries"), "not FAT16:\n{report}");
     let listing = Command::new("mdir")
         .args(["-i"])
         .arg(&image)

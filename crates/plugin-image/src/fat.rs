@@ -1,0 +1,1089 @@
+//! The FAT image writer: plans a FAT12/16/32 volume for a staging list and fills it through
+//! fatfs, reproducibly, correcting what fatfs 0.3.6 gets wrong.
+
+mod cache;
+mod clock;
+mod layout;
+mod raw;
+mod tree;
+
+use std::fmt;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use runner_core::{Error, Source, Staging};
+
+use cache::BlockCache;
+use layout::Layout;
+
+/// A FAT variant. UEFI firmware reads all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FatType {
+    Fat12,
+    Fat16,
+    Fat32,
+}
+
+impl fmt::Display for FatType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FatType::Fat12 => "FAT12",
+            FatType::Fat16 => "FAT16",
+            FatType::Fat32 => "FAT32",
+        })
+    }
+}
+
+impl From<FatType> for fatfs::FatType {
+    fn from(fat_type: FatType) -> Self {
+        match fat_type {
+            FatType::Fat12 => fatfs::FatType::Fat12,
+            FatType::Fat16 => fatfs::FatType::Fat16,
+            FatType::Fat32 => fatfs::FatType::Fat32,
+        }
+    }
+}
+
+impl From<fatfs::FatType> for FatType {
+    fn from(fat_type: fatfs::FatType) -> Self {
+        match fat_type {
+            fatfs::FatType::Fat12 => FatType::Fat12,
+            fatfs::FatType::Fat16 => FatType::Fat16,
+            fatfs::FatType::Fat32 => FatType::Fat32,
+        }
+    }
+}
+
+/// How to build a FAT volume.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct FatOptions {
+    /// `None`: the smallest type that suits the content (FAT12 up to about 16 MiB, FAT16 up to
+    /// about 256 MiB, FAT32 beyond).
+    pub fat_type: Option<FatType>,
+    /// Volume size in bytes; `None`: the content plus directories, FATs and a little free space,
+    /// rounded up to a MiB. Used by [`write_fat_file`]; [`format_into`] takes its size as an
+    /// argument.
+    pub size: Option<u64>,
+    /// Volume label: 1 to 11 ASCII letters, digits, spaces (not first) or ``!#$%&'()-@^_`{}~``.
+    /// Lowercase letters are stored uppercase, as FAT labels are.
+    pub label: Option<String>,
+    /// Volume serial number; `None`: derived from the staged paths and contents, so that the
+    /// same input always gives the same image.
+    pub volume_id: Option<u32>,
+}
+
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FatInfo {
+    pub fat_type: FatType,
+    /// Size of the volume in bytes (a multiple of 512).
+    pub size: u64,
+    pub cluster_size: u32,
+}
+
+/// Formats `storage` (exactly `size` bytes, already that long) and writes every staged file into it.
+///
+/// Areas the volume does not use (free clusters, the tails of last clusters) are left as
+/// `storage` has them, so give it zeroed storage (a new sparse file) for reproducible images.
+/// `opts.size` is not used: `size` is.
+pub fn format_into<S: Read + Write + Seek>(
+    storage: S,
+    size: u64,
+    staging: &Staging,
+    opts: &FatOptions,
+) -> Result<FatInfo, Error> {
+    let prepared = Prepared::new(staging, opts)?;
+    let layout = layout::plan(&prepared.content, opts.fat_type, Some(size))?;
+    prepared.write(storage, &layout)
+}
+
+/// The size in bytes `format_into` would need for this staging list and FAT type.
+///
+/// This is the size chosen when no size is given: content, directories, FATs and a little free
+/// space, rounded up to a MiB.
+pub fn required_size(staging: &Staging, fat_type: Option<FatType>) -> Result<u64, Error> {
+    let tree = tree::build(staging)?;
+    Ok(layout::plan(&tree.content(), fat_type, None)?.bytes())
+}
+
+/// Creates/truncates the file at `out`, sizes it, formats it (convenience for the `fat` format).
+///
+/// On failure the file is removed, so that a half-written image is never mistaken for one.
+pub fn write_fat_file(out: &Path, staging: &Staging, opts: &FatOptions) -> Result<FatInfo, Error> {
+    let prepared = Prepared::new(staging, opts)?;
+    let layout = layout::plan(&prepared.content, opts.fat_type, opts.size)?;
+    let size = opts.size.unwrap_or_else(|| layout.bytes());
+    // Read access too: fatfs reads back what it wrote (FAT entries, directories).
+    let result = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(out)
+        .map_err(|e| Error::io("create", out, e))
+        .and_then(|file| {
+            file.set_len(size)
+                .map_err(|e| Error::io("set the size of", out, e))?;
+            prepared.write(&file, &layout)
+        });
+    if result.is_err() {
+        // Best effort: the error being returned matters more than one about the cleanup.
+        let _ = std::fs::remove_file(out);
+    }
+    result
+}
+
+/// Everything checked and measured before any byte is written.
+struct Prepared<'a> {
+    tree: tree::Dir<'a>,
+    content: layout::Content,
+    label: Option<[u8; 11]>,
+    volume_id: Option<u32>,
+    time: &'static clock::FixedTime,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(staging: &'a Staging, opts: &FatOptions) -> Result<Self, Error> {
+        let label = opts.label.as_deref().map(parse_label).transpose()?;
+        let tree = tree::build(staging)?;
+        Ok(Self {
+            content: tree.content(),
+            tree,
+            label,
+            volume_id: opts.volume_id,
+            time: clock::from_env()?,
+        })
+    }
+
+    fn write<S: Read + Write + Seek>(&self, storage: S, layout: &Layout) -> Result<FatInfo, Error> {
+        let mut disk = BlockCache::new(storage, layout.bytes());
+        format(&mut disk, layout, self.label, self.volume_id)?;
+        let volume_id = self.fill(&mut disk, layout)?;
+        let volume = raw::Volume::read(&mut disk, layout.fat_type).map_err(image_error)?;
+        raw::fix_subdirectories(&mut disk, &volume).map_err(image_error)?;
+        if let Some(volume_id) = volume_id {
+            raw::set_volume_id(&mut disk, &volume, volume_id).map_err(image_error)?;
+        }
+        disk.flush().map_err(image_error)?;
+        Ok(FatInfo {
+            fat_type: layout.fat_type,
+            size: layout.bytes(),
+            // At most 32 KiB.
+            cluster_size: layout.cluster_size as u32,
+        })
+    }
+
+    /// Writes the tree into the formatted volume; returns the volume id to set, if derived.
+    fn fill<S: Read + Write + Seek>(
+        &self,
+        disk: &mut BlockCache<S>,
+        layout: &Layout,
+    ) -> Result<Option<u32>, Error> {
+        disk.seek(SeekFrom::Start(0)).map_err(image_error)?;
+        let fs =
+            fatfs::FileSystem::new(&mut *disk, fatfs::FsOptions::new().time_provider(self.time))
+                .map_err(image_error)?;
+        // fatfs picks the type from the cluster count and ignores the one asked for; the plan
+        // chose sizes to get it, and this catches any disagreement before files go in.
+        let made = FatType::from(fs.fat_type());
+        // Also counts the free clusters, so that FAT32's FSInfo sector is written with the
+        // right count instead of "unknown".
+        let stats = fs.stats().map_err(image_error)?;
+        if made != layout.fat_type || u64::from(stats.total_clusters()) < layout.needed {
+            return Err(Error::plugin(
+                "fat",
+                format!(
+                    "fatfs formatted a {made} volume with {} clusters of {} bytes where a {} \
+                     volume with at least {} clusters was planned ({} bytes); this is a bug in \
+                     the FAT writer, work around it by setting `image.size`",
+                    stats.total_clusters(),
+                    stats.cluster_size(),
+                    layout.fat_type,
+                    layout.needed,
+                    layout.bytes(),
+                ),
+            ));
+        }
+        let mut hash = self.volume_id.is_none().then(ContentHash::new);
+        let mut buffer = vec![0u8; 64 * 1024];
+        write_dir(&fs.root_dir(), &self.tree, &mut hash, &mut buffer)?;
+        fs.unmount().map_err(image_error)?;
+        Ok(hash.map(|h| h.finish32()))
+    }
+}
+
+/// Formats the volume with fatfs; `volume_id` `None` leaves 0 for the content hash set later.
+fn format<S: Read + Write + Seek>(
+    disk: &mut BlockCache<S>,
+    layout: &Layout,
+    label: Option<[u8; 11]>,
+    volume_id: Option<u32>,
+) -> Result<(), Error> {
+    // The plan keeps sectors within u32, root entries within u16 and clusters at 32 KiB.
+    let mut options = fatfs::FormatVolumeOptions::new()
+        .total_sectors(layout.sectors as u32)
+        .bytes_per_cluster(layout.cluster_size as u32)
+        .fat_type(layout.fat_type.into())
+        .volume_id(volume_id.unwrap_or(0));
+    if layout.root_entries > 0 {
+        options = options.max_root_dir_entries(layout.root_entries as u16);
+    }
+    if let Some(label) = label {
+        options = options.volume_label(label);
+    }
+    disk.seek(SeekFrom::Start(0)).map_err(image_error)?;
+    fatfs::format_volume(&mut *disk, options).map_err(image_error)
+}
+
+fn image_error(e: io::Error) -> Error {
+    Error::plugin_source("fat", "could not write the FAT volume", e)
+}
+
+/// Creates the entries of `dir` in `into`, then fills its subdirectories.
+fn write_dir<T: fatfs::ReadWriteSeek>(
+    into: &fatfs::Dir<'_, T>,
+    dir: &tree::Dir<'_>,
+    hash: &mut Option<ContentHash>,
+    buffer: &mut [u8],
+) -> Result<(), Error> {
+    let mut subdirs = Vec::new();
+    for (name, entry) in dir.creation_order() {
+        match entry {
+            tree::Entry::File(file) => write_file(into, name, file, hash, buffer)?,
+            tree::Entry::Dir(sub) => {
+                let created = into.create_dir(name).map_err(|e| {
+                    Error::plugin_source(
+                        "fat",
+                        format!(
+                            "could not create directory `/{}` in the FAT image",
+                            sub.path
+                        ),
+                        e,
+                    )
+                })?;
+                subdirs.push((created, sub));
+            }
+        }
+    }
+    for (created, sub) in subdirs {
+        write_dir(&created, sub, hash, buffer)?;
+    }
+    Ok(())
+}
+
+/// Streams one file into the volume, hashing path and content for the volume id.
+fn write_file<T: fatfs::ReadWriteSeek>(
+    into: &fatfs::Dir<'_, T>,
+    name: &str,
+    file: &tree::File<'_>,
+    hash: &mut Option<ContentHash>,
+    buffer: &mut [u8],
+) -> Result<(), Error> {
+    let write_error = |e: io::Error| {
+        Error::plugin_source(
+            "fat",
+            format!("could not write `{}` into the FAT image", file.path),
+            e,
+        )
+    };
+    let read_error = |e: io::Error| match file.source {
+        Source::File(path) => Error::io("read", path, e),
+        _ => Error::plugin_source(
+            "fat",
+            format!("could not read the content for `{}`", file.path),
+            e,
+        ),
+    };
+    if let Some(hash) = hash {
+        hash.update(file.path.as_str().as_bytes());
+        hash.update(&[0]);
+    }
+    let mut out = into.create_file(name).map_err(write_error)?;
+    let mut input = file.source.open()?;
+    let mut written = 0u64;
+    loop {
+        let n = match input.read(buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        if let Some(hash) = hash {
+            hash.update(&buffer[..n]);
+        }
+        out.write_all(&buffer[..n]).map_err(write_error)?;
+        written += n as u64;
+    }
+    out.flush().map_err(write_error)?;
+    if let Some(hash) = hash {
+        hash.update(&written.to_le_bytes());
+    }
+    // The volume was sized from the length seen earlier.
+    if written != file.len {
+        return Err(Error::plugin(
+            "fat",
+            format!(
+                "the content for `{}` changed while the FAT image was written: it was {} bytes, \
+                 then {written} bytes were read",
+                file.path, file.len
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The content hash behind derived volume ids: FNV-1a's offset basis and prime, taken a 64-bit
+/// word at a time instead of a byte at a time (hashing a 64 MiB kernel byte by byte took 80 ms,
+/// longer than writing it), with a rotation so that high bits feed back into low ones.
+#[derive(Debug)]
+struct ContentHash {
+    state: u64,
+    /// Bytes not yet forming a whole word.
+    tail: [u8; 8],
+    tail_len: usize,
+}
+
+impl ContentHash {
+    fn new() -> Self {
+        Self {
+            state: 0xcbf2_9ce4_8422_2325,
+            tail: [0; 8],
+            tail_len: 0,
+        }
+    }
+
+    fn mix(&mut self, word: [u8; 8]) {
+        self.state = (self.state ^ u64::from_le_bytes(word))
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(29);
+    }
+
+    fn update(&mut self, mut bytes: &[u8]) {
+        if self.tail_len > 0 {
+            let take = bytes.len().min(8 - self.tail_len);
+            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
+            self.tail_len += take;
+            bytes = &bytes[take..];
+            if self.tail_len < 8 {
+                return;
+            }
+            self.mix(self.tail);
+            self.tail_len = 0;
+        }
+        let (words, rest) = bytes.as_chunks::<8>();
+        for word in words {
+            self.mix(*word);
+        }
+        self.tail[..rest.len()].copy_from_slice(rest);
+        self.tail_len = rest.len();
+    }
+
+    fn finish32(mut self) -> u32 {
+        if self.tail_len > 0 {
+            self.tail[self.tail_len..].fill(0);
+            self.mix(self.tail);
+        }
+        self.mix((self.tail_len as u64).to_le_bytes());
+        // Both halves contribute; the truncation is the point.
+        (self.state ^ (self.state >> 32)) as u32
+    }
+}
+
+/// Checks a volume label and encodes it as the 11 space-padded bytes FAT stores.
+fn parse_label(label: &str) -> Result<[u8; 11], Error> {
+    const PUNCTUATION: &str = "!#$%&'()-@^_`{}~ ";
+    let bad = |why: String| {
+        Error::plugin(
+            "fat",
+            format!(
+                "volume label `{label}` {why}; set `image.label` to 1 to 11 ASCII letters, \
+                 digits, spaces (not first) or any of !#$%&'()-@^_`{{}}~"
+            ),
+        )
+    };
+    if let Some(c) = label
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && !PUNCTUATION.contains(*c))
+    {
+        return Err(bad(format!("contains `{c}`")));
+    }
+    if label.is_empty() {
+        return Err(bad("is empty".into()));
+    }
+    if label.len() > 11 {
+        return Err(bad(format!("is {} characters long", label.len())));
+    }
+    if label.starts_with(' ') {
+        return Err(bad("starts with a space".into()));
+    }
+    let mut encoded = [b' '; 11];
+    for (slot, byte) in encoded.iter_mut().zip(label.bytes()) {
+        *slot = byte.to_ascii_uppercase();
+    }
+    Ok(encoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+    use std::process::Command;
+    use std::time::Instant;
+
+    /// Runs an external checker; missing tools fail the test with what to install.
+    fn run(program: &str, args: &[&str]) -> (bool, Vec<u8>, String) {
+        let output = Command::new(program)
+            .args(args)
+            // mtools refuses images whose size is not a multiple of its idea of a track.
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "could not run `{program}` ({e}); these tests check images with independent \
+                     tools: install dosfstools (fsck.fat) and mtools (mdir, mtype, mlabel)"
+                )
+            });
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), output.stdout, text)
+    }
+
+    fn arg(path: &Path) -> &str {
+        path.to_str().unwrap()
+    }
+
+    /// `fsck.fat -n` must pass and print nothing but its banner and the summary line.
+    fn assert_fsck_clean(image: &Path) {
+        let (ok, _, text) = run("fsck.fat", &["-n", arg(image)]);
+        let complaints: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                let banner = line.starts_with("fsck.fat ");
+                let summary = line.contains(" files, ") && line.ends_with(" clusters");
+                !(banner || summary)
+            })
+            .collect();
+        assert!(
+            ok && complaints.is_empty(),
+            "fsck.fat -n complains:\n{text}"
+        );
+    }
+
+    /// The FAT type and cluster size as fsck.fat reads them from the image.
+    fn fsck_geometry(image: &Path) -> (FatType, u32) {
+        let (_, _, text) = run("fsck.fat", &["-n", "-v", arg(image)]);
+        let fat_type = if text.contains("12 bit entries") {
+            FatType::Fat12
+        } else if text.contains("16 bit entries") {
+            FatType::Fat16
+        } else if text.contains("32 bit entries") {
+            FatType::Fat32
+        } else {
+            panic!("no FAT type in fsck.fat -v output:\n{text}")
+        };
+        let cluster = text
+            .lines()
+            .find_map(|line| line.trim().strip_suffix(" bytes per cluster"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no cluster size in:\n{text}"));
+        (fat_type, cluster)
+    }
+
+    fn mtype(image: &Path, path: &str) -> Vec<u8> {
+        let (ok, stdout, text) = run("mtype", &["-i", arg(image), &format!("::/{path}")]);
+        assert!(ok, "mtype ::/{path}: {text}");
+        stdout
+    }
+
+    /// Every file path mtools lists, recursively, with long names.
+    fn mdir_files(image: &Path) -> BTreeSet<String> {
+        let (ok, stdout, text) = run("mdir", &["-/", "-b", "-a", "-i", arg(image), "::/"]);
+        // What mdir says for a volume without any entry.
+        if !ok && text.trim() == "mdir: File \"::/\" not found" {
+            return BTreeSet::new();
+        }
+        assert!(ok, "mdir: {text}");
+        String::from_utf8(stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|line| line.strip_prefix("::/"))
+            .filter(|path| !path.ends_with('/') && !path.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Deterministic bytes that differ per seed.
+    fn pattern(len: usize, seed: u32) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect()
+    }
+
+    fn add(staging: &mut Staging, path: &str, bytes: Vec<u8>) {
+        staging.add_file(path, Source::Bytes(bytes)).unwrap();
+    }
+
+    /// Nested directories (5 levels), long names, spaces, non-ASCII, a directory spanning many
+    /// clusters, empty and cluster-sized files, and a `~` name equal to a generated alias.
+    fn sample() -> Staging {
+        let mut s = Staging::new();
+        add(&mut s, "EFI/BOOT/BOOTX64.EFI", pattern(3000, 1));
+        add(&mut s, "boot/kernel.elf", pattern(100_000, 2));
+        add(&mut s, "boot/limine/limine.conf", b"timeout: 0\n".to_vec());
+        add(
+            &mut s,
+            "deep/level two/Level Three With A Long Name/and four/file name with spaces.txt",
+            pattern(5000, 3),
+        );
+        add(&mut s, "deep/level two/short.txt", pattern(10, 4));
+        for i in 0..150u32 {
+            add(
+                &mut s,
+                &format!("many/file-{i:03}-with-a-rather-long-name.bin"),
+                pattern(i as usize * 37, i + 10),
+            );
+        }
+        add(&mut s, "README", b"read me\n".to_vec());
+        add(&mut s, "readme-lower.md", b"lower\n".to_vec());
+        add(&mut s, "Grüße und Küsse.txt", pattern(77, 5));
+        add(&mut s, "a.b.c.d.txt", pattern(20, 6));
+        add(&mut s, ".hidden", pattern(21, 7));
+        add(&mut s, "empty", Vec::new());
+        add(&mut s, "exactly-4096", pattern(4096, 8));
+        add(&mut s, "Long File Name.txt", pattern(30, 9));
+        add(&mut s, "LONGFI~1.TXT", pattern(31, 10));
+        // Sorts before the 8.3 name its alias would equal.
+        add(&mut s, "B b~c.txt", pattern(32, 11));
+        add(&mut s, "BB~C~1.TXT", pattern(33, 12));
+        s
+    }
+
+    fn staged_bytes(staging: &Staging) -> Vec<(String, Vec<u8>)> {
+        staging
+            .entries
+            .iter()
+            .map(|(path, source)| (path.as_str().to_owned(), source.read().unwrap()))
+            .collect()
+    }
+
+    /// fsck.fat is clean, mtools sees exactly the staged files with their content, and the type
+    /// is the one reported.
+    fn check_image(image: &Path, staging: &Staging, info: &FatInfo) {
+        assert_fsck_clean(image);
+        assert_eq!(fsck_geometry(image), (info.fat_type, info.cluster_size));
+        assert_eq!(std::fs::metadata(image).unwrap().len(), info.size);
+        let expected: BTreeSet<String> = staging
+            .entries
+            .keys()
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        let listed = mdir_files(image);
+        let missing: Vec<_> = expected.difference(&listed).collect();
+        let unexpected: Vec<_> = listed.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && unexpected.is_empty(),
+            "mdir lists {unexpected:?} it should not, misses {missing:?}"
+        );
+        for (path, bytes) in staged_bytes(staging) {
+            assert!(mtype(image, &path) == bytes, "content of /{path} differs");
+        }
+    }
+
+    fn options(fat_type: Option<FatType>, size: Option<u64>) -> FatOptions {
+        FatOptions {
+            fat_type,
+            size,
+            ..FatOptions::default()
+        }
+    }
+
+    fn image_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+        dir.path().join(name)
+    }
+
+    #[test]
+    fn every_fat_type_passes_fsck_and_reads_back_with_mtools() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = sample();
+        for fat_type in [FatType::Fat12, FatType::Fat16, FatType::Fat32] {
+            let image = image_in(&dir, &format!("{fat_type}.img"));
+            let info = write_fat_file(&image, &staging, &options(Some(fat_type), None)).unwrap();
+            assert_eq!(info.fat_type, fat_type);
+            check_image(&image, &staging, &info);
+        }
+    }
+
+    #[test]
+    fn directories_start_with_dot_entries_pointing_at_the_right_clusters() {
+        // fsck.fat checks this too; here the raw bytes are looked at directly, for FAT32 where
+        // fatfs gets `..` of first-level directories wrong.
+        let dir = tempfile::tempdir().unwrap();
+        let image = image_in(&dir, "fat32.img");
+        let mut staging = Staging::new();
+        add(&mut staging, "top/middle/file", vec![1]);
+        write_fat_file(&image, &staging, &options(Some(FatType::Fat32), None)).unwrap();
+        let mut disk = std::fs::File::open(&image).unwrap();
+        let bytes = {
+            let mut v = Vec::new();
+            disk.read_to_end(&mut v).unwrap();
+            v
+        };
+        let boot = &bytes[..512];
+        let sector = u64::from(u16::from_le_bytes([boot[11], boot[12]]));
+        let cluster = sector * u64::from(boot[13]);
+        let reserved = u64::from(u16::from_le_bytes([boot[14], boot[15]]));
+        let fat = u64::from(u32::from_le_bytes([boot[36], boot[37], boot[38], boot[39]]));
+        let data = (reserved + 2 * fat) * sector;
+        let entries_at = |cluster_no: u64| {
+            let at = (data + (cluster_no - 2) * cluster) as usize;
+            bytes[at..at + cluster as usize].to_vec()
+        };
+        let cluster_of = |e: &[u8]| {
+            u64::from(u16::from_le_bytes([e[20], e[21]])) << 16
+                | u64::from(u16::from_le_bytes([e[26], e[27]]))
+        };
+        let find = |dir: &[u8], name: &[u8; 11]| {
+            dir.chunks(32)
+                .find(|e| &e[..11] == name)
+                .map(|e| e.to_vec())
+                .unwrap()
+        };
+        let root = entries_at(2);
+        let top = cluster_of(&find(&root, b"TOP        "));
+        let top_dir = entries_at(top);
+        assert_eq!(&top_dir[..11], b".          ");
+        assert_eq!(cluster_of(&top_dir[..32]), top);
+        assert_eq!(&top_dir[32..43], b"..         ");
+        assert_eq!(cluster_of(&top_dir[32..64]), 0);
+        let middle = cluster_of(&find(&top_dir, b"MIDDLE     "));
+        let middle_dir = entries_at(middle);
+        assert_eq!(cluster_of(&middle_dir[..32]), middle);
+        assert_eq!(cluster_of(&middle_dir[32..64]), top);
+    }
+
+    #[test]
+    fn the_asked_type_is_produced_even_where_fatfs_would_pick_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut staging = Staging::new();
+        add(&mut staging, "EFI/BOOT/BOOTX64.EFI", pattern(10_000, 1));
+        // fatfs alone makes FAT12 from a 4 MiB FAT16 request and FAT16 from small FAT32 ones.
+        let cases = [
+            (FatType::Fat16, Some(4 << 20)),
+            (FatType::Fat16, None),
+            (FatType::Fat32, Some(40 << 20)),
+            (FatType::Fat32, None),
+            (FatType::Fat12, Some(16 << 20)),
+        ];
+        for (fat_type, size) in cases {
+            let image = image_in(&dir, "typed.img");
+            let info = write_fat_file(&image, &staging, &options(Some(fat_type), size)).unwrap();
+            assert_eq!(info.fat_type, fat_type, "{size:?}");
+            if let Some(size) = size {
+                assert_eq!(info.size, size);
+            }
+            check_image(&image, &staging, &info);
+        }
+    }
+
+    #[test]
+    fn large_clusters_on_large_volumes_pass_fsck() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = sample();
+        let mib = 1u64 << 20;
+        for (fat_type, size, cluster) in [
+            (FatType::Fat12, 100 * mib, 32_768),
+            (FatType::Fat16, 1000 * mib, 16_384),
+            (FatType::Fat32, 600 * mib, 1024),
+        ] {
+            let image = image_in(&dir, "large.img");
+            let info =
+                write_fat_file(&image, &staging, &options(Some(fat_type), Some(size))).unwrap();
+            assert_eq!((info.fat_type, info.cluster_size), (fat_type, cluster));
+            check_image(&image, &staging, &info);
+        }
+    }
+
+    #[test]
+    fn automatic_type_and_size_follow_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tiny = Staging::new();
+        add(&mut tiny, "EFI/BOOT/BOOTX64.EFI", pattern(40_000, 1));
+        let image = image_in(&dir, "auto.img");
+        let info = write_fat_file(&image, &tiny, &FatOptions::default()).unwrap();
+        assert_eq!((info.fat_type, info.size), (FatType::Fat12, 1 << 20));
+        assert_eq!(required_size(&tiny, None).unwrap(), info.size);
+        check_image(&image, &tiny, &info);
+
+        // A sparse 20 MiB file: too much for FAT12 with sensible clusters.
+        let big = dir.path().join("big.bin");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(20 << 20)
+            .unwrap();
+        let mut medium = Staging::new();
+        medium
+            .add_file("boot/kernel", Source::File(big.clone()))
+            .unwrap();
+        let info = write_fat_file(&image, &medium, &FatOptions::default()).unwrap();
+        assert_eq!(info.fat_type, FatType::Fat16);
+        assert_eq!(info.size % (1 << 20), 0);
+        assert!(info.size >= 20 << 20 && info.size <= 22 << 20, "{info:?}");
+        assert_fsck_clean(&image);
+
+        // Only sized, not written: 300 MiB goes to FAT32.
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(300 << 20)
+            .unwrap();
+        let layout = layout::plan(&tree::build(&medium).unwrap().content(), None, None).unwrap();
+        assert_eq!(layout.fat_type, FatType::Fat32);
+        assert_eq!(required_size(&medium, None).unwrap(), layout.bytes());
+    }
+
+    #[test]
+    fn a_size_too_small_says_what_is_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = image_in(&dir, "small.img");
+        let mut staging = Staging::new();
+        add(&mut staging, "kernel", pattern(3 << 20, 1));
+        let err = write_fat_file(&image, &staging, &options(None, Some(2 << 20)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at least") && err.contains("MiB") && err.contains("`image.size`"),
+            "{err}"
+        );
+        assert!(!image.exists(), "a failed image is left behind");
+        let err = write_fat_file(
+            &image,
+            &staging,
+            &options(Some(FatType::Fat32), Some(8 << 20)),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FAT32") && err.contains("`image.size`"),
+            "{err}"
+        );
+        let err = format_into(
+            io::Cursor::new(vec![0u8; 1 << 20]),
+            1 << 20,
+            &staging,
+            &FatOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`image.size`"), "{err}");
+    }
+
+    #[test]
+    fn output_is_reproducible_and_the_volume_id_follows_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = sample();
+        let (a, b, c) = (
+            image_in(&dir, "a.img"),
+            image_in(&dir, "b.img"),
+            image_in(&dir, "c.img"),
+        );
+        write_fat_file(&a, &staging, &FatOptions::default()).unwrap();
+        write_fat_file(&b, &staging, &FatOptions::default()).unwrap();
+        let (a_bytes, b_bytes) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert!(a_bytes == b_bytes, "two runs differ");
+
+        let mut changed = sample();
+        add(&mut changed, "README", b"read me!\n".to_vec());
+        write_fat_file(&c, &changed, &FatOptions::default()).unwrap();
+        let volume_id = |bytes: &[u8]| bytes[0x27..0x2B].to_vec();
+        let c_bytes = std::fs::read(&c).unwrap();
+        assert_ne!(volume_id(&a_bytes), volume_id(&c_bytes));
+
+        let fixed = FatOptions {
+            volume_id: Some(0x1234_ABCD),
+            ..FatOptions::default()
+        };
+        write_fat_file(&c, &staging, &fixed).unwrap();
+        assert_eq!(
+            volume_id(&std::fs::read(&c).unwrap()),
+            0x1234_ABCDu32.to_le_bytes()
+        );
+
+        // Every entry carries the fixed instant (SOURCE_DATE_EPOCH, else 1980-01-01).
+        let now = fatfs::TimeProvider::get_current_date(clock::from_env().unwrap());
+        let date = format!("{:04}-{:02}-{:02}", now.year, now.month, now.day);
+        let (ok, stdout, text) = run("mdir", &["-/", "-a", "-i", arg(&a), "::/"]);
+        assert!(ok, "{text}");
+        let listing = String::from_utf8_lossy(&stdout);
+        let is_date = |token: &&str| {
+            token.len() == 10
+                && token.char_indices().all(|(i, c)| match i {
+                    4 | 7 => c == '-',
+                    _ => c.is_ascii_digit(),
+                })
+        };
+        let dates: Vec<&str> = listing
+            .lines()
+            .filter_map(|line| line.split_whitespace().find(is_date))
+            .collect();
+        assert!(dates.len() > staging.entries.len(), "{listing}");
+        assert!(
+            dates.iter().all(|d| *d == date),
+            "not all dated {date}:\n{listing}"
+        );
+    }
+
+    #[test]
+    fn names_fat_cannot_hold_are_refused_with_the_path() {
+        let long = "x".repeat(256);
+        let bad = [
+            "boot/a\"b",
+            "boot/a*b",
+            "a:b",
+            "dir/a<b/file",
+            "a>b",
+            "a?b",
+            "a\\b",
+            "a|b",
+            "tab\there",
+            "trailing.",
+            "trailing ",
+            "dir./file",
+            long.as_str(),
+            "emoji 🦀",
+        ];
+        for name in bad {
+            let mut staging = Staging::new();
+            add(&mut staging, name, vec![1]);
+            let err = required_size(&staging, None).unwrap_err().to_string();
+            let shown = runner_core::ImagePath::new(name).unwrap().to_string();
+            assert!(err.contains(&shown), "{name:?}: {err}");
+        }
+        // Exactly 255 UTF-16 units is fine.
+        let mut staging = Staging::new();
+        add(&mut staging, &"é".repeat(120), vec![1]);
+        required_size(&staging, None).unwrap();
+    }
+
+    #[test]
+    fn names_equal_but_for_case_are_refused_naming_both() {
+        let mut staging = Staging::new();
+        add(&mut staging, "EFI/BOOT/BOOTX64.EFI", vec![1]);
+        add(&mut staging, "efi/boot/grub.cfg", vec![2]);
+        let err = required_size(&staging, None).unwrap_err().to_string();
+        assert!(err.contains("`/EFI`") && err.contains("`/efi`"), "{err}");
+
+        let mut staging = Staging::new();
+        add(&mut staging, "boot/Kernel.ELF", vec![1]);
+        add(&mut staging, "boot/kernel.elf", vec![2]);
+        let err = required_size(&staging, None).unwrap_err().to_string();
+        assert!(
+            err.contains("/boot/Kernel.ELF") && err.contains("/boot/kernel.elf"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_content_hash_does_not_depend_on_how_the_bytes_are_split() {
+        let bytes = pattern(1000, 1);
+        let mut whole = ContentHash::new();
+        whole.update(&bytes);
+        let whole = whole.finish32();
+        for split in [1, 3, 7, 8, 9, 500] {
+            let mut parts = ContentHash::new();
+            for chunk in bytes.chunks(split) {
+                parts.update(chunk);
+            }
+            assert_eq!(parts.finish32(), whole, "split {split}");
+        }
+        let mut other = ContentHash::new();
+        other.update(&bytes[..999]);
+        assert_ne!(other.finish32(), whole);
+    }
+
+    #[test]
+    fn labels_are_checked_and_stored_uppercase() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = image_in(&dir, "label.img");
+        let mut staging = Staging::new();
+        add(&mut staging, "file", vec![1]);
+        let labelled = FatOptions {
+            label: Some("boot disk".into()),
+            ..FatOptions::default()
+        };
+        for fat_type in [FatType::Fat12, FatType::Fat32] {
+            let opts = FatOptions {
+                fat_type: Some(fat_type),
+                ..labelled.clone()
+            };
+            write_fat_file(&image, &staging, &opts).unwrap();
+            assert_fsck_clean(&image);
+            let (ok, _, text) = run("mlabel", &["-s", "-i", arg(&image), "::"]);
+            assert!(ok && text.contains("BOOT DISK"), "{text}");
+        }
+        for bad in ["", "TWELVE CHARS", "a.b", " lead", "ümlaut"] {
+            let opts = FatOptions {
+                label: Some(bad.into()),
+                ..FatOptions::default()
+            };
+            let err = write_fat_file(&image, &staging, &opts)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("volume label"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn large_root_directories_fit_every_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut staging = Staging::new();
+        for i in 0..400 {
+            add(
+                &mut staging,
+                &format!("root file number {i:04}.txt"),
+                pattern(5, i),
+            );
+        }
+        for fat_type in [FatType::Fat12, FatType::Fat16, FatType::Fat32] {
+            let image = image_in(&dir, "root.img");
+            let info = write_fat_file(&image, &staging, &options(Some(fat_type), None)).unwrap();
+            check_image(&image, &staging, &info);
+        }
+    }
+
+    #[test]
+    fn empty_staging_gives_an_empty_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = image_in(&dir, "empty.img");
+        let info = write_fat_file(&image, &Staging::new(), &FatOptions::default()).unwrap();
+        assert_eq!((info.fat_type, info.size), (FatType::Fat12, 1 << 20));
+        check_image(&image, &Staging::new(), &info);
+    }
+
+    #[test]
+    fn any_seekable_storage_can_be_formatted() {
+        let staging = sample();
+        let size = required_size(&staging, Some(FatType::Fat16)).unwrap();
+        let mut storage = io::Cursor::new(vec![0u8; size as usize]);
+        let info = format_into(
+            &mut storage,
+            size,
+            &staging,
+            &options(Some(FatType::Fat16), None),
+        )
+        .unwrap();
+        assert_eq!((info.fat_type, info.size), (FatType::Fat16, size));
+        let dir = tempfile::tempdir().unwrap();
+        let image = image_in(&dir, "cursor.img");
+        std::fs::write(&image, storage.into_inner()).unwrap();
+        check_image(&image, &staging, &info);
+    }
+
+    /// Storage that keeps only the 4 KiB blocks written to, for formatting large volumes in tests.
+    #[derive(Default)]
+    struct SparseDisk {
+        blocks: std::collections::HashMap<u64, Vec<u8>>,
+        pos: u64,
+    }
+
+    impl Read for SparseDisk {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let (block, offset) = (self.pos / 4096, (self.pos % 4096) as usize);
+            let n = buf.len().min(4096 - offset);
+            match self.blocks.get(&block) {
+                Some(data) => buf[..n].copy_from_slice(&data[offset..offset + n]),
+                None => buf[..n].fill(0),
+            }
+            self.pos += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl Write for SparseDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let (block, offset) = (self.pos / 4096, (self.pos % 4096) as usize);
+            let n = buf.len().min(4096 - offset);
+            let data = self.blocks.entry(block).or_insert_with(|| vec![0; 4096]);
+            data[offset..offset + n].copy_from_slice(&buf[..n]);
+            self.pos += n as u64;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for SparseDisk {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            match pos {
+                SeekFrom::Start(n) => self.pos = n,
+                _ => unimplemented!("only absolute seeks happen through the cache"),
+            }
+            Ok(self.pos)
+        }
+    }
+
+    #[test]
+    fn planned_cluster_counts_match_what_fatfs_formats() {
+        // The plan's margins assume fatfs ends up within a few clusters of its own estimate.
+        let content = tree::build(&sample()).unwrap().content();
+        let mib = 1u64 << 20;
+        for (fat_type, size) in [
+            (FatType::Fat12, mib),
+            (FatType::Fat12, 16 * mib),
+            (FatType::Fat12, 100 * mib),
+            (FatType::Fat16, 3 * mib),
+            (FatType::Fat16, 64 * mib),
+            (FatType::Fat16, 1000 * mib),
+            (FatType::Fat32, 33 * mib),
+            (FatType::Fat32, 700 * mib),
+            (FatType::Fat32, 20_000 * mib),
+        ] {
+            let planned = layout::plan(&content, Some(fat_type), Some(size)).unwrap();
+            let mut disk = BlockCache::new(SparseDisk::default(), planned.bytes());
+            format(&mut disk, &planned, None, None).unwrap();
+            disk.seek(SeekFrom::Start(0)).unwrap();
+            let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
+            let made = u64::from(fs.stats().unwrap().total_clusters());
+            assert_eq!(FatType::from(fs.fat_type()), fat_type, "{planned:?}");
+            assert!(
+                made <= planned.clusters && made + 8 >= planned.clusters,
+                "fatfs made {made} clusters for {planned:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_64_mib_kernel_streams_in_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("kernel.elf");
+        let content = pattern(64 << 20, 42);
+        std::fs::write(&kernel, &content).unwrap();
+        let mut staging = Staging::new();
+        staging
+            .add_file("boot/kernel.elf", Source::File(kernel))
+            .unwrap();
+        add(&mut staging, "boot/limine.conf", b"timeout: 0\n".to_vec());
+        for fat_type in [None, Some(FatType::Fat32)] {
+            let image = image_in(&dir, "kernel.img");
+            let started = Instant::now();
+            let info = write_fat_file(&image, &staging, &options(fat_type, None)).unwrap();
+            let elapsed = started.elapsed();
+            eprintln!("64 MiB kernel: {info:?} written in {elapsed:?}");
+            assert_fsck_clean(&image);
+            assert!(mtype(&image, "boot/kernel.elf") == content);
+        }
+    }
+}

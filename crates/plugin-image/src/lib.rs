@@ -1,0 +1,54 @@
+//! Image formats: turn a [`runner_core::Staging`] list into a bootable image. One module per
+//! format; each writes to a temporary name and renames, so no half image is ever used.
+
+pub mod directory;
+pub mod fat;
+
+use runner_core::{Context, Error, Image, ImageFormat, ImageKind, Registry, Staging};
+
+pub use directory::DirectoryFormat;
+
+/// Adds this crate's formats to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.add_format(DirectoryFormat);
+    registry.add_format(FatFormat);
+}
+
+/// The `fat` format: a FAT file system with no partition table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FatFormat;
+
+impl ImageFormat for FatFormat {
+    fn name(&self) -> &str {
+        "fat"
+    }
+
+    fn build(&self, staging: &Staging, ctx: &Context) -> Result<Image, Error> {
+        let image = &ctx.config.image;
+        let fat_type = match image.fat_type {
+            None => None,
+            Some(12) => Some(fat::FatType::Fat12),
+            Some(16) => Some(fat::FatType::Fat16),
+            Some(32) => Some(fat::FatType::Fat32),
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "`image.fat-type = {other}` (set by {}): use 12, 16 or 32, or remove it to choose from the content size",
+                    ctx.origins
+                        .get("image.fat-type")
+                        .map_or("?", String::as_str)
+                )));
+            }
+        };
+        let options = fat::FatOptions {
+            fat_type,
+            size: image.size,
+            label: image.label.clone(),
+            ..Default::default()
+        };
+        let path = ctx.output_dir.join("image.fat");
+        runner_core::fs::write_atomic(&path, |_, temp| {
+            fat::write_fat_file(temp, staging, &options).map(|_| ())
+        })?;
+        Ok(Image::new(path, ImageKind::Fat))
+    }
+}
