@@ -1,10 +1,12 @@
 //! Assembles and links the test kernels in `kernels/` into `OUT_DIR/kernels/`.
 //!
 //! Each source is built once per variant (`-DVARIANT_PASS`, `-DVARIANT_FAIL`,
-//! `-DVARIANT_HANG`); `src/kernels.rs` knows the resulting file names. Only
-//! gcc (as the assembler driver, for the C preprocessor) and GNU ld are
-//! needed: no cross toolchain, since ld's `elf_i386` and `i386pep`
-//! emulations produce the 32-bit ELF and the PE32+ image from x86_64 hosts.
+//! `-DVARIANT_HANG`); `src/kernels.rs` knows the resulting file names. The
+//! x86 kernels need only gcc (as the assembler driver, for the C
+//! preprocessor) and GNU ld: ld's `elf_i386` and `i386pep` emulations
+//! produce the 32-bit ELF and the PE32+ image from x86_64 hosts. The aarch64
+//! and riscv64 kernels need the cross binutils (as, ld, objcopy; no cross
+//! compiler): the host gcc only runs the C preprocessor over them.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -17,12 +19,41 @@ struct Spec {
     /// Output name stem; the file is `<stem>-<variant>.<extension>`.
     stem: &'static str,
     extension: &'static str,
-    /// gcc flag selecting the instruction set / object format.
-    cc_mode: &'static str,
+    /// Which tools assemble and link it.
+    toolchain: Toolchain,
     /// Linker script in `kernels/`, if any.
     linker_script: Option<&'static str>,
     /// ld arguments other than the linker script, inputs and output.
     ld_args: &'static [&'static str],
+    /// If not empty, ld writes an intermediate ELF and objcopy, called with
+    /// these arguments, turns it into the output file.
+    objcopy_args: &'static [&'static str],
+}
+
+enum Toolchain {
+    /// The host gcc assembles (with its C preprocessor); `cc_mode` selects
+    /// the instruction set / object format. The host ld links.
+    Host { cc_mode: &'static str },
+    /// The host gcc only preprocesses; `<prefix>as`, `<prefix>ld` and
+    /// `<prefix>objcopy` from the Debian package `package` do the rest.
+    Cross {
+        prefix: &'static str,
+        package: &'static str,
+        as_args: &'static [&'static str],
+    },
+}
+
+impl Toolchain {
+    /// The command name of a binutils program and the Debian package that
+    /// provides it.
+    fn binutil(&self, program: &str) -> (String, &'static str) {
+        match self {
+            Toolchain::Host { .. } => (program.to_owned(), "binutils"),
+            Toolchain::Cross {
+                prefix, package, ..
+            } => (format!("{prefix}{program}"), package),
+        }
+    }
 }
 
 const SPECS: &[Spec] = &[
@@ -30,7 +61,7 @@ const SPECS: &[Spec] = &[
         source: "multiboot.S",
         stem: "multiboot",
         extension: "elf",
-        cc_mode: "-m32",
+        toolchain: Toolchain::Host { cc_mode: "-m32" },
         linker_script: Some("multiboot.ld"),
         ld_args: &[
             "-m",
@@ -40,12 +71,13 @@ const SPECS: &[Spec] = &[
             "-nostdlib",
             "-static",
         ],
+        objcopy_args: &[],
     },
     Spec {
         source: "efi_app.S",
         stem: "efi-app",
         extension: "efi",
-        cc_mode: "-m64",
+        toolchain: Toolchain::Host { cc_mode: "-m64" },
         linker_script: None,
         // PE32+ "EFI application" (subsystem 10). The code is position
         // independent, so the image has no base relocations yet is not
@@ -61,12 +93,13 @@ const SPECS: &[Spec] = &[
             "--no-insert-timestamp",
             "-nostdlib",
         ],
+        objcopy_args: &[],
     },
     Spec {
         source: "limine.S",
         stem: "limine",
         extension: "elf",
-        cc_mode: "-m64",
+        toolchain: Toolchain::Host { cc_mode: "-m64" },
         linker_script: Some("limine.ld"),
         ld_args: &[
             "-m",
@@ -76,6 +109,43 @@ const SPECS: &[Spec] = &[
             "-nostdlib",
             "-static",
         ],
+        objcopy_args: &[],
+    },
+    Spec {
+        source: "efi_app_aa64.S",
+        stem: "efi-app-aa64",
+        extension: "efi",
+        toolchain: Toolchain::Cross {
+            prefix: "aarch64-linux-gnu-",
+            package: "binutils-aarch64-linux-gnu",
+            as_args: &[],
+        },
+        linker_script: Some("efi_app_aa64.ld"),
+        ld_args: &["-nostdlib", "-static"],
+        // ld has no AArch64 PE emulation; objcopy (binutils >= 2.38) has
+        // the PE32+ format. It writes no timestamp, so the output is
+        // reproducible.
+        objcopy_args: &[
+            "-O",
+            "pei-aarch64-little",
+            "--subsystem",
+            "efi-app",
+            "--strip-all",
+        ],
+    },
+    Spec {
+        source: "riscv64.S",
+        stem: "riscv64",
+        extension: "elf",
+        toolchain: Toolchain::Cross {
+            prefix: "riscv64-linux-gnu-",
+            package: "binutils-riscv64-linux-gnu",
+            // No floating point: the soft-float ABI, as kernels use.
+            as_args: &["-march=rv64imac_zicsr", "-mabi=lp64"],
+        },
+        linker_script: Some("riscv64.ld"),
+        ld_args: &["-z", "max-page-size=0x1000", "-nostdlib", "-static"],
+        objcopy_args: &[],
     },
 ];
 
@@ -85,8 +155,8 @@ const VARIANTS: &[(&str, &str)] = &[
     ("hang", "VARIANT_HANG"),
 ];
 
-/// Shared header included by every source.
-const HEADERS: &[&str] = &["common.h"];
+/// Shared headers included by the sources.
+const HEADERS: &[&str] = &["common.h", "cross_common.h"];
 
 fn main() -> ExitCode {
     match run() {
@@ -125,26 +195,61 @@ fn run() -> Result<(), String> {
             let object = obj_dir.join(format!("{name}.o"));
             let output = kernel_dir.join(format!("{name}.{}", spec.extension));
 
-            let mut cc = Command::new("gcc");
-            cc.args(["-c", spec.cc_mode, "-nostdlib", "-ffreestanding"])
-                .arg(format!("-D{define}"))
-                .arg("-Wa,--fatal-warnings")
-                .arg("-o")
-                .arg(&object)
-                .arg(&source);
-            execute(
-                "gcc",
-                "the C compiler driver used to assemble the kernels",
-                &mut cc,
-            )?;
+            match &spec.toolchain {
+                Toolchain::Host { cc_mode } => {
+                    let mut cc = Command::new("gcc");
+                    cc.args(["-c", cc_mode, "-nostdlib", "-ffreestanding"])
+                        .arg(format!("-D{define}"))
+                        .arg("-Wa,--fatal-warnings")
+                        .arg("-o")
+                        .arg(&object)
+                        .arg(&source);
+                    execute(&mut cc, "gcc", "gcc")?;
+                }
+                Toolchain::Cross { as_args, .. } => {
+                    // Line markers are kept: the assembler understands them
+                    // and reports errors against the original source.
+                    let preprocessed = obj_dir.join(format!("{name}.s"));
+                    let mut cpp = Command::new("gcc");
+                    cpp.args(["-E", "-undef", "-nostdinc", "-x", "assembler-with-cpp"])
+                        .arg(format!("-D{define}"))
+                        .arg("-o")
+                        .arg(&preprocessed)
+                        .arg(&source);
+                    execute(&mut cpp, "gcc", "gcc")?;
 
-            let mut ld = Command::new("ld");
+                    let (tool, package) = spec.toolchain.binutil("as");
+                    let mut assemble = Command::new(&tool);
+                    assemble
+                        .args(*as_args)
+                        .arg("--fatal-warnings")
+                        .arg("-o")
+                        .arg(&object)
+                        .arg(&preprocessed);
+                    execute(&mut assemble, &tool, package)?;
+                }
+            }
+
+            let linked = if spec.objcopy_args.is_empty() {
+                output.clone()
+            } else {
+                obj_dir.join(format!("{name}.elf"))
+            };
+            let (tool, package) = spec.toolchain.binutil("ld");
+            let mut ld = Command::new(&tool);
             ld.args(spec.ld_args).arg("--fatal-warnings");
             if let Some(script) = &script {
                 ld.arg("-T").arg(script);
             }
-            ld.arg("-o").arg(&output).arg(&object);
-            execute("ld", "the GNU linker (binutils)", &mut ld)?;
+            ld.arg("-o").arg(&linked).arg(&object);
+            execute(&mut ld, &tool, package)?;
+
+            if !spec.objcopy_args.is_empty() {
+                let (tool, package) = spec.toolchain.binutil("objcopy");
+                let mut objcopy = Command::new(&tool);
+                objcopy.args(spec.objcopy_args).arg(&linked).arg(&output);
+                execute(&mut objcopy, &tool, package)?;
+            }
         }
     }
     Ok(())
@@ -160,13 +265,14 @@ fn rerun_if_changed(path: &Path) {
     println!("cargo::rerun-if-changed={}", path.display());
 }
 
-/// Runs `command`, turning a missing tool or a failure into a readable error.
-fn execute(tool: &str, what: &str, command: &mut Command) -> Result<(), String> {
+/// Runs `command` (the program `tool`, from the Debian package `package`),
+/// turning a missing tool or a failure into a readable error.
+fn execute(command: &mut Command, tool: &str, package: &str) -> Result<(), String> {
     let output = command.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!(
-                "`{tool}` ({what}) was not found in PATH; it is needed to build the \
-                 test kernels (on Debian/Ubuntu: apt-get install gcc binutils)"
+                "`{tool}` was not found in PATH; it is needed to build the test kernels \
+                 (on Debian/Ubuntu: apt-get install {package}, or run scripts/install-deps)"
             )
         } else {
             format!("cannot run `{tool}`: {e}")

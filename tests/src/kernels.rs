@@ -1,15 +1,30 @@
 //! The prebuilt test kernels (`tests/kernels/*.S`, built by `build.rs`).
 //!
-//! Every kernel prints one line on COM1 (see [`marker`]) and then, depending
-//! on the [`Variant`], leaves QEMU through the `isa-debug-exit` device with a
-//! "pass" or "fail" status, or halts for ever. Boot them with
-//! `-device` [`ISA_DEBUG_EXIT_DEVICE`] and `-serial stdio` (or any serial
-//! capture) and always with a host-side timeout.
+//! Every kernel prints one line on its machine's first serial port (see
+//! [`marker`]) and then, depending on the [`Variant`], makes QEMU exit with a
+//! "pass" or "fail" status or halts for ever. The statuses are the same on
+//! every architecture (see [`Variant::qemu_exit_status`]); how the kernel
+//! produces them is not:
+//!
+//! - x86 kernels write to the `isa-debug-exit` device: boot them with
+//!   `-device` [`ISA_DEBUG_EXIT_DEVICE`].
+//! - [`Kernel::EfiAppAa64`] calls semihosting `SYS_EXIT`: boot it with
+//!   `-semihosting-config` [`AARCH64_SEMIHOSTING_CONFIG`].
+//! - [`Kernel::Riscv64`] writes to the SiFive test device that QEMU's
+//!   RISC-V `virt` machine always has.
+//!
+//! Always capture the serial port (`-serial stdio`) and keep a host-side
+//! timeout.
 
 use std::path::PathBuf;
 
-/// The `-device` value the kernels expect: port 0xf4, 4 bytes wide.
+/// The `-device` value the x86 kernels expect: port 0xf4, 4 bytes wide.
 pub const ISA_DEBUG_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=0x04";
+
+/// The `-semihosting-config` value [`Kernel::EfiAppAa64`] needs to end QEMU.
+/// Without semihosting its exit call is an undefined instruction: the
+/// firmware reports a "Synchronous Exception" and QEMU keeps running.
+pub const AARCH64_SEMIHOSTING_CONFIG: &str = "enable=on,target=native";
 
 /// One of the test kernel sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +43,28 @@ pub enum Kernel {
     /// `limine.S`: an ELF64 kernel linked at `0xffffffff80000000` for the
     /// Limine boot protocol (base revision 3, with request markers).
     Limine,
+    /// `efi_app_aa64.S`: a PE32+ AArch64 UEFI application (machine 0xAA64,
+    /// subsystem 10) for QEMU's `virt` machine. AAVMF boots it from
+    /// `\EFI\BOOT\BOOTAA64.EFI` on a FAT volume (virtio-blk, PCI or MMIO)
+    /// or through QEMU `-kernel`. It writes its line to the PL011 UART at
+    /// 0x0900_0000 and exits through semihosting.
+    EfiAppAa64,
+    /// `riscv64.S`: an ELF64 RISC-V kernel linked at `0x8020_0000`, started
+    /// in S-mode by QEMU `virt`'s default OpenSBI (`-bios default -kernel`).
+    /// It writes its line to the NS16550A UART at 0x1000_0000 and exits
+    /// through the SiFive test device at 0x10_0000.
+    Riscv64,
 }
 
 impl Kernel {
     /// Every kernel, in declaration order.
-    pub const ALL: [Kernel; 3] = [Kernel::Multiboot, Kernel::EfiApp, Kernel::Limine];
+    pub const ALL: [Kernel; 5] = [
+        Kernel::Multiboot,
+        Kernel::EfiApp,
+        Kernel::Limine,
+        Kernel::EfiAppAa64,
+        Kernel::Riscv64,
+    ];
 
     /// The name used in the file name and in the printed line.
     pub fn name(self) -> &'static str {
@@ -40,13 +72,24 @@ impl Kernel {
             Kernel::Multiboot => "multiboot",
             Kernel::EfiApp => "efi-app",
             Kernel::Limine => "limine",
+            Kernel::EfiAppAa64 => "efi-app-aa64",
+            Kernel::Riscv64 => "riscv64",
+        }
+    }
+
+    /// The QEMU system emulator for the kernel's architecture.
+    pub fn qemu_program(self) -> &'static str {
+        match self {
+            Kernel::Multiboot | Kernel::EfiApp | Kernel::Limine => "qemu-system-x86_64",
+            Kernel::EfiAppAa64 => "qemu-system-aarch64",
+            Kernel::Riscv64 => "qemu-system-riscv64",
         }
     }
 
     fn extension(self) -> &'static str {
         match self {
-            Kernel::Multiboot | Kernel::Limine => "elf",
-            Kernel::EfiApp => "efi",
+            Kernel::Multiboot | Kernel::Limine | Kernel::Riscv64 => "elf",
+            Kernel::EfiApp | Kernel::EfiAppAa64 => "efi",
         }
     }
 }
@@ -54,9 +97,13 @@ impl Kernel {
 /// What a kernel does after printing its line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
-    /// Writes 0x10 to `isa-debug-exit`: QEMU exits with status 33.
+    /// QEMU exits with status 33: on x86 the kernel writes 0x10 to
+    /// `isa-debug-exit`, on aarch64 it calls semihosting `SYS_EXIT` with
+    /// `ADP_Stopped_ApplicationExit` and subcode 33, on riscv64 it writes
+    /// `(33 << 16) | 0x3333` to the SiFive test device.
     Pass,
-    /// Writes 0x11 to `isa-debug-exit`: QEMU exits with status 35.
+    /// QEMU exits with status 35: `isa-debug-exit` value 0x11, semihosting
+    /// subcode 35, SiFive test value `(35 << 16) | 0x3333`.
     Fail,
     /// Disables interrupts and halts for ever: QEMU never exits by itself.
     Hang,
@@ -75,7 +122,7 @@ impl Variant {
         }
     }
 
-    /// The value the kernel writes to the `isa-debug-exit` port, if any.
+    /// The value the x86 kernels write to the `isa-debug-exit` port, if any.
     pub fn exit_value(self) -> Option<u32> {
         match self {
             Variant::Pass => Some(0x10),
@@ -84,8 +131,13 @@ impl Variant {
         }
     }
 
-    /// The exit status QEMU reports for this variant: `(value << 1) | 1`,
-    /// i.e. 33 for [`Variant::Pass`] and 35 for [`Variant::Fail`].
+    /// The exit status QEMU reports for this variant, for every kernel:
+    /// 33 for [`Variant::Pass`] and 35 for [`Variant::Fail`].
+    ///
+    /// On x86 that is `(value << 1) | 1` of [`Variant::exit_value`]; the
+    /// other kernels pass the status itself (semihosting subcode, SiFive
+    /// test code). None of them uses 0, which QEMU also reports for a
+    /// shutdown, a reset under `-no-reboot` or the SiFive "pass" value.
     pub fn qemu_exit_status(self) -> Option<i32> {
         self.exit_value().map(|v| ((v << 1) | 1) as i32)
     }
@@ -108,7 +160,8 @@ pub fn path(kernel: Kernel, variant: Variant) -> PathBuf {
         .join(file_name(kernel, variant))
 }
 
-/// The exact line the kernel prints on COM1, without the line ending.
+/// The exact line the kernel prints on its serial port, without the line
+/// ending.
 ///
 /// The kernel sends `"\n"` before and after it, so it is always a line of
 /// its own on the captured serial output, even after firmware escape
@@ -124,6 +177,12 @@ pub fn marker(kernel: Kernel, variant: Variant) -> &'static str {
         (Kernel::Limine, Variant::Pass) => "KERNEL: limine pass",
         (Kernel::Limine, Variant::Fail) => "KERNEL: limine fail",
         (Kernel::Limine, Variant::Hang) => "KERNEL: limine hang",
+        (Kernel::EfiAppAa64, Variant::Pass) => "KERNEL: efi-app-aa64 pass",
+        (Kernel::EfiAppAa64, Variant::Fail) => "KERNEL: efi-app-aa64 fail",
+        (Kernel::EfiAppAa64, Variant::Hang) => "KERNEL: efi-app-aa64 hang",
+        (Kernel::Riscv64, Variant::Pass) => "KERNEL: riscv64 pass",
+        (Kernel::Riscv64, Variant::Fail) => "KERNEL: riscv64 fail",
+        (Kernel::Riscv64, Variant::Hang) => "KERNEL: riscv64 hang",
     }
 }
 
@@ -135,6 +194,7 @@ mod tests {
     const ELFCLASS64: u8 = 2;
     const EM_386: u16 = 3;
     const EM_X86_64: u16 = 62;
+    const EM_RISCV: u16 = 243;
     const ET_EXEC: u16 = 2;
     const PT_LOAD: u32 = 1;
     const PT_NOTE: u32 = 4;
@@ -343,26 +403,82 @@ mod tests {
         }
     }
 
-    #[test]
-    fn efi_app_is_pe32plus_efi_application() {
+    /// Checks that `b` is a PE32+ EFI application for `machine` that the
+    /// firmware may load at any address.
+    fn assert_pe32plus_efi_application(b: &[u8], machine: u16) {
         const IMAGE_FILE_RELOCS_STRIPPED: u16 = 0x0001;
         const IMAGE_FILE_EXECUTABLE_IMAGE: u16 = 0x0002;
+        assert_eq!(&b[..2], b"MZ", "DOS header");
+        let pe = u32_at(b, 0x3c) as usize;
+        assert_eq!(&b[pe..pe + 4], b"PE\0\0", "PE signature");
+        let coff = pe + 4;
+        assert_eq!(u16_at(b, coff), machine, "machine");
+        let characteristics = u16_at(b, coff + 18);
+        assert_ne!(characteristics & IMAGE_FILE_EXECUTABLE_IMAGE, 0);
+        // Firmware loads the image wherever it likes; it must not claim
+        // to be fixed at its image base.
+        assert_eq!(characteristics & IMAGE_FILE_RELOCS_STRIPPED, 0);
+        let opt = coff + 20;
+        assert_eq!(u16_at(b, opt), 0x20b, "PE32+ optional header");
+        assert_ne!(u32_at(b, opt + 16), 0, "entry point");
+        assert_eq!(u16_at(b, opt + 68), 10, "subsystem EFI application");
+    }
+
+    #[test]
+    fn efi_app_is_pe32plus_efi_application() {
+        const IMAGE_FILE_MACHINE_AMD64: u16 = 0x8664;
         for variant in Variant::ALL {
             let b = read(Kernel::EfiApp, variant);
-            assert_eq!(&b[..2], b"MZ", "DOS header");
+            assert_pe32plus_efi_application(&b, IMAGE_FILE_MACHINE_AMD64);
+        }
+    }
+
+    #[test]
+    fn efi_app_aa64_is_pe32plus_efi_application() {
+        const IMAGE_FILE_MACHINE_ARM64: u16 = 0xaa64;
+        for variant in Variant::ALL {
+            let b = read(Kernel::EfiAppAa64, variant);
+            assert_pe32plus_efi_application(&b, IMAGE_FILE_MACHINE_ARM64);
+            // What the linker script and the source arrange for objcopy:
+            // 4 KiB section alignment with page-aligned sections (edk2
+            // maps each section with its own permissions), and a base
+            // relocation directory that is present but empty (the code is
+            // position independent; without one objcopy would mark the
+            // image "relocations stripped").
             let pe = u32_at(&b, 0x3c) as usize;
-            assert_eq!(&b[pe..pe + 4], b"PE\0\0", "PE signature");
-            let coff = pe + 4;
-            assert_eq!(u16_at(&b, coff), 0x8664, "machine AMD64");
-            let characteristics = u16_at(&b, coff + 18);
-            assert_ne!(characteristics & IMAGE_FILE_EXECUTABLE_IMAGE, 0);
-            // Firmware loads the image wherever it likes; it must not claim
-            // to be fixed at its image base.
-            assert_eq!(characteristics & IMAGE_FILE_RELOCS_STRIPPED, 0);
-            let opt = coff + 20;
-            assert_eq!(u16_at(&b, opt), 0x20b, "PE32+ optional header");
-            assert_ne!(u32_at(&b, opt + 16), 0, "entry point");
-            assert_eq!(u16_at(&b, opt + 68), 10, "subsystem EFI application");
+            let sections = u16_at(&b, pe + 6) as usize;
+            let opt = pe + 24;
+            let opt_size = u16_at(&b, pe + 20) as usize;
+            let section_alignment = u32_at(&b, opt + 32);
+            assert_eq!(section_alignment, 0x1000, "section alignment");
+            let reloc_dir = (u32_at(&b, opt + 152), u32_at(&b, opt + 156));
+            assert_ne!(reloc_dir.0, 0, "base relocation directory");
+            assert_eq!(reloc_dir.1, 8, "one empty base relocation block");
+            for i in 0..sections {
+                let header = opt + opt_size + 40 * i;
+                let rva = u32_at(&b, header + 12);
+                assert_eq!(rva % section_alignment, 0, "section {i} at RVA {rva:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn riscv64_kernel_is_elf64_starting_at_its_lowest_address() {
+        const LOAD_ADDRESS: u64 = 0x8020_0000;
+        for variant in Variant::ALL {
+            let b = read(Kernel::Riscv64, variant);
+            let (entry, phdrs) = parse_elf(&b, ELFCLASS64, EM_RISCV);
+            assert_no_rwx(&phdrs);
+            // QEMU jumps to the lowest loaded address, not to the entry:
+            // the two must be the same, at OpenSBI's default next address.
+            let lowest = phdrs
+                .iter()
+                .filter(|p| p.kind == PT_LOAD)
+                .map(|p| p.vaddr)
+                .min()
+                .expect("a loaded segment");
+            assert_eq!(lowest, LOAD_ADDRESS, "lowest loaded address");
+            assert_eq!(entry, LOAD_ADDRESS, "entry");
         }
     }
 

@@ -1,82 +1,154 @@
-//! The QEMU command line, built as a value from the boot media and the config.
+//! The QEMU command line, built as a value from the boot media and the options. Nothing here
+//! runs anything, so every combination is pinned by unit tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use runner_core::command::qemu_escape;
+use runner_core::config::SerialMode;
 use runner_core::{Arch, BootMedia, CommandSpec, Context, Error, FirmwareFiles, ImageKind};
+
+use crate::accel::Accel;
 
 /// The port and size of the exit device; a guest write of v makes QEMU exit with `(v << 1) | 1`.
 pub const DEBUG_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=0x04";
 
-/// Everything the command depends on besides the boot media, taken from the context.
+/// Where the guest's serial port is wired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialWiring {
+    /// `-serial stdio`: we read QEMU's stdout.
+    Stdio,
+    /// `-serial file:LOG`: the user's own arguments use stdio (monitor, `-nographic`), so the
+    /// serial port goes to the log file, which we follow.
+    LogFile(PathBuf),
+    /// `-serial none`.
+    Off,
+    /// The user's arguments set up the serial port themselves; we step aside.
+    UserDefined,
+}
+
+/// Decides the serial wiring from the mode and the user's extra arguments.
+pub fn serial_wiring(mode: SerialMode, extra: &[String], log: &Path) -> SerialWiring {
+    let has = |opt: &str| extra.iter().any(|a| a == opt);
+    let value_uses_stdio = |opt: &str| {
+        extra.windows(2).any(|w| {
+            w[0] == opt
+                && (w[1] == "stdio" || w[1].starts_with("stdio,") || w[1].starts_with("mon:stdio"))
+        })
+    };
+    if has("-serial") {
+        return SerialWiring::UserDefined;
+    }
+    if mode == SerialMode::None {
+        return SerialWiring::Off;
+    }
+    let stdio_taken = has("-nographic")
+        || value_uses_stdio("-monitor")
+        || value_uses_stdio("-chardev")
+        || value_uses_stdio("-qmp");
+    if stdio_taken {
+        SerialWiring::LogFile(log.to_path_buf())
+    } else {
+        SerialWiring::Stdio
+    }
+}
+
+/// Everything the command depends on besides the boot media.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QemuOptions {
     /// Guest architecture.
     pub arch: Arch,
-    /// QEMU program (`qemu-system-<arch>` unless configured).
+    /// QEMU program (`qemu-system-<arch>` when empty).
     pub binary: String,
-    /// Machine type (`q35` on x86_64 unless configured).
+    /// Machine type (`q35` on x86_64, `virt` elsewhere, when empty).
     pub machine: String,
+    /// CPU model (chosen from arch and accelerator when empty).
+    pub cpu: String,
     /// `-m` value.
     pub memory: String,
     /// `-smp` value.
     pub cores: u32,
-    /// `tcg` or `kvm`.
-    pub accel: String,
+    /// The accelerator for this attempt.
+    pub accel: Accel,
     /// Show a window.
     pub gui: bool,
+    /// Serial wiring.
+    pub serial: SerialWiring,
+    /// Start halted with a gdb stub on this port.
+    pub gdb_port: Option<u16>,
     /// Kernel command line for direct boots.
     pub cmdline: String,
-    /// Test mode.
-    pub is_test: bool,
-    /// Status that means success.
-    pub success_exit_code: i32,
-    /// Extra arguments, in order: `qemu.args`, then `test.args` or `run.args`.
+    /// Extra arguments, in order: `qemu.args`, `test.args` or `run.args`,
+    /// `CARGO_IMAGE_RUNNER_QEMU_ARGS`, then the command line's after `--`.
     pub extra_args: Vec<String>,
 }
 
 impl QemuOptions {
-    /// Options for the run described by `ctx`.
-    pub fn from_context(ctx: &Context) -> Self {
-        let cfg = &ctx.config;
-        let mut extra_args = cfg.qemu.args.clone();
-        extra_args.extend(if ctx.is_test {
-            cfg.test.args.iter().cloned()
-        } else {
-            cfg.run.args.iter().cloned()
-        });
-        QemuOptions {
-            arch: ctx.arch,
-            binary: cfg.qemu.binary.clone(),
-            machine: cfg.qemu.machine.clone(),
-            memory: cfg.qemu.memory.clone(),
-            cores: cfg.qemu.cores,
-            accel: cfg.qemu.accel.clone(),
-            gui: cfg.qemu.gui,
-            cmdline: cfg.cmdline.clone(),
-            is_test: ctx.is_test,
-            success_exit_code: cfg.test.success_exit_code,
-            extra_args,
-        }
-    }
-
     /// Defaults for `arch`, as a starting point for tests and library users.
     pub fn new(arch: Arch) -> Self {
         QemuOptions {
             arch,
             binary: String::new(),
             machine: String::new(),
+            cpu: String::new(),
             memory: "256M".into(),
             cores: 1,
-            accel: "tcg".into(),
+            accel: Accel::Tcg,
             gui: false,
+            serial: SerialWiring::Stdio,
+            gdb_port: None,
             cmdline: String::new(),
-            is_test: false,
-            success_exit_code: 33,
             extra_args: Vec::new(),
         }
     }
+
+    /// Options for the run described by `ctx`, with `accel` and the gdb port already decided.
+    pub fn from_context(ctx: &Context, accel: Accel, gdb_port: Option<u16>) -> Result<Self, Error> {
+        let cfg = &ctx.config;
+        let extra_args = extra_args(ctx)?;
+        Ok(QemuOptions {
+            arch: ctx.arch,
+            binary: cfg.qemu.binary.clone(),
+            machine: cfg.qemu.machine.clone(),
+            cpu: cfg.qemu.cpu.clone(),
+            memory: cfg.qemu.memory.clone(),
+            cores: cfg.qemu.cores,
+            accel,
+            gui: cfg.qemu.gui,
+            serial: serial_wiring(
+                cfg.qemu.serial,
+                &extra_args,
+                &ctx.output_dir.join("serial.log"),
+            ),
+            gdb_port,
+            cmdline: cfg.cmdline.clone(),
+            extra_args,
+        })
+    }
+}
+
+/// The user's extra arguments in their documented order.
+pub fn extra_args(ctx: &Context) -> Result<Vec<String>, Error> {
+    let cfg = &ctx.config;
+    let mut args = cfg.qemu.args.clone();
+    args.extend(
+        if ctx.is_test {
+            cfg.test.args.iter()
+        } else {
+            cfg.run.args.iter()
+        }
+        .cloned(),
+    );
+    if let Some(words) = ctx.env.get("CARGO_IMAGE_RUNNER_QEMU_ARGS") {
+        let split = shlex::split(words).ok_or_else(|| {
+            Error::Config(format!(
+                "CARGO_IMAGE_RUNNER_QEMU_ARGS=`{words}` has an unclosed quote or a trailing backslash"
+            ))
+        })?;
+        args.extend(split);
+    }
+    args.extend(ctx.runner_args.iter().cloned());
+    Ok(args)
 }
 
 fn utf8(path: &Path) -> Result<String, Error> {
@@ -91,49 +163,65 @@ fn utf8(path: &Path) -> Result<String, Error> {
     })
 }
 
-/// Whether the user's extra arguments already set up this option.
-fn user_sets(extra: &[String], options: &[&str]) -> bool {
-    extra.iter().any(|a| options.contains(&a.as_str()))
-}
-
 /// Builds the QEMU command for `media`.
 pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, Error> {
+    let x86 = o.arch == Arch::X86_64;
     let binary = if o.binary.is_empty() {
         format!("qemu-system-{}", o.arch.name())
     } else {
         o.binary.clone()
     };
     let mut cmd = CommandSpec::new(binary);
-    let machine = match (o.machine.as_str(), o.arch) {
-        ("", Arch::X86_64) => "q35",
-        ("", _) => "virt",
+    let machine = match (o.machine.as_str(), x86) {
+        ("", true) => "q35",
+        ("", false) => "virt",
         (m, _) => m,
     };
-    cmd.args(["-machine", machine]);
-    match o.accel.as_str() {
-        "tcg" | "kvm" | "hvf" | "whpx" => {
-            cmd.args(["-accel", o.accel.as_str()]);
-        }
-        other => {
-            return Err(Error::plugin(
-                "qemu",
-                format!("`qemu.accel = \"{other}\"` is not an accelerator; use tcg or kvm"),
-            ));
-        }
+    cmd.args(["-machine", machine, "-accel", o.accel.name()]);
+    let cpu = match (o.cpu.as_str(), o.arch) {
+        ("", Arch::Aarch64) if o.accel.is_hardware() => "host",
+        // The `virt` board's default CPU is a 32-bit Cortex-A15.
+        ("", Arch::Aarch64) => "max",
+        (cpu, _) => cpu,
+    };
+    if !cpu.is_empty() {
+        cmd.args(["-cpu", cpu]);
     }
     cmd.args(["-m", o.memory.as_str()]);
     cmd.args(["-smp".to_owned(), o.cores.to_string()]);
     if !o.gui {
+        // Without a display choice QEMU silently starts a VNC server on headless hosts.
         cmd.args(["-display", "none"]);
     }
-    cmd.args(["-serial", "stdio"]);
+    match &o.serial {
+        SerialWiring::Stdio => {
+            cmd.args(["-serial", "stdio"]);
+        }
+        SerialWiring::LogFile(log) => {
+            cmd.args(["-serial".to_owned(), format!("file:{}", utf8(log)?)]);
+        }
+        SerialWiring::Off => {
+            cmd.args(["-serial", "none"]);
+        }
+        SerialWiring::UserDefined => {}
+    }
     cmd.arg("-no-reboot");
-    if !user_sets(&o.extra_args, &["-nic", "-net", "-netdev"]) {
+    if !o
+        .extra_args
+        .iter()
+        .any(|a| matches!(a.as_str(), "-nic" | "-net" | "-netdev"))
+    {
         // No PXE option ROM to try: saves about half a second on UEFI boots.
         cmd.args(["-nic", "none"]);
     }
-    if o.arch == Arch::X86_64 {
+    if x86 {
         cmd.args(["-device", DEBUG_EXIT_DEVICE]);
+    } else {
+        // Lets a guest end the run with a status (SYS_EXIT); x86 uses isa-debug-exit instead.
+        cmd.args(["-semihosting-config", "enable=on,target=native"]);
+    }
+    if o.arch == Arch::Riscv64 && media.firmware.is_none() {
+        cmd.args(["-bios", "default"]);
     }
     match &media.firmware {
         Some(FirmwareFiles::Pflash { code, vars }) => {
@@ -160,17 +248,38 @@ pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, 
     }
     if let Some(image) = &media.image {
         let file = utf8(&image.path)?;
-        match image.kind {
-            ImageKind::Iso => cmd.args([
-                "-drive".to_owned(),
-                format!("media=cdrom,format=raw,file={file}"),
-            ]),
-            ImageKind::Directory => cmd.args([
-                "-drive".to_owned(),
-                format!("format=raw,file=fat:rw:{file}"),
-            ]),
-            _ => cmd.args(["-drive".to_owned(), format!("format=raw,file={file}")]),
+        let source = match image.kind {
+            ImageKind::Directory => format!("format=raw,file=fat:rw:{file}"),
+            _ => format!("format=raw,file={file}"),
         };
+        match (image.kind, x86) {
+            (ImageKind::Iso, true) => {
+                cmd.args(["-drive".to_owned(), format!("media=cdrom,{source}")])
+            }
+            (_, true) => cmd.args(["-drive".to_owned(), source]),
+            // ARM and RISC-V boards have no IDE/AHCI: attach through virtio.
+            (ImageKind::Iso, false) => cmd.args([
+                "-device".to_owned(),
+                "virtio-scsi-pci,id=scsi0".to_owned(),
+                "-drive".to_owned(),
+                format!("if=none,id=boot0,media=cdrom,{source}"),
+                "-device".to_owned(),
+                "scsi-cd,drive=boot0".to_owned(),
+            ]),
+            (_, false) => cmd.args([
+                "-drive".to_owned(),
+                format!("if=none,id=boot0,{source}"),
+                "-device".to_owned(),
+                "virtio-blk-pci,drive=boot0".to_owned(),
+            ]),
+        };
+    }
+    if let Some(port) = o.gdb_port {
+        cmd.args([
+            "-S".to_owned(),
+            "-gdb".to_owned(),
+            format!("tcp:127.0.0.1:{port}"),
+        ]);
     }
     cmd.args(o.extra_args.iter().cloned());
     Ok(cmd)
@@ -187,14 +296,27 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn direct_kernel_boot_in_test_mode() {
+    fn direct(kernel: &str) -> BootMedia {
         let mut media = BootMedia::new(BootKind::Bios);
-        media.direct_kernel = Some("/k/kernel".into());
+        media.direct_kernel = Some(kernel.into());
+        media
+    }
+
+    fn uefi(code: &str, vars: &str, image: Image) -> BootMedia {
+        let mut media = BootMedia::new(BootKind::Uefi);
+        media.firmware = Some(FirmwareFiles::Pflash {
+            code: code.into(),
+            vars: vars.into(),
+        });
+        media.image = Some(image);
+        media
+    }
+
+    #[test]
+    fn x86_direct_kernel_tcg_stdio() {
         let mut o = QemuOptions::new(Arch::X86_64);
-        o.is_test = true;
         o.cmdline = "quiet".into();
-        let cmd = build_command(&media, &o).unwrap();
+        let cmd = build_command(&direct("/k/kernel"), &o).unwrap();
         assert_eq!(
             words(&cmd),
             [
@@ -225,14 +347,14 @@ mod tests {
     }
 
     #[test]
-    fn uefi_fat_image_with_commas_in_paths() {
-        let mut media = BootMedia::new(BootKind::Uefi);
-        media.firmware = Some(FirmwareFiles::Pflash {
-            code: "/fw/CODE.fd".into(),
-            vars: "/out/a,b/vars.fd".into(),
-        });
-        media.image = Some(Image::new("/out/a,b/my image.fat", ImageKind::Fat));
+    fn x86_uefi_fat_kvm_gui_user_network_and_commas() {
+        let media = uefi(
+            "/fw/CODE.fd",
+            "/out/a,b/vars.fd",
+            Image::new("/out/a,b/my image.fat", ImageKind::Fat),
+        );
         let mut o = QemuOptions::new(Arch::X86_64);
+        o.accel = Accel::Kvm;
         o.gui = true;
         o.extra_args = vec!["-netdev".into(), "user,id=n".into()];
         let cmd = build_command(&media, &o).unwrap();
@@ -243,7 +365,7 @@ mod tests {
                 "-machine",
                 "q35",
                 "-accel",
-                "tcg",
+                "kvm",
                 "-m",
                 "256M",
                 "-smp",
@@ -266,16 +388,46 @@ mod tests {
     }
 
     #[test]
-    fn iso_and_directory_images_attach_differently() {
-        let mut media = BootMedia::new(BootKind::Bios);
+    fn x86_iso_directory_unified_firmware_serial_off_gdb() {
+        let mut media = BootMedia::new(BootKind::Uefi);
+        media.firmware = Some(FirmwareFiles::Unified("/fw/OVMF.fd".into()));
         media.image = Some(Image::new("/o/x.iso", ImageKind::Iso));
-        let cmd = build_command(&media, &QemuOptions::new(Arch::X86_64)).unwrap();
-        assert!(
-            cmd.args
-                .contains(&"media=cdrom,format=raw,file=/o/x.iso".to_owned())
+        let mut o = QemuOptions::new(Arch::X86_64);
+        o.serial = SerialWiring::Off;
+        o.gdb_port = Some(1234);
+        let cmd = build_command(&media, &o).unwrap();
+        assert_eq!(
+            words(&cmd),
+            [
+                "qemu-system-x86_64",
+                "-machine",
+                "q35",
+                "-accel",
+                "tcg",
+                "-m",
+                "256M",
+                "-smp",
+                "1",
+                "-display",
+                "none",
+                "-serial",
+                "none",
+                "-no-reboot",
+                "-nic",
+                "none",
+                "-device",
+                DEBUG_EXIT_DEVICE,
+                "-bios",
+                "/fw/OVMF.fd",
+                "-drive",
+                "media=cdrom,format=raw,file=/o/x.iso",
+                "-S",
+                "-gdb",
+                "tcp:127.0.0.1:1234"
+            ]
         );
         media.image = Some(Image::new("/o/dir", ImageKind::Directory));
-        let cmd = build_command(&media, &QemuOptions::new(Arch::X86_64)).unwrap();
+        let cmd = build_command(&media, &o).unwrap();
         assert!(
             cmd.args
                 .contains(&"format=raw,file=fat:rw:/o/dir".to_owned())
@@ -283,18 +435,138 @@ mod tests {
     }
 
     #[test]
-    fn kvm_is_used_only_when_asked_and_bad_accels_are_errors() {
-        let media = BootMedia::new(BootKind::Bios);
-        let mut o = QemuOptions::new(Arch::X86_64);
-        o.accel = "kvm".into();
+    fn aarch64_uefi_virtio_disk_tcg_and_hvf() {
+        let media = uefi(
+            "/fw/AAVMF_CODE.fd",
+            "/o/vars.fd",
+            Image::new("/o/image.fat", ImageKind::Fat),
+        );
+        let o = QemuOptions::new(Arch::Aarch64);
+        let cmd = build_command(&media, &o).unwrap();
+        assert_eq!(
+            words(&cmd),
+            [
+                "qemu-system-aarch64",
+                "-machine",
+                "virt",
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max",
+                "-m",
+                "256M",
+                "-smp",
+                "1",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-nic",
+                "none",
+                "-semihosting-config",
+                "enable=on,target=native",
+                "-drive",
+                "if=pflash,format=raw,unit=0,readonly=on,file=/fw/AAVMF_CODE.fd",
+                "-drive",
+                "if=pflash,format=raw,unit=1,file=/o/vars.fd",
+                "-drive",
+                "if=none,id=boot0,format=raw,file=/o/image.fat",
+                "-device",
+                "virtio-blk-pci,drive=boot0"
+            ]
+        );
+        let mut o = QemuOptions::new(Arch::Aarch64);
+        o.accel = Accel::Hvf;
         assert!(
             build_command(&media, &o)
                 .unwrap()
                 .to_string()
-                .contains("-accel kvm")
+                .contains("-accel hvf -cpu host")
         );
-        o.accel = "fast".into();
-        let err = build_command(&media, &o).unwrap_err().to_string();
-        assert!(err.contains("qemu.accel") && err.contains("fast"), "{err}");
+    }
+
+    #[test]
+    fn aarch64_iso_goes_through_virtio_scsi() {
+        let mut media = BootMedia::new(BootKind::Uefi);
+        media.image = Some(Image::new("/o/x.iso", ImageKind::Iso));
+        let cmd = build_command(&media, &QemuOptions::new(Arch::Aarch64)).unwrap();
+        let text = cmd.to_string();
+        assert!(text.contains("-device virtio-scsi-pci,id=scsi0 -drive if=none,id=boot0,media=cdrom,format=raw,file=/o/x.iso -device scsi-cd,drive=boot0"), "{text}");
+    }
+
+    #[test]
+    fn riscv64_direct_kernel_uses_opensbi() {
+        let cmd = build_command(&direct("/k/kernel"), &QemuOptions::new(Arch::Riscv64)).unwrap();
+        assert_eq!(
+            words(&cmd),
+            [
+                "qemu-system-riscv64",
+                "-machine",
+                "virt",
+                "-accel",
+                "tcg",
+                "-m",
+                "256M",
+                "-smp",
+                "1",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-nic",
+                "none",
+                "-semihosting-config",
+                "enable=on,target=native",
+                "-bios",
+                "default",
+                "-kernel",
+                "/k/kernel"
+            ]
+        );
+    }
+
+    #[test]
+    fn serial_steps_aside_for_the_users_own_stdio_use() {
+        let log = Path::new("/o/serial.log");
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            serial_wiring(SerialMode::Stdio, &[], log),
+            SerialWiring::Stdio
+        );
+        assert_eq!(
+            serial_wiring(SerialMode::File, &[], log),
+            SerialWiring::Stdio
+        );
+        assert_eq!(serial_wiring(SerialMode::None, &[], log), SerialWiring::Off);
+        assert_eq!(
+            serial_wiring(
+                SerialMode::Stdio,
+                &args(&["-serial", "tcp::4444,server"]),
+                log
+            ),
+            SerialWiring::UserDefined
+        );
+        for taken in [
+            &["-monitor", "stdio"][..],
+            &["-nographic"],
+            &["-chardev", "stdio,id=c0"],
+            &["-qmp", "stdio"],
+        ] {
+            assert_eq!(
+                serial_wiring(SerialMode::Stdio, &args(taken), log),
+                SerialWiring::LogFile(log.into()),
+                "{taken:?}"
+            );
+        }
+        let mut o = QemuOptions::new(Arch::X86_64);
+        o.serial = SerialWiring::LogFile("/o/a,b/serial.log".into());
+        assert!(
+            build_command(&BootMedia::new(BootKind::Bios), &o)
+                .unwrap()
+                .args
+                .contains(&"file:/o/a,,b/serial.log".to_owned())
+        );
     }
 }

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use runner_core::Verdict;
 
+use crate::serial::Hit;
+
 /// How the QEMU process ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ended {
     /// Exit status, when QEMU exited by itself.
     pub status: Option<i32>,
@@ -15,17 +17,35 @@ pub struct Ended {
     pub timed_out: Option<Duration>,
     /// We stopped it because the user interrupted the runner.
     pub interrupted: bool,
+    /// We stopped it because a serial pattern matched.
+    pub pattern: Option<Hit>,
     /// Run time.
     pub duration: Duration,
-    /// The last line QEMU wrote on stderr, if any.
-    pub last_error: Option<String>,
+    /// What QEMU wrote on stderr.
+    pub stderr: String,
 }
 
-/// Judges a run. In test mode only `success` passes; outside tests a clean power-off (status 0)
-/// passes too.
+impl Ended {
+    fn last_error(&self) -> Option<&str> {
+        self.stderr.lines().rev().find(|l| !l.trim().is_empty())
+    }
+}
+
+/// Judges a run. Only the success code or the success pattern pass; outside tests a clean
+/// power-off (status 0) passes too.
 pub fn judge(ended: &Ended, is_test: bool, success: i32) -> Verdict {
     if ended.interrupted {
         return Verdict::Interrupted;
+    }
+    match &ended.pattern {
+        Some(Hit::Success(_)) => return Verdict::Success,
+        Some(Hit::Failure(text)) => {
+            return Verdict::GuestFailure {
+                code: None,
+                reason: format!("the serial output matched the failure pattern: {text:?}"),
+            };
+        }
+        _ => {}
     }
     if let Some(after) = ended.timed_out {
         return Verdict::Timeout { after };
@@ -46,16 +66,10 @@ pub fn judge(ended: &Ended, is_test: bool, success: i32) -> Verdict {
     match status {
         0 if !is_test => Verdict::Success,
         0 => Verdict::Crashed {
-            reason: "QEMU exited with status 0, which is no test verdict: the guest reset (a triple fault under -no-reboot) or powered off without writing to the exit port".into(),
+            reason: "QEMU exited with status 0, which is no test verdict: the guest reset (a triple fault under -no-reboot) or powered off without reporting".into(),
         },
-        1 => match &ended.last_error {
-            Some(line) => Verdict::Crashed {
-                reason: format!("QEMU failed: {line}"),
-            },
-            None => Verdict::GuestFailure {
-                code: Some(0),
-                reason: format!("the guest wrote 0x0 to the exit port (QEMU status 1, success is {success})"),
-            },
+        1 if ended.last_error().is_some() => Verdict::Crashed {
+            reason: format!("QEMU failed: {}", ended.last_error().unwrap_or_default()),
         },
         s if s % 2 == 1 => Verdict::GuestFailure {
             code: Some(s >> 1),
@@ -64,8 +78,9 @@ pub fn judge(ended: &Ended, is_test: bool, success: i32) -> Verdict {
                 s >> 1
             ),
         },
-        s => Verdict::Crashed {
-            reason: format!("QEMU exited with status {s}"),
+        s => Verdict::GuestFailure {
+            code: Some(s),
+            reason: format!("QEMU exited with status {s} (success is {success})"),
         },
     }
 }
@@ -77,11 +92,7 @@ mod tests {
     fn exited(status: i32) -> Ended {
         Ended {
             status: Some(status),
-            signal: None,
-            timed_out: None,
-            interrupted: false,
-            duration: Duration::ZERO,
-            last_error: None,
+            ..Ended::default()
         }
     }
 
@@ -101,8 +112,9 @@ mod tests {
         ));
         assert!(matches!(
             judge(&exited(2), true, 33),
-            Verdict::Crashed { .. }
+            Verdict::GuestFailure { code: Some(2), .. }
         ));
+        assert_eq!(judge(&exited(2), true, 2), Verdict::Success);
     }
 
     #[test]
@@ -117,12 +129,28 @@ mod tests {
     #[test]
     fn qemu_errors_are_not_guest_failures() {
         let mut e = exited(1);
-        e.last_error = Some("qemu-system-x86_64: -drive x: bad".into());
+        e.stderr = "qemu-system-x86_64: -drive x: bad\n".into();
         assert!(matches!(judge(&e, true, 33), Verdict::Crashed { .. }));
         e.status = None;
         e.signal = Some(9);
         assert!(matches!(judge(&e, true, 33), Verdict::Crashed { .. }));
         e.timed_out = Some(Duration::from_secs(3));
         assert!(matches!(judge(&e, true, 33), Verdict::Timeout { .. }));
+    }
+
+    #[test]
+    fn patterns_decide_before_anything_else_but_interruption() {
+        let mut e = Ended {
+            pattern: Some(Hit::Success("ok".into())),
+            ..Ended::default()
+        };
+        assert_eq!(judge(&e, true, 33), Verdict::Success);
+        e.pattern = Some(Hit::Failure("PANIC".into()));
+        assert!(matches!(
+            judge(&e, true, 33),
+            Verdict::GuestFailure { code: None, .. }
+        ));
+        e.interrupted = true;
+        assert_eq!(judge(&e, true, 33), Verdict::Interrupted);
     }
 }

@@ -75,11 +75,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub print_cmd: bool,
 
+    /// Start halted with a gdb stub (`--gdb` for any free port, `--gdb=PORT`) and print how to
+    /// attach.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, require_equals = true)]
+    pub gdb: Option<Option<u16>>,
+
     /// The kernel executable cargo built.
     #[arg(value_name = "EXECUTABLE", required = true)]
     pub executable: Option<PathBuf>,
 
-    /// Arguments after the executable (for tests, cargo's libtest arguments; not passed to QEMU).
+    /// Arguments after the executable (for tests, cargo's libtest arguments, not passed to QEMU);
+    /// everything after a `--` among them goes to QEMU.
     #[arg(
         value_name = "ARGS",
         trailing_var_arg = true,

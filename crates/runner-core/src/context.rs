@@ -19,6 +19,9 @@ pub struct Invocation {
     pub executable: PathBuf,
     /// Arguments after the executable (cargo passes libtest's arguments here for tests).
     pub args: Vec<String>,
+    /// Arguments after a `--` that follows the executable: extra arguments for the runner
+    /// (QEMU), last in order.
+    pub runner_args: Vec<String>,
     /// `--profile`; `CARGO_IMAGE_RUNNER_PROFILE` is used when absent.
     pub profile: Option<String>,
     /// `--set KEY=VALUE` overrides.
@@ -42,6 +45,21 @@ impl Invocation {
             ..Self::default()
         }
     }
+
+    /// Sets the arguments that followed the executable: those before a `--` are the
+    /// program's, those after it the runner's.
+    pub fn set_trailing_args(&mut self, trailing: &[String]) {
+        match trailing.iter().position(|a| a == "--") {
+            Some(at) => {
+                self.args = trailing[..at].to_vec();
+                self.runner_args = trailing[at + 1..].to_vec();
+            }
+            None => {
+                self.args = trailing.to_vec();
+                self.runner_args = Vec::new();
+            }
+        }
+    }
 }
 
 /// Everything the pipeline steps share for one run.
@@ -60,8 +78,10 @@ pub struct Context {
     pub boot: BootKind,
     /// Whether the executable is a test binary.
     pub is_test: bool,
-    /// Arguments after the executable.
+    /// Arguments after the executable (before any `--`).
     pub args: Vec<String>,
+    /// Arguments after `--`, for the runner.
+    pub runner_args: Vec<String>,
     /// The package directory (holds `Cargo.toml`).
     pub manifest_dir: PathBuf,
     /// The workspace root.
@@ -147,6 +167,7 @@ impl Context {
             boot,
             is_test,
             args: inv.args,
+            runner_args: inv.runner_args,
             manifest_dir,
             workspace_root,
             target_dir,

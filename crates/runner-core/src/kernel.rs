@@ -117,10 +117,17 @@ impl Kernel {
         matches!(self.format, KernelFormat::Pe { efi_app: true })
     }
 
-    /// Whether QEMU's `-kernel` boots it without a bootloader (multiboot1 32-bit ELF or PVH).
+    /// Whether QEMU's `-kernel` boots it without a bootloader: on x86_64 a multiboot1 32-bit
+    /// ELF or an ELF with a PVH note; on aarch64 any ELF (loaded at its addresses); on riscv64
+    /// any ELF (started by the built-in OpenSBI firmware).
     pub fn boots_directly(&self) -> bool {
-        self.arch == Arch::X86_64
-            && (self.pvh || (self.multiboot1 && self.format == KernelFormat::Elf { bits: 32 }))
+        match (self.arch, self.format) {
+            (Arch::X86_64, KernelFormat::Elf { bits }) => {
+                self.pvh || (self.multiboot1 && bits == 32)
+            }
+            (Arch::Aarch64 | Arch::Riscv64, KernelFormat::Elf { .. }) => true,
+            _ => false,
+        }
     }
 
     fn from_pe(path: &Path, head: &[u8]) -> Result<Kernel, Error> {

@@ -5,5 +5,8 @@ mod schema;
 mod template;
 
 pub use layers::{ConfigLayers, Layer, LayerKind, Resolved};
-pub use schema::{BootChoice, Config, ImageConfig, OvmfConfig, QemuConfig, RunConfig, TestConfig};
+pub use schema::{
+    BootChoice, Config, ImageConfig, OvmfConfig, QemuConfig, RunConfig, SendRule, SerialMode,
+    TestConfig,
+};
 pub use template::Variables;

@@ -104,16 +104,24 @@ pub struct ImageConfig {
 pub struct QemuConfig {
     /// QEMU program; `qemu-system-<arch>` when empty.
     pub binary: String,
-    /// Machine type; `q35` on x86_64 when empty.
+    /// Machine type; `q35` on x86_64, `virt` elsewhere, when empty.
     pub machine: String,
+    /// CPU model; when empty, `max` under TCG and `host` under KVM/HVF on ARM, QEMU's default
+    /// elsewhere.
+    pub cpu: String,
     /// Guest memory, as QEMU's `-m` takes it.
     pub memory: String,
     /// Number of virtual CPUs.
     pub cores: u32,
-    /// Accelerator: `tcg` or `kvm`.
+    /// Accelerator: `auto`, `kvm`, `tcg`, `hvf`, `whpx`, or a fallback list like `kvm,tcg`.
     pub accel: String,
     /// Open a window instead of running headless.
     pub gui: bool,
+    /// Where the guest's serial port goes: `stdio` (terminal and log), `file` (log only), `none`.
+    pub serial: SerialMode,
+    /// Start halted with a gdb stub on this TCP port (0 = any free port).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gdb_port: Option<u16>,
     /// Extra arguments for every run.
     pub args: Vec<String>,
 }
@@ -123,13 +131,29 @@ impl Default for QemuConfig {
         QemuConfig {
             binary: String::new(),
             machine: String::new(),
+            cpu: String::new(),
             memory: "256M".into(),
             cores: 1,
-            accel: "tcg".into(),
+            accel: "auto".into(),
             gui: false,
+            serial: SerialMode::Stdio,
+            gdb_port: None,
             args: Vec::new(),
         }
     }
+}
+
+/// Where the guest's serial output goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SerialMode {
+    /// Shown on the terminal and saved to `serial.log`.
+    #[default]
+    Stdio,
+    /// Saved to `serial.log` only.
+    File,
+    /// Not connected.
+    None,
 }
 
 /// UEFI firmware options.
@@ -150,12 +174,21 @@ pub struct OvmfConfig {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 #[non_exhaustive]
 pub struct TestConfig {
-    /// QEMU exit status that means "test passed" (`(value << 1) | 1` of the isa-debug-exit write).
+    /// QEMU exit status that means "passed" (`(value << 1) | 1` of the isa-debug-exit write);
+    /// normal runs use it too.
     pub success_exit_code: i32,
     /// Seconds before a test run is stopped and counted as timed out.
     pub timeout: u64,
     /// Extra QEMU arguments for test runs.
     pub args: Vec<String>,
+    /// A regex: serial output matching it ends the run as passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_pattern: Option<String>,
+    /// A regex: serial output matching it ends the run as failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_pattern: Option<String>,
+    /// Text typed into the serial port when the output matches.
+    pub send: Vec<SendRule>,
 }
 
 impl Default for TestConfig {
@@ -164,6 +197,9 @@ impl Default for TestConfig {
             success_exit_code: 33,
             timeout: 300,
             args: Vec::new(),
+            success_pattern: None,
+            failure_pattern: None,
+            send: Vec::new(),
         }
     }
 }
@@ -177,4 +213,23 @@ pub struct RunConfig {
     pub timeout: u64,
     /// Extra QEMU arguments for normal runs.
     pub args: Vec<String>,
+    /// A regex: serial output matching it ends the run as passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_pattern: Option<String>,
+    /// A regex: serial output matching it ends the run as failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_pattern: Option<String>,
+    /// Text typed into the serial port when the output matches.
+    pub send: Vec<SendRule>,
+}
+
+/// "When the serial output matches `after`, type `text`." Rules fire once each, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct SendRule {
+    /// A regex to wait for on the serial output.
+    pub after: String,
+    /// What to type.
+    pub text: String,
 }
