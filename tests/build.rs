@@ -155,6 +155,10 @@ const VARIANTS: &[(&str, &str)] = &[
     ("hang", "VARIANT_HANG"),
 ];
 
+/// Variants built for the multiboot kernel only.
+const MULTIBOOT_VARIANTS: &[(&str, &str)] =
+    &[("triple", "VARIANT_TRIPLE"), ("input", "VARIANT_INPUT")];
+
 /// Shared headers included by the sources.
 const HEADERS: &[&str] = &["common.h", "cross_common.h"];
 
@@ -190,7 +194,12 @@ fn run() -> Result<(), String> {
             rerun_if_changed(script);
         }
 
-        for (variant, define) in VARIANTS {
+        let extra = if spec.stem == "multiboot" {
+            MULTIBOOT_VARIANTS
+        } else {
+            &[]
+        };
+        for (variant, define) in VARIANTS.iter().chain(extra) {
             let name = format!("{}-{variant}", spec.stem);
             let object = obj_dir.join(format!("{name}.o"));
             let output = kernel_dir.join(format!("{name}.{}", spec.extension));

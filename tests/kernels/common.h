@@ -9,13 +9,21 @@
  *   -DVARIANT_FAIL  "KERNEL: <name> fail", writes 0x11 (QEMU exit status 35)
  *   -DVARIANT_HANG  "KERNEL: <name> hang", never exits (tests the timeout)
  *
+ * and, for the multiboot kernel only:
+ *
+ *   -DVARIANT_TRIPLE "KERNEL: <name> triple", then a triple fault (QEMU exits 0 under
+ *                    -no-reboot, which must not count as a pass)
+ *   -DVARIANT_INPUT  "KERNEL: <name> input", then the prompt "login: "; reads one byte from
+ *                    COM1 and exits with 0x10 if it is 'y', else 0x11 (tests typed input)
+ *
  * The line text must stay in sync with tests/src/kernels.rs.
  */
 #ifndef KERNELS_COMMON_H
 #define KERNELS_COMMON_H
 
-#if defined(VARIANT_PASS) + defined(VARIANT_FAIL) + defined(VARIANT_HANG) != 1
-#error "define exactly one of VARIANT_PASS, VARIANT_FAIL, VARIANT_HANG"
+#if defined(VARIANT_PASS) + defined(VARIANT_FAIL) + defined(VARIANT_HANG) \
+    + defined(VARIANT_TRIPLE) + defined(VARIANT_INPUT) != 1
+#error "define exactly one VARIANT_*"
 #endif
 
 #if defined(VARIANT_PASS)
@@ -24,6 +32,10 @@
 #elif defined(VARIANT_FAIL)
 #define VARIANT_WORD "fail"
 #define EXIT_VALUE 0x11
+#elif defined(VARIANT_TRIPLE)
+#define VARIANT_WORD "triple"
+#elif defined(VARIANT_INPUT)
+#define VARIANT_WORD "input"
 #else
 #define VARIANT_WORD "hang"
 #endif
@@ -62,6 +74,16 @@
 	outb	%al, %dx
 	jmp	1b
 3:
+.endm
+
+/* Wait for one byte on COM1 and leave it in %al. */
+.macro serial_getc
+5:	movw	$COM1_LSR, %dx
+	inb	%dx, %al
+	testb	$1, %al			/* data ready */
+	jz	5b
+	movw	$COM1_DATA, %dx
+	inb	%dx, %al
 .endm
 
 /*

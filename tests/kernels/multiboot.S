@@ -76,11 +76,35 @@ _start:
 	cld
 	movl	$message, %esi
 	serial_puts
+#if defined(VARIANT_TRIPLE)
+	/* An exception with an empty IDT faults again, then double-faults: the CPU resets. */
+	lidt	null_idt
+	int3
+#elif defined(VARIANT_INPUT)
+	movl	$prompt, %esi
+	serial_puts
+	serial_getc
+	movl	$0x11, %ecx
+	cmpb	$'y', %al
+	jne	6f
+	movl	$0x10, %ecx
+6:	movl	%ecx, %eax
+	outl	%eax, $DEBUG_EXIT_PORT
+#endif
 	finish
 
 	.section .rodata
 message:
 	KERNEL_MESSAGE("multiboot")
+#if defined(VARIANT_TRIPLE)
+	.balign 8
+null_idt:
+	.word	0
+	.long	0
+#elif defined(VARIANT_INPUT)
+prompt:
+	.asciz	"login: "
+#endif
 
 	.bss
 	.balign 16

@@ -107,6 +107,12 @@ pub enum Variant {
     Fail,
     /// Disables interrupts and halts for ever: QEMU never exits by itself.
     Hang,
+    /// Multiboot kernel only: prints its line, then triple-faults (QEMU exits 0 under
+    /// `-no-reboot`).
+    TripleFault,
+    /// Multiboot kernel only: prints its line and `login: `, reads one byte from COM1, and exits
+    /// like [`Variant::Pass`] if it is `y`, like [`Variant::Fail`] otherwise.
+    Input,
 }
 
 impl Variant {
@@ -119,6 +125,8 @@ impl Variant {
             Variant::Pass => "pass",
             Variant::Fail => "fail",
             Variant::Hang => "hang",
+            Variant::TripleFault => "triple",
+            Variant::Input => "input",
         }
     }
 
@@ -127,7 +135,7 @@ impl Variant {
         match self {
             Variant::Pass => Some(0x10),
             Variant::Fail => Some(0x11),
-            Variant::Hang => None,
+            Variant::Hang | Variant::TripleFault | Variant::Input => None,
         }
     }
 
@@ -171,6 +179,11 @@ pub fn marker(kernel: Kernel, variant: Variant) -> &'static str {
         (Kernel::Multiboot, Variant::Pass) => "KERNEL: multiboot pass",
         (Kernel::Multiboot, Variant::Fail) => "KERNEL: multiboot fail",
         (Kernel::Multiboot, Variant::Hang) => "KERNEL: multiboot hang",
+        (Kernel::Multiboot, Variant::TripleFault) => "KERNEL: multiboot triple",
+        (Kernel::Multiboot, Variant::Input) => "KERNEL: multiboot input",
+        (kernel, Variant::TripleFault | Variant::Input) => {
+            panic!("the {} kernel has no {variant:?} variant", kernel.name())
+        }
         (Kernel::EfiApp, Variant::Pass) => "KERNEL: efi-app pass",
         (Kernel::EfiApp, Variant::Fail) => "KERNEL: efi-app fail",
         (Kernel::EfiApp, Variant::Hang) => "KERNEL: efi-app hang",

@@ -166,6 +166,24 @@ impl Project {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        run_with_limit(self.command(args, env))
+    }
+
+    /// Starts the runner with `args` and returns at once (for signal and debugger tests);
+    /// stdout and stderr are piped.
+    pub fn spawn<I, S>(&self, args: I, env: &[(&str, &str)]) -> std::process::Child
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.command(args, env).spawn().expect("start the runner")
+    }
+
+    fn command<I, S>(&self, args: I, env: &[(&str, &str)]) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
         let mut command = Command::new(&self.runner);
         command
             .args(args.into_iter().map(Into::into))
@@ -184,7 +202,7 @@ impl Project {
         for (key, value) in env {
             command.env(key, value);
         }
-        run_with_limit(command)
+        command
     }
 
     /// Process IDs of QEMU processes whose command line mentions this project's directory.
@@ -195,7 +213,16 @@ impl Project {
 
 fn run_with_limit(mut command: Command) -> Run {
     let start = Instant::now();
-    let mut child = command.spawn().expect("start the runner");
+    let child = command.spawn().expect("start the runner");
+    finish(child, start)
+}
+
+/// Collects a runner started with [`Project::spawn`], with the same safety limit.
+pub fn wait(child: std::process::Child) -> Run {
+    finish(child, Instant::now())
+}
+
+fn finish(mut child: std::process::Child, start: Instant) -> Run {
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let out = std::thread::spawn(move || {

@@ -223,6 +223,10 @@ pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, 
     if o.arch == Arch::Riscv64 && media.firmware.is_none() {
         cmd.args(["-bios", "default"]);
     }
+    if o.arch == Arch::Aarch64 && media.firmware.is_some() {
+        // AAVMF otherwise waits five seconds for a key before it boots from disk.
+        cmd.args(["-boot", "menu=on,splash-time=0"]);
+    }
     match &media.firmware {
         Some(FirmwareFiles::Pflash { code, vars }) => {
             cmd.args([

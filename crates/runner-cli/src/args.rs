@@ -84,14 +84,18 @@ pub struct RunArgs {
     #[arg(value_name = "EXECUTABLE", required = true)]
     pub executable: Option<PathBuf>,
 
-    /// Arguments after the executable (for tests, cargo's libtest arguments, not passed to QEMU);
-    /// everything after a `--` among them goes to QEMU.
+    /// Arguments after the executable (for tests, cargo's libtest arguments; not passed to
+    /// QEMU). Everything after a `--` goes to QEMU, last on its command line.
     #[arg(
         value_name = "ARGS",
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
     pub args: Vec<String>,
+
+    /// The arguments after `--` (split off before parsing, see [`parse`]).
+    #[arg(skip)]
+    pub runner_args: Vec<String>,
 }
 
 impl RunArgs {
@@ -130,13 +134,29 @@ pub struct CleanArgs {
 }
 
 /// Parses the process arguments; `cargo image-runner ...` (cargo's subcommand form) passes
-/// `image-runner` as the first argument, which is dropped.
+/// `image-runner` as the first argument, which is dropped. Everything after the first `--` is
+/// for QEMU; it is split off first, because the trailing-arguments mode would swallow the `--`.
 pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
     let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
     if args.get(1).is_some_and(|a| a == "image-runner") {
         args.remove(1);
     }
-    Cli::parse_from(args)
+    let runner_args: Vec<String> = match args.iter().position(|a| a == "--") {
+        Some(at) => args
+            .split_off(at)
+            .into_iter()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut cli = Cli::parse_from(args);
+    match &mut cli.command {
+        Some(Command::Run(run) | Command::Build(run)) => run.runner_args = runner_args,
+        Some(_) => {}
+        None => cli.run.runner_args = runner_args,
+    }
+    cli
 }
 
 #[cfg(test)]
@@ -144,8 +164,11 @@ mod tests {
     use super::*;
 
     fn parse(words: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("cargo-image-runner").chain(words.iter().copied()))
-            .unwrap()
+        super::parse(
+            std::iter::once("cargo-image-runner")
+                .chain(words.iter().copied())
+                .map(Into::into),
+        )
     }
 
     #[test]
@@ -162,6 +185,19 @@ mod tests {
             Some(std::path::Path::new("/t/deps/k-0123456789abcdef"))
         );
         assert_eq!(cli.run.args, ["--nocapture", "--test-threads", "1"]);
+    }
+
+    #[test]
+    fn arguments_after_a_double_dash_are_for_qemu() {
+        let cli = parse(&["/k", "guest", "--", "-d", "int"]);
+        assert_eq!(cli.run.args, ["guest"]);
+        assert_eq!(cli.run.runner_args, ["-d", "int"]);
+        let cli = parse(&["run", "--gdb=1234", "/k", "--", "-s"]);
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.gdb, Some(Some(1234)));
+        assert_eq!(run.runner_args, ["-s"]);
     }
 
     #[test]

@@ -52,12 +52,17 @@ fn invocation(
 
 fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
     let executable = run_args.executable.clone().unwrap_or_default();
-    let inv = invocation(
+    let mut inv = invocation(
         &run_args.common,
         Some(&executable),
         &run_args.args,
         run_args.test_mode(),
     );
+    inv.runner_args.extend(run_args.runner_args.iter().cloned());
+    if let Some(port) = run_args.gdb {
+        inv.overrides
+            .push(format!("qemu.gdb-port={}", port.unwrap_or(0)));
+    }
     let ctx = Context::new(inv)?;
     let registry = plugins::registry();
     let pipeline = Pipeline::new(&registry);

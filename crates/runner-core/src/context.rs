@@ -45,21 +45,6 @@ impl Invocation {
             ..Self::default()
         }
     }
-
-    /// Sets the arguments that followed the executable: those before a `--` are the
-    /// program's, those after it the runner's.
-    pub fn set_trailing_args(&mut self, trailing: &[String]) {
-        match trailing.iter().position(|a| a == "--") {
-            Some(at) => {
-                self.args = trailing[..at].to_vec();
-                self.runner_args = trailing[at + 1..].to_vec();
-            }
-            None => {
-                self.args = trailing.to_vec();
-                self.runner_args = Vec::new();
-            }
-        }
-    }
 }
 
 /// Everything the pipeline steps share for one run.
@@ -78,9 +63,9 @@ pub struct Context {
     pub boot: BootKind,
     /// Whether the executable is a test binary.
     pub is_test: bool,
-    /// Arguments after the executable (before any `--`).
+    /// Arguments after the executable (for tests, libtest's).
     pub args: Vec<String>,
-    /// Arguments after `--`, for the runner.
+    /// Arguments after `--` on the command line, for the runner.
     pub runner_args: Vec<String>,
     /// The package directory (holds `Cargo.toml`).
     pub manifest_dir: PathBuf,

@@ -1,0 +1,247 @@
+//! The QEMU runner's promises, with real QEMU: verdicts (triple fault, patterns), signals,
+//! typed input, the gdb stub, the accelerator choice and the order of extra arguments.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use image_runner_tests::kernels::{self, Kernel, Variant};
+use image_runner_tests::runner::{Project, wait};
+use image_runner_tests::runner_bin;
+
+fn multiboot(variant: Variant) -> std::path::PathBuf {
+    kernels::path(Kernel::Multiboot, variant)
+}
+
+#[test]
+fn a_triple_fault_is_no_pass() {
+    let project = Project::new(runner_bin!(), "");
+    let run = project.run(
+        [
+            "--test".into(),
+            multiboot(Variant::TripleFault).into_os_string(),
+        ],
+        &[],
+    );
+    run.assert_code(4)
+        .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::TripleFault))
+        .assert_stderr_contains("status 0, which is no test verdict");
+}
+
+#[test]
+fn success_pattern_ends_a_hanging_run_as_passed() {
+    let project = Project::new(
+        runner_bin!(),
+        "[test]\ntimeout = 60\nsuccess-pattern = '^KERNEL: multiboot hang$'\n",
+    );
+    let hang = project.add_kernel(&multiboot(Variant::Hang), "target/debug/pattern-kernel");
+    let run = project.run(["--test".into(), hang.into_os_string()], &[]);
+    run.assert_code(0);
+    assert!(
+        run.elapsed < Duration::from_secs(20),
+        "did not end early: {run}"
+    );
+    assert_eq!(project.qemu_processes(), Vec::<u32>::new());
+}
+
+#[test]
+fn failure_pattern_ends_a_run_as_failed() {
+    let project = Project::new(
+        runner_bin!(),
+        "[test]\ntimeout = 60\nsuccess-pattern = 'never printed'\nfailure-pattern = 'multiboot (hang|panic)'\n",
+    );
+    let run = project.run(
+        ["--test".into(), multiboot(Variant::Hang).into_os_string()],
+        &[],
+    );
+    run.assert_code(1)
+        .assert_stderr_contains("failure pattern: \"multiboot hang\"");
+    assert!(
+        run.elapsed < Duration::from_secs(20),
+        "did not end early: {run}"
+    );
+}
+
+fn interrupt_mid_boot(signal: &str) {
+    let project = Project::new(runner_bin!(), "[test]\ntimeout = 120\n");
+    let hang = project.add_kernel(&multiboot(Variant::Hang), "target/debug/signal-kernel");
+    let child = project.spawn(["--test".into(), hang.into_os_string()], &[]);
+    // Wait until QEMU is up, then signal the runner only (as a terminal's Ctrl-C would reach it).
+    let start = Instant::now();
+    while project.qemu_processes().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "QEMU never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let run = wait(child);
+    run.assert_code(130).assert_stderr_contains("interrupted");
+    assert!(run.elapsed < Duration::from_secs(10), "slow to stop: {run}");
+    assert_eq!(
+        project.qemu_processes(),
+        Vec::<u32>::new(),
+        "QEMU survived {signal}"
+    );
+}
+
+#[test]
+fn sigint_stops_qemu_and_leaves_no_process() {
+    interrupt_mid_boot("-INT");
+}
+
+#[test]
+fn sigterm_stops_qemu_and_leaves_no_process() {
+    interrupt_mid_boot("-TERM");
+}
+
+#[test]
+fn send_rules_type_into_the_serial_port() {
+    for (text, code) in [("y", 0), ("n", 1)] {
+        let project = Project::new(
+            runner_bin!(),
+            &format!("[test]\ntimeout = 60\n[[test.send]]\nafter = 'login: '\ntext = '{text}'\n"),
+        );
+        let run = project.run(
+            ["--test".into(), multiboot(Variant::Input).into_os_string()],
+            &[],
+        );
+        run.assert_code(code)
+            .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Input));
+    }
+}
+
+#[test]
+fn auto_accelerator_works_here_and_says_why() {
+    let project = Project::new(runner_bin!(), "[qemu]\naccel = 'auto'\n");
+    let run = project.run(
+        ["-v".into(), multiboot(Variant::Pass).into_os_string()],
+        &[],
+    );
+    run.assert_code(0).assert_stderr_contains("Accelerator ");
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("Accelerator "))
+        .unwrap_or_default();
+    assert!(line.contains("auto: "), "no reason given: {line}");
+}
+
+#[test]
+fn gdb_stub_waits_for_a_debugger() {
+    let project = Project::new(runner_bin!(), "[test]\ntimeout = 1\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = project.spawn(
+        [
+            format!("--gdb={port}"),
+            "--test".into(),
+            multiboot(Variant::Pass).display().to_string(),
+        ],
+        &[],
+    );
+    // QEMU starts halted; the test timeout of 1 s must not apply while it waits.
+    let start = Instant::now();
+    let mut stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("no gdb stub on port {port}: {e}"),
+        }
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    // The GDB remote protocol's "continue".
+    stream.write_all(b"$c#63").expect("send continue");
+    let mut ack = [0u8; 1];
+    stream.read_exact(&mut ack).expect("stub answers");
+    assert_eq!(&ack, b"+");
+    let run = wait(child);
+    run.assert_code(0)
+        .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass))
+        .assert_stderr_contains(&format!("gdb-remote 127.0.0.1:{port}"))
+        .assert_stderr_contains(&format!("target remote 127.0.0.1:{port}"));
+}
+
+#[test]
+fn extra_arguments_come_in_the_documented_order() {
+    let project = Project::new(
+        runner_bin!(),
+        "[qemu]\nargs = ['-name', 'from-config']\n[run]\nargs = ['-rtc', 'base=utc']\n",
+    );
+    let run = project.run(
+        [
+            "--print-cmd".into(),
+            multiboot(Variant::Pass).into_os_string(),
+            "guest-arg".into(),
+            "--".into(),
+            "-d".into(),
+            "int".into(),
+        ],
+        &[(
+            "CARGO_IMAGE_RUNNER_QEMU_ARGS",
+            "-smp 'cores=1' -name \"from env\"",
+        )],
+    );
+    run.assert_code(0);
+    let line = run.stdout.trim();
+    assert!(
+        line.ends_with("-name from-config -rtc base=utc -smp cores=1 -name 'from env' -d int"),
+        "{line}"
+    );
+    assert!(!line.contains("guest-arg"), "{line}");
+}
+
+#[test]
+fn aarch64_efi_app_boots_under_aavmf() {
+    let project = Project::new(runner_bin!(), "");
+    let run = project.run(
+        [
+            "--test".into(),
+            kernels::path(Kernel::EfiAppAa64, Variant::Pass).into_os_string(),
+        ],
+        &[],
+    );
+    run.assert_code(0)
+        .assert_serial_line(kernels::marker(Kernel::EfiAppAa64, Variant::Pass));
+    let fail = project.run(
+        [
+            "--test".into(),
+            kernels::path(Kernel::EfiAppAa64, Variant::Fail).into_os_string(),
+        ],
+        &[],
+    );
+    fail.assert_code(1);
+}
+
+#[test]
+fn riscv64_kernel_boots_directly() {
+    let project = Project::new(runner_bin!(), "");
+    let run = project.run(
+        [
+            "--test".into(),
+            kernels::path(Kernel::Riscv64, Variant::Pass).into_os_string(),
+        ],
+        &[],
+    );
+    run.assert_code(0)
+        .assert_serial_line(kernels::marker(Kernel::Riscv64, Variant::Pass));
+    let fail = project.run(
+        [
+            "--test".into(),
+            kernels::path(Kernel::Riscv64, Variant::Fail).into_os_string(),
+        ],
+        &[],
+    );
+    fail.assert_code(1);
+}
