@@ -140,6 +140,10 @@ impl Context {
         };
         let boot = match config.boot {
             BootChoice::Auto if kernel.is_efi_app() => BootKind::Uefi,
+            // A bare FAT volume has no boot code for BIOS; UEFI reads it directly.
+            BootChoice::Auto if kernel.prebuilt_image() == Some(crate::plugin::ImageKind::Fat) => {
+                BootKind::Uefi
+            }
             BootChoice::Auto | BootChoice::Bios => BootKind::Bios,
             BootChoice::Uefi => BootKind::Uefi,
             BootChoice::Hybrid => BootKind::Hybrid,

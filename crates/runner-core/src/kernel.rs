@@ -1,10 +1,12 @@
 //! What the kernel executable is: ELF or PE, which architecture, which boot protocols it carries.
 
 use std::fmt;
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::plugin::ImageKind;
 
 /// A guest architecture, named as QEMU's `qemu-system-<arch>` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +69,9 @@ pub enum KernelFormat {
     Elf { bits: u8 },
     /// PE32+ image (a UEFI application when `efi_app` is set).
     Pe { efi_app: bool },
+    /// Not a kernel but a ready bootable image (ISO 9660, FAT, or a partitioned disk), booted
+    /// as it is.
+    Image(ImageKind),
 }
 
 /// The facts about a kernel file that decide how it can boot.
@@ -88,27 +93,44 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Reads and classifies the kernel at `path`.
+    /// Reads and classifies the kernel at `path`. Only the headers are read, so a large
+    /// kernel costs no more than a small one.
     pub fn inspect(path: &Path) -> Result<Kernel, Error> {
-        let mut file =
-            std::fs::File::open(path).map_err(|e| Error::io("open the kernel", path, e))?;
-        // Headers live in the first 32 KiB (multiboot2's limit); the PVH note may be further,
-        // so ELF program headers are read from the whole file only when needed.
-        let mut head = Vec::with_capacity(32 * 1024);
+        let mut file = File::open(path).map_err(|e| Error::io("open the kernel", path, e))?;
+        // Boot headers live in the first 32 KiB (multiboot2's limit; an ISO's primary volume
+        // descriptor sits at 32 KiB + 1).
+        let mut head = Vec::with_capacity(HEAD + 8);
         (&mut file)
-            .take(32 * 1024)
+            .take(HEAD as u64 + 8)
             .read_to_end(&mut head)
             .map_err(|e| Error::io("read the kernel", path, e))?;
         if head.starts_with(b"\x7fELF") {
-            let bytes = std::fs::read(path).map_err(|e| Error::io("read the kernel", path, e))?;
-            Self::from_elf(path, &bytes)
+            let mut reader = Ranges { file, head: &head };
+            Self::from_elf(path, &mut reader)
         } else if head.starts_with(b"MZ") {
             Self::from_pe(path, &head)
+        } else if let Some(kind) = image_kind(&head) {
+            Ok(Kernel {
+                path: path.to_path_buf(),
+                format: KernelFormat::Image(kind),
+                arch: Arch::X86_64,
+                multiboot1: false,
+                multiboot2: false,
+                pvh: false,
+            })
         } else {
             Err(Error::kernel(
                 path,
-                "not an ELF or PE executable; pass the kernel binary cargo built",
+                "not an ELF or PE executable, nor an ISO, FAT or disk image; pass the kernel binary cargo built",
             ))
+        }
+    }
+
+    /// A ready image's kind, when the "kernel" is one.
+    pub fn prebuilt_image(&self) -> Option<ImageKind> {
+        match self.format {
+            KernelFormat::Image(kind) => Some(kind),
+            _ => None,
         }
     }
 
@@ -164,7 +186,8 @@ impl Kernel {
         })
     }
 
-    fn from_elf(path: &Path, bytes: &[u8]) -> Result<Kernel, Error> {
+    fn from_elf(path: &Path, reader: &mut Ranges<'_>) -> Result<Kernel, Error> {
+        let bytes = reader.head;
         let bad = || Error::kernel(path, "truncated or malformed ELF header");
         let bits = match bytes.get(4) {
             Some(1) => 32,
@@ -190,15 +213,59 @@ impl Kernel {
                 ));
             }
         };
-        let head = &bytes[..bytes.len().min(32 * 1024)];
+        let head = &bytes[..bytes.len().min(HEAD)];
         Ok(Kernel {
             path: path.to_path_buf(),
             format: KernelFormat::Elf { bits },
             arch,
             multiboot1: has_multiboot1(head),
             multiboot2: has_multiboot2(head),
-            pvh: has_pvh_note(bytes, bits == 64).unwrap_or(false),
+            pvh: has_pvh_note(reader, bits == 64).unwrap_or(false),
         })
+    }
+}
+
+/// How much of the file is read up front.
+const HEAD: usize = 32 * 1024;
+
+/// Reads byte ranges of the kernel: from the already read head when they are in it, else from
+/// the file.
+struct Ranges<'a> {
+    file: File,
+    head: &'a [u8],
+}
+
+impl Ranges<'_> {
+    fn read(&mut self, offset: usize, len: usize) -> Option<Vec<u8>> {
+        let end = offset.checked_add(len)?;
+        if let Some(bytes) = self.head.get(offset..end) {
+            return Some(bytes.to_vec());
+        }
+        // A note larger than this is not a boot note; refuse rather than read a whole file.
+        if len > 1024 * 1024 {
+            return None;
+        }
+        let mut buf = vec![0; len];
+        self.file.seek(SeekFrom::Start(offset as u64)).ok()?;
+        self.file.read_exact(&mut buf).ok()?;
+        Some(buf)
+    }
+}
+
+/// Recognises ready images: ISO 9660 ("CD001" at 32 KiB + 1), a FAT boot sector, or a disk
+/// with an MBR boot signature.
+fn image_kind(head: &[u8]) -> Option<ImageKind> {
+    if head.get(0x8001..0x8006) == Some(b"CD001") {
+        return Some(ImageKind::Iso);
+    }
+    if head.get(510..512) != Some(&[0x55, 0xAA]) {
+        return None;
+    }
+    let fat_label = |at: usize| head.get(at..at + 3) == Some(b"FAT");
+    if fat_label(0x36) || fat_label(0x52) {
+        Some(ImageKind::Fat)
+    } else {
+        Some(ImageKind::Disk)
     }
 }
 
@@ -244,7 +311,8 @@ fn has_multiboot2(head: &[u8]) -> bool {
 }
 
 /// A `PT_NOTE` segment holding a "Xen" note of type 18 (`XEN_ELFNOTE_PHYS32_ENTRY`).
-fn has_pvh_note(bytes: &[u8], is64: bool) -> Option<bool> {
+fn has_pvh_note(reader: &mut Ranges<'_>, is64: bool) -> Option<bool> {
+    let bytes = reader.head;
     let (phoff, phentsize, phnum) = if is64 {
         (
             u64_le(bytes, 32)? as usize,
@@ -258,29 +326,30 @@ fn has_pvh_note(bytes: &[u8], is64: bool) -> Option<bool> {
             u16_le(bytes, 44)? as usize,
         )
     };
+    let table = reader.read(phoff, phentsize.checked_mul(phnum)?)?;
     for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        if u32_le(bytes, ph)? != 4 {
+        let ph = i * phentsize;
+        if u32_le(&table, ph)? != 4 {
             continue;
         }
         let (offset, size) = if is64 {
             (
-                u64_le(bytes, ph + 8)? as usize,
-                u64_le(bytes, ph + 32)? as usize,
+                u64_le(&table, ph + 8)? as usize,
+                u64_le(&table, ph + 32)? as usize,
             )
         } else {
             (
-                u32_le(bytes, ph + 4)? as usize,
-                u32_le(bytes, ph + 16)? as usize,
+                u32_le(&table, ph + 4)? as usize,
+                u32_le(&table, ph + 16)? as usize,
             )
         };
-        let mut at = offset;
-        let end = offset.checked_add(size)?.min(bytes.len());
-        while at + 12 <= end {
-            let namesz = u32_le(bytes, at)? as usize;
-            let descsz = u32_le(bytes, at + 4)? as usize;
-            let kind = u32_le(bytes, at + 8)?;
-            let name = bytes.get(at + 12..at + 12 + namesz)?;
+        let notes = reader.read(offset, size)?;
+        let mut at = 0;
+        while at + 12 <= notes.len() {
+            let namesz = u32_le(&notes, at)? as usize;
+            let descsz = u32_le(&notes, at + 4)? as usize;
+            let kind = u32_le(&notes, at + 8)?;
+            let name = notes.get(at + 12..at + 12 + namesz)?;
             if kind == 18 && name.starts_with(b"Xen") {
                 return Some(true);
             }
@@ -325,6 +394,27 @@ mod tests {
         std::fs::write(&path, b"#!/bin/sh\n").unwrap();
         let err = Kernel::inspect(&path).unwrap_err().to_string();
         assert!(err.contains("not an ELF or PE"), "{err}");
+        let mut iso = vec![0u8; 0x8010];
+        iso[0x8001..0x8006].copy_from_slice(b"CD001");
+        std::fs::write(&path, &iso).unwrap();
+        assert_eq!(
+            Kernel::inspect(&path).unwrap().prebuilt_image(),
+            Some(ImageKind::Iso)
+        );
+        let mut disk = vec![0u8; 1024];
+        disk[510] = 0x55;
+        disk[511] = 0xAA;
+        std::fs::write(&path, &disk).unwrap();
+        assert_eq!(
+            Kernel::inspect(&path).unwrap().prebuilt_image(),
+            Some(ImageKind::Disk)
+        );
+        disk[0x52..0x55].copy_from_slice(b"FAT");
+        std::fs::write(&path, &disk).unwrap();
+        assert_eq!(
+            Kernel::inspect(&path).unwrap().prebuilt_image(),
+            Some(ImageKind::Fat)
+        );
         std::fs::write(&path, b"\x7fELF").unwrap();
         let err = Kernel::inspect(&path).unwrap_err().to_string();
         assert!(err.contains("malformed ELF"), "{err}");

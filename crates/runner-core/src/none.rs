@@ -1,9 +1,10 @@
 //! The built-in `none` bootloader: a UEFI application goes to `EFI/BOOT/BOOT<ARCH>.EFI`; a
-//! multiboot1 or PVH ELF is handed to the runner for direct boot.
+//! multiboot1 or PVH ELF is handed to the runner for direct boot; a ready image is booted as it
+//! is.
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::plugin::{BootKind, Bootloader};
+use crate::plugin::{BootKind, Bootloader, Image};
 use crate::staging::{Source, Staging};
 
 /// Boots the kernel with no bootloader in between.
@@ -18,6 +19,10 @@ impl Bootloader for NoBootloader {
     fn stage(&self, ctx: &Context) -> Result<Staging, Error> {
         let kernel = &ctx.kernel;
         let mut staging = Staging::new();
+        if let Some(kind) = kernel.prebuilt_image() {
+            staging.prebuilt = Some(Image::new(kernel.path.clone(), kind));
+            return Ok(staging);
+        }
         if kernel.is_efi_app() {
             if ctx.boot == BootKind::Bios {
                 return Err(Error::kernel(

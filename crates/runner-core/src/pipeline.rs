@@ -45,6 +45,15 @@ impl<'r> Pipeline<'r> {
         let staging = self.stage(ctx)?;
         let mut media = BootMedia::new(ctx.boot);
         media.direct_kernel = staging.direct_kernel.clone();
+        if let Some(image) = &staging.prebuilt {
+            if !staging.entries.is_empty() {
+                return Err(Error::Config(format!(
+                    "`{}` is a ready image, so nothing can be added to it; remove `extra-files`",
+                    image.path.display()
+                )));
+            }
+            media.image = Some(image.clone());
+        }
         let format = match ctx.config.format.as_str() {
             "auto" if staging.entries.is_empty() => None,
             "auto" => Some(match ctx.boot {

@@ -130,6 +130,8 @@ pub struct Staging {
     pub entries: BTreeMap<ImagePath, Source>,
     /// A kernel the runner boots directly (QEMU `-kernel`), with no image at all.
     pub direct_kernel: Option<PathBuf>,
+    /// A ready image to boot as it is (no format step).
+    pub prebuilt: Option<crate::plugin::Image>,
 }
 
 impl Staging {
