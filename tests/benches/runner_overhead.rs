@@ -19,7 +19,11 @@ fn runner() -> PathBuf {
 /// A throw-away package directory, so no config from this repository applies.
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temporary directory");
-    std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"bench\"\n").expect("write Cargo.toml");
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"bench\"\n",
+    )
+    .expect("write Cargo.toml");
     dir
 }
 
@@ -47,9 +51,18 @@ fn printed_command(project: &Path, target: &Path, image: &Path) -> Vec<String> {
 
 fn time(mut cmd: Command, expect: i32) -> Duration {
     let start = Instant::now();
-    let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().expect("run");
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("run");
     let elapsed = start.elapsed();
-    assert_eq!(out.status.code(), Some(expect), "unexpected exit: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(expect),
+        "unexpected exit: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     elapsed
 }
 
@@ -91,7 +104,11 @@ fn compare(name: &str, image: &Path) {
 fn grub_iso(dir: &Path) -> Option<PathBuf> {
     let tree = dir.join("iso");
     std::fs::create_dir_all(tree.join("boot/grub")).ok()?;
-    std::fs::copy(kernels::path(Kernel::Multiboot, Variant::Pass), tree.join("boot/kernel.elf")).ok()?;
+    std::fs::copy(
+        kernels::path(Kernel::Multiboot, Variant::Pass),
+        tree.join("boot/kernel.elf"),
+    )
+    .ok()?;
     std::fs::write(
         tree.join("boot/grub/grub.cfg"),
         "serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\nset timeout=0\nmenuentry k {\n multiboot /boot/kernel.elf\n boot\n}\n",
@@ -111,10 +128,15 @@ fn grub_iso(dir: &Path) -> Option<PathBuf> {
 
 fn main() {
     println!("runner overhead, median of {RUNS} alternating runs each (TCG)");
-    compare("-kernel (multiboot1)", &kernels::path(Kernel::Multiboot, Variant::Pass));
+    compare(
+        "-kernel (multiboot1)",
+        &kernels::path(Kernel::Multiboot, Variant::Pass),
+    );
     let scratch = tempfile::tempdir().expect("temporary directory");
     match grub_iso(scratch.path()) {
         Some(iso) => compare("BIOS CD (GRUB ISO)", &iso),
-        None => println!("BIOS CD (GRUB ISO)           not measured: grub-mkrescue (grub-pc-bin, xorriso, mtools) failed or is missing"),
+        None => println!(
+            "BIOS CD (GRUB ISO)           not measured: grub-mkrescue (grub-pc-bin, xorriso, mtools) failed or is missing"
+        ),
     }
 }

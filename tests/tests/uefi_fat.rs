@@ -14,8 +14,54 @@ fn efi_app_on_a_fat_image_boots_under_ovmf() {
         .assert_serial_line(kernels::marker(Kernel::EfiApp, Variant::Pass));
     let out = project.target_dir().join("image-runner/efi-app-pass");
     assert!(out.join("image.fat").is_file());
-    // Each run has its own writable copy of the variable store, never the system template.
-    assert!(out.join("uefi-vars.fd").is_file());
+}
+
+#[test]
+fn a_unified_firmware_image_is_preferred_when_installed() {
+    let project = Project::new(runner_bin!(), "");
+    let run = project.run(
+        [
+            "--print-cmd".into(),
+            kernels::path(Kernel::EfiApp, Variant::Pass).into_os_string(),
+        ],
+        &[],
+    );
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains(" -bios /usr/share/ovmf/OVMF.fd "),
+        "{run}"
+    );
+}
+
+#[test]
+fn pflash_runs_get_their_own_vars_copy_warmed_by_the_last_pass() {
+    let project = Project::new(
+        runner_bin!(),
+        "[ovmf]
+unified = false
+",
+    );
+    let out = project.target_dir().join("image-runner/efi-app-pass");
+    let kernel = kernels::path(Kernel::EfiApp, Variant::Pass);
+    let first = project.run([&kernel], &[]);
+    first
+        .assert_code(0)
+        .assert_serial_line(kernels::marker(Kernel::EfiApp, Variant::Pass));
+    // Each run writes only its own copy, never the system template.
+    let template = std::fs::read("/usr/share/OVMF/OVMF_VARS_4M.fd").expect("Debian's ovmf");
+    let copy = std::fs::read(out.join("uefi-vars.fd")).expect("the run's own copy");
+    assert_eq!(copy.len(), template.len());
+    assert_ne!(
+        copy, template,
+        "the firmware wrote nothing into the run's copy"
+    );
+    // The store of that passing run is kept for the next run of the same setup.
+    let warm = std::fs::read(out.join("uefi-vars.warm.fd")).expect("warmed store kept");
+    assert_eq!(warm, copy);
+    let second = project.run([&kernel], &[]);
+    second
+        .assert_code(0)
+        .assert_serial_line(kernels::marker(Kernel::EfiApp, Variant::Pass));
 }
 
 #[test]

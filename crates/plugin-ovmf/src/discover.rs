@@ -48,6 +48,8 @@ pub struct Search {
     pub descriptor_dirs: Vec<PathBuf>,
     /// Known file locations, as (code, vars) pairs; vars `None` for unified files.
     pub known: Vec<(PathBuf, Option<PathBuf>)>,
+    /// Take a unified image from `known` before any pair (faster boots).
+    pub prefer_unified: bool,
 }
 
 impl Search {
@@ -57,6 +59,7 @@ impl Search {
         let mut search = Search::system(ctx.arch, ctx.env.clone());
         search.code = ctx.config.ovmf.code.as_ref().map(|p| ctx.host_path(p));
         search.vars = ctx.config.ovmf.vars.as_ref().map(|p| ctx.host_path(p));
+        search.prefer_unified = ctx.config.ovmf.unified;
         search
     }
 
@@ -90,6 +93,7 @@ impl Search {
             env,
             descriptor_dirs,
             known: known_locations(arch),
+            prefer_unified: true,
         }
     }
 }
@@ -203,6 +207,14 @@ pub fn find(search: &Search) -> Result<FirmwarePair, Error> {
         return explicit(Path::new(fd), None, "OVMF_FD", "");
     }
     let mut tried = Vec::new();
+    if search.prefer_unified
+        && let Some(path) = search
+            .known
+            .iter()
+            .find_map(|(code, vars)| (vars.is_none() && code.is_file()).then_some(code))
+    {
+        return Ok(FirmwarePair::Unified(path.clone()));
+    }
     for (file, described) in descriptor::scan(&search.descriptor_dirs, search.arch.name()) {
         if descriptor::exists(&described) {
             return Ok(match described {
@@ -278,6 +290,7 @@ mod tests {
             env: BTreeMap::new(),
             descriptor_dirs: Vec::new(),
             known: Vec::new(),
+            prefer_unified: false,
         }
     }
 
@@ -361,11 +374,33 @@ mod tests {
         );
     }
 
-    /// Needs an OVMF package on the machine (`.ci/run` installs Debian's `ovmf`).
+    /// Needs an OVMF package on the machine (`.ci/run` installs Debian's `ovmf`, which has
+    /// both a unified image and code/VARS pairs).
     #[test]
     fn finds_the_system_firmware_here() {
-        let found = find(&Search::system(Arch::X86_64, BTreeMap::new()))
-            .expect("install Debian's `ovmf` package for this test");
+        let mut search = Search::system(Arch::X86_64, BTreeMap::new());
+        let found = find(&search).expect("install Debian's `ovmf` package for this test");
+        assert!(matches!(found, FirmwarePair::Unified(_)), "{found:?}");
+        search.prefer_unified = false;
+        let found = find(&search).expect("install Debian's `ovmf` package for this test");
         assert!(matches!(found, FirmwarePair::Pflash { .. }), "{found:?}");
+    }
+
+    #[test]
+    fn unified_images_win_only_when_preferred() {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, vars, unified) = (
+            dir.path().join("C.fd"),
+            dir.path().join("V.fd"),
+            dir.path().join("OVMF.fd"),
+        );
+        for f in [&code, &vars, &unified] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let mut search = empty_search(Arch::X86_64);
+        search.known = vec![(code.clone(), Some(vars.clone())), (unified.clone(), None)];
+        assert_eq!(find(&search).unwrap(), FirmwarePair::Pflash { code, vars });
+        search.prefer_unified = true;
+        assert_eq!(find(&search).unwrap(), FirmwarePair::Unified(unified));
     }
 }

@@ -470,6 +470,8 @@ mod tests {
                 "none",
                 "-semihosting-config",
                 "enable=on,target=native",
+                "-boot",
+                "menu=on,splash-time=0",
                 "-drive",
                 "if=pflash,format=raw,unit=0,readonly=on,file=/fw/AAVMF_CODE.fd",
                 "-drive",

@@ -89,6 +89,12 @@ impl<'r> Pipeline<'r> {
 
     /// Boots `media` and judges the run.
     pub fn run(&self, media: &BootMedia, ctx: &Context) -> Result<Outcome, Error> {
-        self.registry.runner(&ctx.config.runner)?.run(media, ctx)
+        let outcome = self.registry.runner(&ctx.config.runner)?.run(media, ctx)?;
+        if let Some(files) = &media.firmware {
+            self.registry
+                .firmware(&ctx.config.firmware)?
+                .after_run(files, &outcome, ctx)?;
+        }
+        Ok(outcome)
     }
 }

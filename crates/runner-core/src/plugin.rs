@@ -235,6 +235,16 @@ pub trait Firmware: Send + Sync {
     fn name(&self) -> &str;
     /// Firmware for `ctx.arch`, with a variable store private to this run.
     fn resolve(&self, ctx: &Context) -> Result<FirmwareFiles, Error>;
+
+    /// Called after the run with how it ended (to keep a warmed variable store, say).
+    fn after_run(
+        &self,
+        _files: &FirmwareFiles,
+        _outcome: &Outcome,
+        _ctx: &Context,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Boots the media and judges the result.
