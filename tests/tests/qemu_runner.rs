@@ -134,6 +134,38 @@ fn auto_accelerator_works_here_and_says_why() {
     assert!(line.contains("auto: "), "no reason given: {line}");
 }
 
+/// Whether this host's CPU lists hardware virtualisation (without it, KVM cannot work).
+fn cpu_has_virtualisation() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
+        info.lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+    })
+}
+
+#[test]
+fn a_kvm_failure_at_start_falls_back_to_tcg_once() {
+    // `-cpu host` under KVM aborts at start on hosts without working KVM (a nested VM: "failed
+    // to set MSR"; no /dev/kvm: "Could not access KVM"); the fallback runs with TCG (`-cpu max`).
+    let project = Project::new(
+        runner_bin!(),
+        "[qemu]
+accel = 'kvm,tcg'
+cpu = 'host'
+",
+    );
+    let run = project.run(
+        ["--test".into(), multiboot(Variant::Pass).into_os_string()],
+        &[],
+    );
+    run.assert_code(0)
+        .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass));
+    if !cpu_has_virtualisation() {
+        run.assert_stderr_contains("; retrying with tcg");
+        assert_eq!(run.stderr.matches("retrying").count(), 1, "{run}");
+    }
+}
+
 #[test]
 fn gdb_stub_waits_for_a_debugger() {
     let project = Project::new(runner_bin!(), "[test]\ntimeout = 1\n");

@@ -182,6 +182,9 @@ pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, 
         ("", Arch::Aarch64) if o.accel.is_hardware() => "host",
         // The `virt` board's default CPU is a 32-bit Cortex-A15.
         ("", Arch::Aarch64) => "max",
+        // `host` exists only with a hardware accelerator; `max` is its emulated counterpart
+        // (this is what a fallback from KVM to TCG needs).
+        ("host", _) if !o.accel.is_hardware() => "max",
         (cpu, _) => cpu,
     };
     if !cpu.is_empty() {
@@ -489,6 +492,26 @@ mod tests {
                 .unwrap()
                 .to_string()
                 .contains("-accel hvf -cpu host")
+        );
+    }
+
+    #[test]
+    fn cpu_host_becomes_max_without_a_hardware_accelerator() {
+        let mut o = QemuOptions::new(Arch::X86_64);
+        o.cpu = "host".into();
+        let media = direct("/k");
+        assert!(
+            build_command(&media, &o)
+                .unwrap()
+                .to_string()
+                .contains("-accel tcg -cpu max ")
+        );
+        o.accel = Accel::Kvm;
+        assert!(
+            build_command(&media, &o)
+                .unwrap()
+                .to_string()
+                .contains("-accel kvm -cpu host ")
         );
     }
 
