@@ -5,7 +5,9 @@ pub mod command;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod fingerprint;
 pub mod fs;
+pub mod incremental;
 pub mod kernel;
 pub mod none;
 pub mod pipeline;
@@ -24,4 +26,4 @@ pub use plugin::{
     Outcome, Runner, Verdict,
 };
 pub use registry::Registry;
-pub use staging::{ImagePath, Source, Staging};
+pub use staging::{BootHints, ImagePath, Source, Staging};

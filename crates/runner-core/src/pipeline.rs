@@ -4,7 +4,8 @@
 use crate::command::CommandSpec;
 use crate::context::Context;
 use crate::error::Error;
-use crate::plugin::{BootKind, BootMedia, Outcome};
+use crate::incremental::BuildCheck;
+use crate::plugin::{BootKind, BootMedia, Image, Outcome};
 use crate::registry::Registry;
 use crate::staging::{ImagePath, Source, Staging};
 
@@ -70,7 +71,7 @@ impl<'r> Pipeline<'r> {
             }
             std::fs::create_dir_all(&ctx.output_dir)
                 .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
-            media.image = Some(self.registry.format(name)?.build(&staging, ctx)?);
+            media.image = Some(self.build_image(name, &staging, ctx)?);
         }
         if ctx.boot.needs_uefi_firmware() {
             std::fs::create_dir_all(&ctx.output_dir)
@@ -78,6 +79,37 @@ impl<'r> Pipeline<'r> {
             media.firmware = Some(self.registry.firmware(&ctx.config.firmware)?.resolve(ctx)?);
         }
         Ok(media)
+    }
+
+    /// Builds the image with format `name`, or reuses the last one when the staging list, the
+    /// image options, the boot kind, the architecture and the bootloader are all unchanged.
+    fn build_image(&self, name: &str, staging: &Staging, ctx: &Context) -> Result<Image, Error> {
+        let format = self.registry.format(name)?;
+        let bootloader = self.registry.bootloader(&ctx.config.bootloader)?;
+        let options = format!(
+            "format={name}\nbootloader={}\nboot={}\narch={}\nimage={:?}\nrunner-version={}",
+            ctx.config.bootloader,
+            ctx.boot,
+            ctx.arch,
+            ctx.config.image,
+            env!("CARGO_PKG_VERSION")
+        );
+        let check = BuildCheck::new(
+            &ctx.output_dir.join(format!("{name}.stamp")),
+            staging,
+            &options,
+        )?;
+        if let Some(image) = check.reusable() {
+            if ctx.verbose > 0 {
+                eprintln!("     Reusing {} (inputs unchanged)", image.path.display());
+            }
+            return Ok(image);
+        }
+        check.invalidate()?;
+        let image = format.build(staging, ctx)?;
+        bootloader.finish_image(&image, ctx)?;
+        check.record(&image)?;
+        Ok(image)
     }
 
     /// The command the runner would start for `media`.

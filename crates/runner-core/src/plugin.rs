@@ -219,6 +219,12 @@ pub trait Bootloader: Send + Sync {
     fn name(&self) -> &str;
     /// Stages the kernel `ctx.kernel` for `ctx.boot`.
     fn stage(&self, ctx: &Context) -> Result<Staging, Error>;
+
+    /// Finishes a freshly built image (installs boot code into its first sectors, say). Not
+    /// called when an unchanged image is reused.
+    fn finish_image(&self, _image: &Image, _ctx: &Context) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Writes a [`Staging`] list as an image.

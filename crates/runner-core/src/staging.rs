@@ -119,6 +119,21 @@ impl fmt::Display for ImagePath {
     }
 }
 
+/// What a bootloader tells image formats about booting: which staged files are boot images.
+/// Formats that cannot use a hint ignore it (a FAT volume has no El Torito catalogue).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BootHints {
+    /// The staged file an ISO's El Torito BIOS entry boots (no emulation), e.g. Limine's
+    /// `limine-bios-cd.bin` or GRUB's `eltorito.img`.
+    pub bios_cd_image: Option<ImagePath>,
+    /// Patch an El Torito boot info table into the BIOS boot image (GRUB and Limine want it).
+    pub bios_cd_boot_info_table: bool,
+    /// The staged FAT image an ISO's El Torito UEFI entry boots, e.g. Limine's
+    /// `limine-uefi-cd.bin`. Without it, ISO formats build an ESP from the staged `EFI/` tree.
+    pub uefi_cd_image: Option<ImagePath>,
+}
+
 /// Everything a bootloader put together for an image, plus how the kernel is to be started.
 ///
 /// Entries are kept sorted by image path so that every format writes them in the same order
@@ -132,6 +147,8 @@ pub struct Staging {
     pub direct_kernel: Option<PathBuf>,
     /// A ready image to boot as it is (no format step).
     pub prebuilt: Option<crate::plugin::Image>,
+    /// Boot images among the entries.
+    pub hints: BootHints,
 }
 
 impl Staging {
