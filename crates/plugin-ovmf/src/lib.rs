@@ -6,7 +6,9 @@ mod discover;
 
 use std::path::{Path, PathBuf};
 
-use runner_core::{Context, Error, Firmware, FirmwareFiles, Outcome, Registry, Verdict};
+use runner_core::{
+    Check, CheckStatus, Context, Error, Firmware, FirmwareFiles, Outcome, Registry, Verdict,
+};
 
 pub use discover::{Candidate, FirmwarePair, Search, find};
 
@@ -47,6 +49,32 @@ impl Firmware for Ovmf {
                 Ok(FirmwareFiles::Pflash { code, vars: copy })
             }
         }
+    }
+
+    fn checks(&self) -> Vec<Check> {
+        let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        [
+            (runner_core::Arch::X86_64, CheckStatus::Missing),
+            (runner_core::Arch::Aarch64, CheckStatus::Warn),
+        ]
+        .into_iter()
+        .map(|(arch, when_missing)| {
+            let subject = format!("UEFI firmware for {arch}");
+            match find(&Search::system(arch, env.clone())) {
+                Ok(FirmwarePair::Unified(path)) => Check::new(
+                    subject,
+                    CheckStatus::Ok,
+                    format!("{} (unified)", path.display()),
+                ),
+                Ok(FirmwarePair::Pflash { code, vars }) => Check::new(
+                    subject,
+                    CheckStatus::Ok,
+                    format!("{} + {}", code.display(), vars.display()),
+                ),
+                Err(e) => Check::new(subject, when_missing, e.to_string()),
+            }
+        })
+        .collect()
     }
 
     fn after_run(

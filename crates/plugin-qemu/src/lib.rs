@@ -9,7 +9,9 @@ mod serial;
 mod verdict;
 
 use runner_core::config::SerialMode;
-use runner_core::{BootMedia, CommandSpec, Context, Error, Outcome, Registry, Runner};
+use runner_core::{
+    BootMedia, Check, CheckStatus, CommandSpec, Context, Error, Outcome, Registry, Runner,
+};
 
 pub use accel::{Accel, AccelPlan, HostEvidence, is_accel_failure, plan};
 pub use command::{DEBUG_EXIT_DEVICE, QemuOptions, SerialWiring, build_command, serial_wiring};
@@ -69,6 +71,55 @@ impl Runner for Qemu {
             media,
             &QemuOptions::from_context(ctx, plan.first(), gdb_port(ctx)?)?,
         )
+    }
+
+    fn checks(&self) -> Vec<Check> {
+        let mut checks = Vec::new();
+        for (arch, package) in [
+            ("x86_64", "qemu-system-x86"),
+            ("aarch64", "qemu-system-arm"),
+            ("riscv64", "qemu-system-misc"),
+        ] {
+            let program = format!("qemu-system-{arch}");
+            let version = std::process::Command::new(&program)
+                .arg("--version")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .next()
+                        .map(str::to_owned)
+                });
+            checks.push(match version {
+                Some(line) => Check::new(&program, CheckStatus::Ok, line),
+                None if arch == "x86_64" => Check::new(
+                    &program,
+                    CheckStatus::Missing,
+                    format!("not found; install `{package}` (Debian/Ubuntu) or set `qemu.binary`"),
+                ),
+                None => Check::new(
+                    &program,
+                    CheckStatus::Warn,
+                    format!("not found (needed for {arch} kernels); install `{package}`"),
+                ),
+            });
+        }
+        match plan("auto", "x86_64", &HostEvidence::probe()) {
+            Ok(p) => checks.push(Check::new(
+                "accelerator for x86_64",
+                CheckStatus::Ok,
+                p.reason,
+            )),
+            Err(e) => checks.push(Check::new(
+                "accelerator for x86_64",
+                CheckStatus::Warn,
+                e.to_string(),
+            )),
+        }
+        checks
     }
 
     fn run(&self, media: &BootMedia, ctx: &Context) -> Result<Outcome, Error> {

@@ -35,6 +35,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Remove the images and run files under `<target>/image-runner/`.
     Clean(CleanArgs),
+    /// Check what the plugins need on this host (QEMU, firmware, accelerator, bootloaders).
+    Doctor,
 }
 
 /// Options every subcommand shares.

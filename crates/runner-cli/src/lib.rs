@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use runner_core::context::Project;
 use runner_core::plugin::exit_code;
-use runner_core::{Context, Error, Invocation, Pipeline, Verdict};
+use runner_core::{CheckStatus, Context, Error, Invocation, Pipeline, Verdict};
 
 use args::{CleanArgs, Command, Common, ConfigArgs, RunArgs};
 
@@ -24,6 +24,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
         Some(Command::Build(run_args)) => run(&run_args, true),
         Some(Command::Config(config_args)) => show_config(&config_args),
         Some(Command::Clean(clean_args)) => clean(&clean_args),
+        Some(Command::Doctor) => Ok(doctor()),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -150,6 +151,26 @@ fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
         }
     }
     Ok(exit_code::SUCCESS)
+}
+
+fn doctor() -> i32 {
+    let mut missing = false;
+    for check in plugins::registry().checks() {
+        let tag = match check.status {
+            CheckStatus::Ok => "ok",
+            CheckStatus::Warn => "warn",
+            _ => {
+                missing = true;
+                "missing"
+            }
+        };
+        println!("{tag:>8}  {}: {}", check.subject, check.detail);
+    }
+    if missing {
+        exit_code::RUNNER_ERROR
+    } else {
+        exit_code::SUCCESS
+    }
 }
 
 fn clean(clean_args: &CleanArgs) -> Result<i32, Error> {

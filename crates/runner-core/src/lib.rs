@@ -22,8 +22,8 @@ pub use error::{Error, Result};
 pub use kernel::{Arch, Kernel, KernelFormat};
 pub use pipeline::Pipeline;
 pub use plugin::{
-    BootKind, BootMedia, Bootloader, Firmware, FirmwareFiles, Image, ImageFormat, ImageKind,
-    Outcome, Runner, Verdict,
+    BootKind, BootMedia, Bootloader, Check, CheckStatus, Firmware, FirmwareFiles, Image,
+    ImageFormat, ImageKind, Outcome, Runner, Verdict,
 };
 pub use registry::Registry;
 pub use staging::{BootHints, ImagePath, Source, Staging};

@@ -213,6 +213,41 @@ impl Outcome {
     }
 }
 
+/// One finding of `cargo-image-runner doctor`: is something a plugin needs on this host?
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Check {
+    /// What was checked ("qemu-system-x86_64", "UEFI firmware for aarch64").
+    pub subject: String,
+    /// How it went.
+    pub status: CheckStatus,
+    /// What was found, or what to install.
+    pub detail: String,
+}
+
+/// The result of a [`Check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckStatus {
+    /// Present and usable.
+    Ok,
+    /// Usable with a limitation, or needed only for some setups.
+    Warn,
+    /// Missing: some runs will fail until it is installed.
+    Missing,
+}
+
+impl Check {
+    /// A finding.
+    pub fn new(subject: impl Into<String>, status: CheckStatus, detail: impl Into<String>) -> Self {
+        Check {
+            subject: subject.into(),
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// Puts a kernel and what it needs into a [`Staging`] list.
 pub trait Bootloader: Send + Sync {
     /// The name config selects it by.
@@ -225,6 +260,11 @@ pub trait Bootloader: Send + Sync {
     fn finish_image(&self, _image: &Image, _ctx: &Context) -> Result<(), Error> {
         Ok(())
     }
+
+    /// What this bootloader needs from the host, for `doctor`.
+    fn checks(&self) -> Vec<Check> {
+        Vec::new()
+    }
 }
 
 /// Writes a [`Staging`] list as an image.
@@ -233,6 +273,11 @@ pub trait ImageFormat: Send + Sync {
     fn name(&self) -> &str;
     /// Builds the image (atomically) under `ctx.output_dir` and says where it is.
     fn build(&self, staging: &Staging, ctx: &Context) -> Result<Image, Error>;
+
+    /// What this format needs from the host, for `doctor`.
+    fn checks(&self) -> Vec<Check> {
+        Vec::new()
+    }
 }
 
 /// Finds UEFI firmware for the run.
@@ -251,6 +296,11 @@ pub trait Firmware: Send + Sync {
     ) -> Result<(), Error> {
         Ok(())
     }
+
+    /// What this firmware provider finds on the host, for `doctor`.
+    fn checks(&self) -> Vec<Check> {
+        Vec::new()
+    }
 }
 
 /// Boots the media and judges the result.
@@ -261,4 +311,9 @@ pub trait Runner: Send + Sync {
     fn command(&self, media: &BootMedia, ctx: &Context) -> Result<CommandSpec, Error>;
     /// Runs the machine to its end and judges it.
     fn run(&self, media: &BootMedia, ctx: &Context) -> Result<Outcome, Error>;
+
+    /// What this runner needs from the host, for `doctor`.
+    fn checks(&self) -> Vec<Check> {
+        Vec::new()
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::none::NoBootloader;
-use crate::plugin::{Bootloader, Firmware, ImageFormat, Runner};
+use crate::plugin::{Bootloader, Check, Firmware, ImageFormat, Runner};
 
 /// All plugins known to this process.
 #[derive(Clone)]
@@ -105,6 +105,16 @@ impl Registry {
     /// The runner called `name`.
     pub fn runner(&self, name: &str) -> Result<Arc<dyn Runner>, Error> {
         lookup(&self.runners, "runner", name)
+    }
+
+    /// Every plugin's host checks, for `doctor`.
+    pub fn checks(&self) -> Vec<Check> {
+        let mut all = Vec::new();
+        all.extend(self.runners.values().flat_map(|p| p.checks()));
+        all.extend(self.firmware.values().flat_map(|p| p.checks()));
+        all.extend(self.bootloaders.values().flat_map(|p| p.checks()));
+        all.extend(self.formats.values().flat_map(|p| p.checks()));
+        all
     }
 
     /// Names of all registered plugins, by kind.
