@@ -21,9 +21,15 @@ fn identity(path: &std::path::Path) -> (u64, i64, i64) {
 
 #[test]
 fn a_second_build_with_no_change_writes_nothing() {
-    let project = Project::new(runner_bin!(), "[extra-files]\n\"boot/notes.txt\" = \"notes.txt\"\n");
+    let project = Project::new(
+        runner_bin!(),
+        "[extra-files]\n\"boot/notes.txt\" = \"notes.txt\"\n",
+    );
     project.write("notes.txt", "hello");
-    let kernel = project.add_kernel(&kernels::path(Kernel::EfiApp, Variant::Pass), "target/debug/k.efi");
+    let kernel = project.add_kernel(
+        &kernels::path(Kernel::EfiApp, Variant::Pass),
+        "target/debug/k.efi",
+    );
     let image = built_image(&project, &kernel);
     let before = identity(&image);
     let bytes = std::fs::read(&image).unwrap();
@@ -36,9 +42,15 @@ fn a_second_build_with_no_change_writes_nothing() {
 
 #[test]
 fn a_changed_input_rebuilds_and_a_touched_identical_one_does_not() {
-    let project = Project::new(runner_bin!(), "[extra-files]\n\"boot/notes.txt\" = \"notes.txt\"\n");
+    let project = Project::new(
+        runner_bin!(),
+        "[extra-files]\n\"boot/notes.txt\" = \"notes.txt\"\n",
+    );
     let notes = project.write("notes.txt", "v1");
-    let kernel = project.add_kernel(&kernels::path(Kernel::EfiApp, Variant::Pass), "target/debug/k.efi");
+    let kernel = project.add_kernel(
+        &kernels::path(Kernel::EfiApp, Variant::Pass),
+        "target/debug/k.efi",
+    );
     let image = built_image(&project, &kernel);
     let first = std::fs::read(&image).unwrap();
 
@@ -47,7 +59,11 @@ fn a_changed_input_rebuilds_and_a_touched_identical_one_does_not() {
     std::fs::write(&notes, "v1").unwrap();
     let before = identity(&image);
     built_image(&project, &kernel);
-    assert_eq!(identity(&image), before, "rebuilt for a touched but identical file");
+    assert_eq!(
+        identity(&image),
+        before,
+        "rebuilt for a touched but identical file"
+    );
 
     std::fs::write(&notes, "v2 changed").unwrap();
     built_image(&project, &kernel);
@@ -64,9 +80,15 @@ fn a_changed_input_rebuilds_and_a_touched_identical_one_does_not() {
 fn the_same_inputs_give_the_same_bytes_in_another_place_and_time() {
     let a = Project::new(runner_bin!(), "");
     let b = Project::new(runner_bin!(), "");
-    let ka = a.add_kernel(&kernels::path(Kernel::EfiApp, Variant::Pass), "target/debug/k.efi");
+    let ka = a.add_kernel(
+        &kernels::path(Kernel::EfiApp, Variant::Pass),
+        "target/debug/k.efi",
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let kb = b.add_kernel(&kernels::path(Kernel::EfiApp, Variant::Pass), "target/debug/k.efi");
+    let kb = b.add_kernel(
+        &kernels::path(Kernel::EfiApp, Variant::Pass),
+        "target/debug/k.efi",
+    );
     let ia = std::fs::read(built_image(&a, &ka)).unwrap();
     let ib = std::fs::read(built_image(&b, &kb)).unwrap();
     assert!(ia == ib, "two builds of the same inputs differ");
@@ -75,10 +97,14 @@ fn the_same_inputs_give_the_same_bytes_in_another_place_and_time() {
 #[test]
 fn a_removed_image_is_rebuilt_not_trusted_from_the_stamp() {
     let project = Project::new(runner_bin!(), "");
-    let kernel = project.add_kernel(&kernels::path(Kernel::EfiApp, Variant::Pass), "target/debug/k.efi");
+    let kernel = project.add_kernel(
+        &kernels::path(Kernel::EfiApp, Variant::Pass),
+        "target/debug/k.efi",
+    );
     let image = built_image(&project, &kernel);
     std::fs::remove_file(&image).unwrap();
     let run = project.run([&kernel], &[]);
-    run.assert_code(0).assert_serial_line(kernels::marker(Kernel::EfiApp, Variant::Pass));
+    run.assert_code(0)
+        .assert_serial_line(kernels::marker(Kernel::EfiApp, Variant::Pass));
     assert!(image.is_file());
 }
