@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use runner_core::command::qemu_escape;
-use runner_core::config::SerialMode;
+use runner_core::config::{Attach, SerialMode};
 use runner_core::{Arch, BootMedia, CommandSpec, Context, Error, FirmwareFiles, ImageKind};
 
 use crate::accel::Accel;
@@ -74,6 +74,8 @@ pub struct QemuOptions {
     pub gui: bool,
     /// Serial wiring.
     pub serial: SerialWiring,
+    /// How the image is attached.
+    pub attach: Attach,
     /// Start halted with a gdb stub on this port.
     pub gdb_port: Option<u16>,
     /// Kernel command line for direct boots.
@@ -96,6 +98,7 @@ impl QemuOptions {
             accel: Accel::Tcg,
             gui: false,
             serial: SerialWiring::Stdio,
+            attach: Attach::Auto,
             gdb_port: None,
             cmdline: String::new(),
             extra_args: Vec::new(),
@@ -120,6 +123,7 @@ impl QemuOptions {
                 &extra_args,
                 &ctx.output_dir.join("serial.log"),
             ),
+            attach: cfg.qemu.attach,
             gdb_port,
             cmdline: cfg.cmdline.clone(),
             extra_args,
@@ -259,13 +263,16 @@ pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, 
             ImageKind::Directory => format!("format=raw,file=fat:rw:{file}"),
             _ => format!("format=raw,file={file}"),
         };
-        match (image.kind, x86) {
-            (ImageKind::Iso, true) => {
-                cmd.args(["-drive".to_owned(), format!("media=cdrom,{source}")])
-            }
+        let as_cdrom = match o.attach {
+            Attach::Cdrom => true,
+            Attach::Disk => false,
+            _ => image.kind == ImageKind::Iso,
+        };
+        match (as_cdrom, x86) {
+            (true, true) => cmd.args(["-drive".to_owned(), format!("media=cdrom,{source}")]),
             (_, true) => cmd.args(["-drive".to_owned(), source]),
             // ARM and RISC-V boards have no IDE/AHCI: attach through virtio.
-            (ImageKind::Iso, false) => cmd.args([
+            (true, false) => cmd.args([
                 "-device".to_owned(),
                 "virtio-scsi-pci,id=scsi0".to_owned(),
                 "-drive".to_owned(),

@@ -6,7 +6,7 @@ mod template;
 
 pub use layers::{ConfigLayers, Layer, LayerKind, Resolved};
 pub use schema::{
-    BootChoice, Config, ImageConfig, OvmfConfig, QemuConfig, RunConfig, SendRule, SerialMode,
-    TestConfig,
+    Attach, BootChoice, Config, ImageConfig, OvmfConfig, QemuConfig, RunConfig, SendRule,
+    SerialMode, TestConfig,
 };
 pub use template::Variables;

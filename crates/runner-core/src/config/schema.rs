@@ -122,8 +122,24 @@ pub struct QemuConfig {
     /// Start halted with a gdb stub on this TCP port (0 = any free port).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gdb_port: Option<u16>,
+    /// How the image is attached: `auto` (an ISO as a CD-ROM, anything else as a disk),
+    /// `cdrom` or `disk` (boot a hybrid ISO as a USB stick would).
+    pub attach: Attach,
     /// Extra arguments for every run.
     pub args: Vec<String>,
+}
+
+/// How the runner attaches the image to the machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attach {
+    /// An ISO as a CD-ROM, anything else as a disk.
+    #[default]
+    Auto,
+    /// As a CD-ROM drive.
+    Cdrom,
+    /// As a hard disk.
+    Disk,
 }
 
 impl Default for QemuConfig {
@@ -138,6 +154,7 @@ impl Default for QemuConfig {
             gui: false,
             serial: SerialMode::Stdio,
             gdb_port: None,
+            attach: Attach::Auto,
             args: Vec::new(),
         }
     }
