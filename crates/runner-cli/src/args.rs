@@ -54,6 +54,10 @@ pub struct Common {
     #[arg(long, global = true, value_name = "DIR")]
     pub manifest_dir: Option<PathBuf>,
 
+    /// Use only cached or installed files; never touch the network (like `CARGO_NET_OFFLINE`).
+    #[arg(long, global = true)]
+    pub offline: bool,
+
     /// Say more (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -45,6 +45,9 @@ fn invocation(
     inv.args = args.to_vec();
     inv.profile = common.profile.clone();
     inv.overrides = common.overrides.clone();
+    if common.offline {
+        inv.overrides.push("offline=true".into());
+    }
     inv.manifest_dir = common.manifest_dir.clone();
     inv.verbose = common.verbose;
     inv.test = test;

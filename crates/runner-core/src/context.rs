@@ -244,6 +244,18 @@ pub fn load_config(
         layers.add_manifest(&package_manifest, LayerKind::PackageMetadata)?;
     }
     layers.add_file(&manifest_dir.join("image-runner.toml"))?;
+    if inv
+        .env
+        .get("CARGO_NET_OFFLINE")
+        .is_some_and(|v| v == "true")
+    {
+        layers.add_setting(
+            LayerKind::Environment,
+            "environment variable CARGO_NET_OFFLINE",
+            "offline",
+            "true",
+        )?;
+    }
     layers.add_env(&inv.env)?;
     layers.add_overrides(&inv.overrides)?;
     let profile = inv

@@ -252,6 +252,20 @@ impl ConfigLayers {
         self.add_pairs(LayerKind::CommandLine, pairs)
     }
 
+    /// Adds one `key = value` from a named source (e.g. `CARGO_NET_OFFLINE` → `offline`).
+    pub fn add_setting(
+        &mut self,
+        kind: LayerKind,
+        origin: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), Error> {
+        self.add_pairs(
+            kind,
+            vec![(origin.to_owned(), key.to_owned(), value.to_owned())],
+        )
+    }
+
     fn add_pairs(
         &mut self,
         kind: LayerKind,

@@ -6,7 +6,7 @@ mod template;
 
 pub use layers::{ConfigLayers, Layer, LayerKind, Resolved};
 pub use schema::{
-    Attach, BootChoice, Config, ImageConfig, OvmfConfig, QemuConfig, RunConfig, SendRule,
-    SerialMode, TestConfig,
+    Attach, BootChoice, Config, EntryConfig, GrubConfig, ImageConfig, LimineConfig, ModuleConfig,
+    OvmfConfig, QemuConfig, RunConfig, SendRule, SerialMode, TestConfig,
 };
 pub use template::Variables;

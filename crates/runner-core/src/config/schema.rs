@@ -25,6 +25,16 @@ pub struct Config {
     pub runner: String,
     /// Kernel command line (bootloaders and direct `-kernel` boots pass it on).
     pub cmdline: String,
+    /// Boot protocol bootloaders use for the kernel: `auto` (from the kernel's headers),
+    /// `limine`, `multiboot1`, `multiboot2`, `linux`, `efi-chainload`.
+    pub protocol: String,
+    /// Modules loaded with the kernel (multiboot modules, a Linux initrd, Limine modules).
+    pub modules: Vec<ModuleConfig>,
+    /// More boot menu entries after the default one (the kernel).
+    pub entries: Vec<EntryConfig>,
+    /// Use only what is cached or installed; never touch the network (also `--offline` and
+    /// `CARGO_NET_OFFLINE=true`).
+    pub offline: bool,
     /// User template variables, usable as `{{NAME}}` in every other string value.
     pub variables: BTreeMap<String, String>,
     /// Extra files: image path ← host path.
@@ -35,6 +45,10 @@ pub struct Config {
     pub qemu: QemuConfig,
     /// UEFI firmware options.
     pub ovmf: OvmfConfig,
+    /// GRUB options.
+    pub grub: GrubConfig,
+    /// Limine options.
+    pub limine: LimineConfig,
     /// Options that apply when the executable is a test.
     pub test: TestConfig,
     /// Options that apply when the executable is not a test.
@@ -54,11 +68,17 @@ impl Default for Config {
             firmware: "ovmf".into(),
             runner: "qemu".into(),
             cmdline: String::new(),
+            protocol: "auto".into(),
+            modules: Vec::new(),
+            entries: Vec::new(),
+            offline: false,
             variables: BTreeMap::new(),
             extra_files: BTreeMap::new(),
             image: ImageConfig::default(),
             qemu: QemuConfig::default(),
             ovmf: OvmfConfig::default(),
+            grub: GrubConfig::default(),
+            limine: LimineConfig::default(),
             test: TestConfig::default(),
             run: RunConfig::default(),
             profile: BTreeMap::new(),
@@ -79,6 +99,108 @@ pub enum BootChoice {
     Uefi,
     /// An image that boots on both.
     Hybrid,
+}
+
+/// A module loaded with a kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct ModuleConfig {
+    /// Host path of the module (relative paths start at the package directory).
+    pub path: String,
+    /// The module's command line / string.
+    #[serde(default)]
+    pub cmdline: String,
+}
+
+/// A boot menu entry besides the default one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct EntryConfig {
+    /// Menu title.
+    pub title: String,
+    /// Host path of the kernel this entry boots.
+    pub kernel: String,
+    /// Boot protocol (as the top-level `protocol`).
+    #[serde(default = "auto")]
+    pub protocol: String,
+    /// Kernel command line.
+    #[serde(default)]
+    pub cmdline: String,
+    /// Modules.
+    #[serde(default)]
+    pub modules: Vec<ModuleConfig>,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+/// GRUB options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct GrubConfig {
+    /// Where GRUB's platform module folders are (`i386-pc`, `x86_64-efi`, ...);
+    /// `/usr/lib/grub` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modules_dir: Option<PathBuf>,
+    /// The `grub-mkimage` program.
+    pub mkimage: String,
+    /// Seconds the menu waits.
+    pub timeout: u32,
+    /// A `grub.cfg` template (with `{{VARS}}`) instead of the generated one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
+    /// More GRUB modules to embed in the core images.
+    pub extra_modules: Vec<String>,
+}
+
+impl Default for GrubConfig {
+    fn default() -> Self {
+        GrubConfig {
+            modules_dir: None,
+            mkimage: "grub-mkimage".into(),
+            timeout: 0,
+            config: None,
+            extra_modules: Vec::new(),
+        }
+    }
+}
+
+/// Limine options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct LimineConfig {
+    /// Git repository with Limine's binary branches (URL or local path).
+    pub git: String,
+    /// A binary branch (`v8.x-binary`), a tag (`v8.2.0-binary`) or a commit id.
+    pub version: String,
+    /// A local folder with the Limine binaries instead of git (e.g. `/usr/share/limine`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Minutes before a branch is asked again which commit it points at.
+    pub refresh_minutes: u64,
+    /// Seconds the menu waits.
+    pub timeout: u32,
+    /// A `limine.conf` template (with `{{VARS}}`) instead of the generated one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
+}
+
+impl Default for LimineConfig {
+    fn default() -> Self {
+        LimineConfig {
+            git: "https://github.com/limine-bootloader/limine.git".into(),
+            version: "v8.x-binary".into(),
+            path: None,
+            refresh_minutes: 60,
+            timeout: 0,
+            config: None,
+        }
+    }
 }
 
 /// Image options.
