@@ -112,6 +112,26 @@ const SPECS: &[Spec] = &[
         objcopy_args: &[],
     },
     Spec {
+        source: "bios_cd.S",
+        stem: "bios-cd",
+        extension: "bin",
+        toolchain: Toolchain::Host { cc_mode: "-m32" },
+        linker_script: None,
+        // A flat 16-bit image for an El Torito no-emulation entry, linked
+        // where the BIOS loads it.
+        ld_args: &[
+            "-m",
+            "elf_i386",
+            "--oformat",
+            "binary",
+            "-Ttext",
+            "0x7c00",
+            "-nostdlib",
+            "-static",
+        ],
+        objcopy_args: &[],
+    },
+    Spec {
         source: "efi_app_aa64.S",
         stem: "efi-app-aa64",
         extension: "efi",

@@ -54,16 +54,23 @@ pub enum Kernel {
     /// It writes its line to the NS16550A UART at 0x1000_0000 and exits
     /// through the SiFive test device at 0x10_0000.
     Riscv64,
+    /// `bios_cd.S`: a flat 2048-byte, 16-bit El Torito "no emulation" boot
+    /// image, entered in real mode at 0000:7C00. It prints its line only if
+    /// the ISO writer patched a boot info table into it (primary volume
+    /// descriptor at block 16, image length 2048); otherwise it exits with
+    /// the fail status at once.
+    BiosCd,
 }
 
 impl Kernel {
     /// Every kernel, in declaration order.
-    pub const ALL: [Kernel; 5] = [
+    pub const ALL: [Kernel; 6] = [
         Kernel::Multiboot,
         Kernel::EfiApp,
         Kernel::Limine,
         Kernel::EfiAppAa64,
         Kernel::Riscv64,
+        Kernel::BiosCd,
     ];
 
     /// The name used in the file name and in the printed line.
@@ -74,13 +81,16 @@ impl Kernel {
             Kernel::Limine => "limine",
             Kernel::EfiAppAa64 => "efi-app-aa64",
             Kernel::Riscv64 => "riscv64",
+            Kernel::BiosCd => "bios-cd",
         }
     }
 
     /// The QEMU system emulator for the kernel's architecture.
     pub fn qemu_program(self) -> &'static str {
         match self {
-            Kernel::Multiboot | Kernel::EfiApp | Kernel::Limine => "qemu-system-x86_64",
+            Kernel::Multiboot | Kernel::EfiApp | Kernel::Limine | Kernel::BiosCd => {
+                "qemu-system-x86_64"
+            }
             Kernel::EfiAppAa64 => "qemu-system-aarch64",
             Kernel::Riscv64 => "qemu-system-riscv64",
         }
@@ -90,6 +100,7 @@ impl Kernel {
         match self {
             Kernel::Multiboot | Kernel::Limine | Kernel::Riscv64 => "elf",
             Kernel::EfiApp | Kernel::EfiAppAa64 => "efi",
+            Kernel::BiosCd => "bin",
         }
     }
 }
@@ -196,6 +207,9 @@ pub fn marker(kernel: Kernel, variant: Variant) -> &'static str {
         (Kernel::Riscv64, Variant::Pass) => "KERNEL: riscv64 pass",
         (Kernel::Riscv64, Variant::Fail) => "KERNEL: riscv64 fail",
         (Kernel::Riscv64, Variant::Hang) => "KERNEL: riscv64 hang",
+        (Kernel::BiosCd, Variant::Pass) => "KERNEL: bios-cd pass",
+        (Kernel::BiosCd, Variant::Fail) => "KERNEL: bios-cd fail",
+        (Kernel::BiosCd, Variant::Hang) => "KERNEL: bios-cd hang",
     }
 }
 
@@ -472,6 +486,18 @@ mod tests {
                 let rva = u32_at(&b, header + 12);
                 assert_eq!(rva % section_alignment, 0, "section {i} at RVA {rva:#x}");
             }
+        }
+    }
+
+    #[test]
+    fn bios_cd_image_is_one_block_with_room_for_the_boot_info_table() {
+        for variant in Variant::ALL {
+            let b = read(Kernel::BiosCd, variant);
+            assert_eq!(b.len(), 2048, "one CD block");
+            // A short jump over bytes 8..64, which the ISO writer overwrites.
+            assert_eq!(b[0], 0xEB, "short jump first");
+            assert_eq!(usize::from(b[1]) + 2, 64, "jump lands after the table");
+            assert!(b[8..64].iter().all(|&x| x == 0), "table area is empty");
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod directory;
 pub mod disk;
 pub mod fat;
+pub mod iso;
 
 use runner_core::{Context, Error, Image, ImageFormat, ImageKind, Registry, Staging};
 
@@ -13,6 +14,7 @@ pub use directory::DirectoryFormat;
 pub fn register(registry: &mut Registry) {
     registry.add_format(DirectoryFormat);
     registry.add_format(FatFormat);
+    registry.add_format(iso::IsoFormat);
     registry.add_format(disk::GptFormat);
     registry.add_format(disk::MbrFormat);
 }

@@ -87,12 +87,14 @@ impl<'r> Pipeline<'r> {
         let format = self.registry.format(name)?;
         let bootloader = self.registry.bootloader(&ctx.config.bootloader)?;
         let options = format!(
-            "format={name}\nbootloader={}\nboot={}\narch={}\nimage={:?}\nrunner-version={}",
+            "format={name}\nbootloader={}\nboot={}\narch={}\nimage={:?}\nrunner-version={}\nsource-date-epoch={}",
             ctx.config.bootloader,
             ctx.boot,
             ctx.arch,
             ctx.config.image,
-            env!("CARGO_PKG_VERSION")
+            env!("CARGO_PKG_VERSION"),
+            // Image timestamps come from it, so a different value is a different image.
+            ctx.env.get("SOURCE_DATE_EPOCH").map_or("", String::as_str)
         );
         let check = BuildCheck::new(
             &ctx.output_dir.join(format!("{name}.stamp")),
