@@ -1,24 +1,21 @@
 //! Partitioned disk images: a GPT or MBR partition table around one FAT partition that holds
 //! the staged files, formatted in place inside a sparse image file.
 
-mod gpt;
-mod guid;
-mod mbr;
 mod window;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use runner_core::partition::{self, GuidSeed, Mbr, gpt, mbr};
 use runner_core::{BootKind, Context, Error, Image, ImageFormat, ImageKind, Staging};
 
 use crate::fat::{self, FatInfo, FatOptions, FatType};
-pub use guid::Guid;
-use guid::Seed;
+pub use runner_core::partition::Guid;
 use window::Window;
 
 /// Disk images here use 512-byte logical sectors, what QEMU's disks and every firmware expect.
-const SECTOR: u64 = 512;
+const SECTOR: u64 = partition::SECTOR;
 /// Partitions start on 1 MiB boundaries (2048 sectors), as current partitioning tools align
 /// them. On MBR disks this also leaves a gap of almost 1 MiB after sector 0, where BIOS
 /// bootloaders put their second stage (Limine needs the first partition at LBA 63 or later).
@@ -397,13 +394,13 @@ fn fill(
             let mut entries = Vec::new();
             let mut add = |role, first_lba, sectors, type_guid, name| {
                 let guid = Guid::derive(&seed, &format!("partition {}", entries.len() + 1));
-                entries.push(gpt::Partition {
+                entries.push(gpt::Entry::new(
                     type_guid,
                     guid,
                     first_lba,
-                    last_lba: first_lba + sectors - 1,
+                    first_lba + sectors - 1,
                     name,
-                });
+                ));
                 partitions.push(PartitionInfo {
                     role,
                     first_lba,
@@ -427,10 +424,21 @@ fn fill(
                 gpt::types::EFI_SYSTEM,
                 "EFI System",
             );
-            let tables = gpt::tables(disk_guid, plan.total, &entries);
-            write_at(file, out, 0, &mbr::protective(plan.total))?;
-            write_at(file, out, SECTOR, &tables.primary)?;
-            write_at(file, out, tables.backup_lba * SECTOR, &tables.backup)?;
+            // The plan keeps the partitions inside the usable sectors, so this does not fail.
+            let tables = gpt::Tables::new(plan.total, disk_guid, &entries).map_err(|e| {
+                Error::plugin_source(
+                    "gpt",
+                    format!(
+                        "could not lay out the partition table of `{}`",
+                        out.display()
+                    ),
+                    e,
+                )
+            })?;
+            let mut writer = file;
+            tables
+                .write_to(&mut writer)
+                .map_err(|e| Error::io("write the partition table of", out, e))?;
             DiskId::Gpt(disk_guid)
         }
         Scheme::Mbr => {
@@ -442,13 +450,15 @@ fn fill(
                 (_, FatType::Fat32) => mbr::kind::FAT32_LBA,
             };
             // The plan keeps the whole disk below 2^32 sectors.
-            let entry = mbr::Entry {
-                active: includes_bios(opts.boot),
+            let mut table = Mbr::new(signature);
+            table.entries[0] = mbr::Entry::new(
+                includes_bios(opts.boot),
                 kind,
-                first_lba: u32::try_from(plan.files_first).unwrap_or(u32::MAX),
-                sectors: u32::try_from(plan.files_sectors).unwrap_or(u32::MAX),
-            };
-            write_at(file, out, 0, &mbr::sector(signature, &[entry]))?;
+                u32::try_from(plan.files_first).unwrap_or(u32::MAX),
+                u32::try_from(plan.files_sectors).unwrap_or(u32::MAX),
+            );
+            // Bytes 0–439 stay zero for a BIOS bootloader's first stage.
+            write_at(file, out, 0, &table.encode())?;
             partitions.push(PartitionInfo {
                 role: PartitionRole::Files,
                 first_lba: plan.files_first,
@@ -475,14 +485,14 @@ fn seed(
     out: &Path,
     plan: &Plan,
     staging: &Staging,
-) -> Result<Seed, Error> {
+) -> Result<GuidSeed, Error> {
     let mut boot_sector = [0u8; SECTOR as usize];
     let mut reader = file;
     reader
         .seek(SeekFrom::Start(plan.files_first * SECTOR))
         .and_then(|_| reader.read_exact(&mut boot_sector))
         .map_err(|e| Error::io("read back the FAT boot sector of", out, e))?;
-    let mut seed = Seed::new();
+    let mut seed = GuidSeed::new();
     seed.update(scheme.format_name().as_bytes());
     for number in [
         plan.total,

@@ -18,6 +18,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use runner_core::partition::gpt;
 use runner_core::{
     BootKind, Context, Error, Image, ImageFormat, ImageKind, ImagePath, Source, Staging,
 };
@@ -548,10 +549,11 @@ impl Writer<'_> {
             self.write_at(at, &table)?;
         }
         if self.opts.hybrid {
-            let gpt = self.partition_tables(hash.finish());
-            self.write_at(0, &gpt.primary())?;
-            let backup_at = (gpt.sectors - hybrid::BACKUP_SECTORS) * hybrid::SECTOR;
-            self.write_at(backup_at, &gpt.backup())?;
+            let tables = self.partition_tables(hash.finish())?;
+            let mut file = self.file;
+            tables
+                .write_to(&mut file)
+                .map_err(|e| Error::io("write", self.out, e))?;
         }
         Ok(())
     }
@@ -708,7 +710,7 @@ impl Writer<'_> {
     }
 
     /// The MBR and GPT: one partition over the ISO 9660 data before the ESP, one on the ESP.
-    fn partition_tables(&self, seed: u64) -> hybrid::Gpt {
+    fn partition_tables(&self, seed: u64) -> Result<gpt::Tables, Error> {
         let layout = self.layout;
         let per_block = BLOCK as u64 / hybrid::SECTOR;
         let sectors = u64::from(layout.blocks) * per_block;
@@ -722,30 +724,26 @@ impl Writer<'_> {
             bytes[8..].copy_from_slice(&splitmix(seed ^ (2 * i + 1)).to_le_bytes());
             hybrid::derived_guid(bytes)
         };
-        let mut partitions = vec![hybrid::Partition {
-            type_guid: hybrid::BASIC_DATA_TYPE,
-            guid: material(1),
-            first: hybrid::DATA_START,
-            last: data_end - 1,
-            name: "ISO9660",
-        }];
+        let mut partitions = vec![gpt::Entry::new(
+            gpt::types::MICROSOFT_BASIC_DATA,
+            material(1),
+            hybrid::DATA_START,
+            data_end - 1,
+            "ISO9660",
+        )];
         if let Some((lba, len)) = layout.esp {
             let first = u64::from(lba) * per_block;
-            partitions.push(hybrid::Partition {
-                type_guid: hybrid::ESP_TYPE,
-                guid: material(2),
+            partitions.push(gpt::Entry::new(
+                gpt::types::EFI_SYSTEM,
+                material(2),
                 first,
-                last: first + len.div_ceil(hybrid::SECTOR) - 1,
-                name: "EFI System",
-            });
+                first + len.div_ceil(hybrid::SECTOR) - 1,
+                "EFI System",
+            ));
         }
-        hybrid::Gpt {
-            sectors,
-            disk_guid: material(0),
-            // Truncation intended: 32 bits of the seed.
-            mbr_signature: splitmix(seed ^ 0xFFFF) as u32,
-            partitions,
-        }
+        // Truncation intended: 32 bits of the seed.
+        let mbr_signature = splitmix(seed ^ 0xFFFF) as u32;
+        hybrid::tables(sectors, material(0), mbr_signature, &partitions)
     }
 
     fn write_at(&self, at: u64, bytes: &[u8]) -> Result<(), Error> {

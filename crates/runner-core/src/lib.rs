@@ -10,6 +10,7 @@ pub mod fs;
 pub mod incremental;
 pub mod kernel;
 pub mod none;
+pub mod partition;
 pub mod pipeline;
 pub mod plugin;
 pub mod registry;
