@@ -264,6 +264,9 @@ impl BootPlan {
     }
 }
 
+/// The smallest hybrid image, in blocks: 1 MiB.
+const MIN_HYBRID_BLOCKS: u64 = (1 << 20) / BLOCK as u64;
+
 /// Where everything goes, in 2048-byte blocks.
 #[derive(Debug)]
 struct Layout {
@@ -392,6 +395,10 @@ impl Layout {
         };
         let needed = next + tail;
         let blocks = match opts.size {
+            // A hybrid image is also a disk, and SeaBIOS cannot read a disk smaller than one
+            // cylinder of the geometry QEMU guesses (16 heads × 63 sectors = 504 KiB): pad
+            // small hybrid images to 1 MiB so they boot from a (virtual) USB stick too.
+            None if opts.hybrid => needed.max(MIN_HYBRID_BLOCKS),
             None => needed,
             Some(size) if size % BLOCK as u64 != 0 => {
                 return Err(Error::plugin(

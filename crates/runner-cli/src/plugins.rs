@@ -12,5 +12,7 @@ pub fn registry() -> Registry {
     plugin_ovmf::register(&mut registry);
     #[cfg(feature = "qemu")]
     plugin_qemu::register(&mut registry);
+    #[cfg(feature = "grub")]
+    plugin_grub::register(&mut registry);
     registry
 }

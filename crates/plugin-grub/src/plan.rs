@@ -1,0 +1,274 @@
+//! What a GRUB boot of one run consists of, decided from the context alone: the files to stage
+//! (kernel, modules, entry kernels), the menu entries and their protocols, and which core images
+//! the boot kind and image format need. `stage` and `finish_image` both derive it, so they
+//! always agree.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use runner_core::{Arch, BootKind, Context, Error, Kernel};
+
+use crate::cfg::{MenuEntry, Module, Protocol};
+use crate::core_image::{CoreImage, Target};
+
+/// The main kernel's place in the image. A fixed name keeps the generated config and templates
+/// (`{{KERNEL}}`) independent of the executable's name, which may need quoting.
+pub const KERNEL_PATH: &str = "boot/kernel";
+
+/// Everything about one GRUB boot except the bytes of the core images.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Image path ← host file: the kernel, entry kernels and modules.
+    pub files: BTreeMap<String, PathBuf>,
+    /// The menu entries, the kernel's first.
+    pub entries: Vec<MenuEntry>,
+    /// The BIOS core image, when the boot includes BIOS.
+    pub bios: Option<Target>,
+    /// Whether the boot includes UEFI (`EFI/BOOT/BOOTX64.EFI`).
+    pub uefi: bool,
+}
+
+impl Plan {
+    /// Derives the plan from `ctx`, with errors for what GRUB cannot boot.
+    pub fn new(ctx: &Context) -> Result<Plan, Error> {
+        if ctx.arch != Arch::X86_64 {
+            return Err(Error::plugin(
+                "grub",
+                format!(
+                    "GRUB images are built for x86_64 only, and this kernel is {}; use `bootloader = \"limine\"` or `\"none\"`",
+                    ctx.arch
+                ),
+            ));
+        }
+        if ctx.kernel.prebuilt_image().is_some() {
+            return Err(Error::kernel(
+                &ctx.kernel.path,
+                "is a ready image, which GRUB cannot boot as a kernel; use `bootloader = \"none\"` to boot it as it is",
+            ));
+        }
+        let (bios, uefi) = match ctx.boot {
+            BootKind::Bios => (true, false),
+            BootKind::Uefi => (false, true),
+            _ => (true, true),
+        };
+        let bios = if bios { Some(bios_target(ctx)?) } else { None };
+        let mut plan = Plan {
+            files: BTreeMap::new(),
+            entries: Vec::new(),
+            bios,
+            uefi,
+        };
+        let mut staged: BTreeMap<PathBuf, String> = BTreeMap::new();
+        staged.insert(ctx.kernel.path.clone(), KERNEL_PATH.to_owned());
+        plan.files
+            .insert(KERNEL_PATH.to_owned(), ctx.kernel.path.clone());
+
+        let protocol = resolve(&ctx.kernel, &ctx.config.protocol, "protocol", ctx.boot)?;
+        let title = ctx
+            .kernel
+            .path
+            .file_name()
+            .map_or_else(|| "kernel".into(), |n| n.to_string_lossy().into_owned());
+        let mut entry = MenuEntry::new(title, protocol, format!("/{KERNEL_PATH}"))
+            .with_cmdline(&ctx.config.cmdline);
+        for (i, module) in ctx.config.modules.iter().enumerate() {
+            let path = plan.module(ctx, &mut staged, &module.path, &format!("modules[{i}]"))?;
+            entry = entry.with_module(Module::new(path, &module.cmdline));
+        }
+        plan.entries.push(entry);
+
+        for (i, extra) in ctx.config.entries.iter().enumerate() {
+            let key = format!("entries[{i}]");
+            let host = ctx.host_path(&extra.kernel);
+            if !host.is_file() {
+                return Err(not_a_file(
+                    ctx,
+                    &format!("{key}.kernel"),
+                    &extra.kernel,
+                    &host,
+                ));
+            }
+            let image_path = staged
+                .entry(host.clone())
+                .or_insert_with(|| format!("boot/entry-{}/kernel", i + 1))
+                .clone();
+            plan.files.insert(image_path.clone(), host.clone());
+            let protocol = match Kernel::inspect(&host) {
+                Ok(kernel) => resolve(
+                    &kernel,
+                    &extra.protocol,
+                    &format!("{key}.protocol"),
+                    ctx.boot,
+                )?,
+                // A bzImage without an EFI stub is neither ELF nor PE.
+                Err(_)
+                    if is_bzimage(&host) && matches!(extra.protocol.as_str(), "auto" | "linux") =>
+                {
+                    Protocol::Linux
+                }
+                Err(e) => {
+                    return Err(Error::Config(format!(
+                        "`{key}.kernel = \"{}\"`: {e}",
+                        extra.kernel
+                    )));
+                }
+            };
+            let mut entry = MenuEntry::new(&extra.title, protocol, format!("/{image_path}"))
+                .with_cmdline(&extra.cmdline);
+            for (j, module) in extra.modules.iter().enumerate() {
+                let path = plan.module(
+                    ctx,
+                    &mut staged,
+                    &module.path,
+                    &format!("{key}.modules[{j}]"),
+                )?;
+                entry = entry.with_module(Module::new(path, &module.cmdline));
+            }
+            plan.entries.push(entry);
+        }
+        Ok(plan)
+    }
+
+    /// Stages one module (once per host file) under `boot/modules/`, and returns its GRUB path.
+    fn module(
+        &mut self,
+        ctx: &Context,
+        staged: &mut BTreeMap<PathBuf, String>,
+        path: &str,
+        key: &str,
+    ) -> Result<String, Error> {
+        let host = ctx.host_path(path);
+        if !host.is_file() {
+            return Err(not_a_file(ctx, &format!("{key}.path"), path, &host));
+        }
+        if let Some(known) = staged.get(&host) {
+            return Ok(format!("/{known}"));
+        }
+        let name = host
+            .file_name()
+            .map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
+        // Two different files with the same name each get their own folder.
+        let image_path = std::iter::once(format!("boot/modules/{name}"))
+            .chain((2..).map(|n| format!("boot/modules/{n}/{name}")))
+            .find(|p| !self.files.contains_key(p))
+            .unwrap_or_default();
+        self.files.insert(image_path.clone(), host.clone());
+        staged.insert(host, image_path.clone());
+        Ok(format!("/{image_path}"))
+    }
+
+    /// The protocols the generated entries use.
+    pub fn protocols(&self) -> Vec<Protocol> {
+        let mut protocols: Vec<Protocol> = self.entries.iter().map(|e| e.protocol).collect();
+        protocols.sort();
+        protocols.dedup();
+        protocols
+    }
+
+    /// The core images to make: the BIOS one and the UEFI one, as the boot needs. With a user
+    /// template, whose commands are unknown, every loader is embedded.
+    pub fn core_images(&self, ctx: &Context) -> Vec<CoreImage> {
+        let protocols = if ctx.config.grub.config.is_some() {
+            Protocol::ALL.to_vec()
+        } else {
+            self.protocols()
+        };
+        let extra = &ctx.config.grub.extra_modules;
+        self.bios
+            .into_iter()
+            .chain(self.uefi.then_some(Target::X86_64Efi))
+            .map(|target| CoreImage::new(target, &protocols, extra))
+            .collect()
+    }
+}
+
+/// Which BIOS core image the image format needs: the El Torito one for ISOs (it also boots the
+/// ISO as a disk), the disk one for partitioned disks. FAT volumes and directories have no
+/// place for BIOS boot code.
+fn bios_target(ctx: &Context) -> Result<Target, Error> {
+    match ctx.config.format.as_str() {
+        "iso" => Ok(Target::I386PcEltorito),
+        // The pipeline picks `iso` for BIOS and `fat` for hybrid boots.
+        "auto" if ctx.boot == BootKind::Bios => Ok(Target::I386PcEltorito),
+        format @ ("auto" | "fat" | "directory") => Err(Error::Config(format!(
+            "GRUB boots {} machines from an `iso`, `gpt` or `mbr` image, but the format is `{}`, which has no place for BIOS boot code; set `format = \"iso\"` (or \"gpt\", \"mbr\"), or `boot = \"uefi\"`",
+            ctx.boot,
+            if format == "auto" { "fat" } else { format }
+        ))),
+        _ => Ok(Target::I386Pc),
+    }
+}
+
+/// The protocol for `kernel`: the configured one, checked against the kernel's headers, or
+/// with `auto` the first the kernel supports of multiboot2 (64-bit friendly, and boots on UEFI
+/// without a video mode), multiboot1, Linux (a bzImage), an EFI application (UEFI only).
+fn resolve(
+    kernel: &Kernel,
+    configured: &str,
+    key: &str,
+    boot: BootKind,
+) -> Result<Protocol, Error> {
+    let chosen = Protocol::from_config(configured)
+        .map_err(|e| Error::Config(format!("`{key} = \"{configured}\"`: {e}")))?;
+    let bzimage = || is_bzimage(&kernel.path);
+    let protocol = match chosen {
+        Some(protocol) => {
+            let (fits, lacks) = match protocol {
+                Protocol::Multiboot1 => (kernel.multiboot1, "has no multiboot1 header"),
+                Protocol::Multiboot2 => (kernel.multiboot2, "has no multiboot2 header"),
+                Protocol::Linux => (
+                    bzimage(),
+                    "is not a Linux bzImage (no \"HdrS\" setup header)",
+                ),
+                Protocol::EfiChainload => (kernel.is_efi_app(), "is not a UEFI application"),
+            };
+            if !fits {
+                return Err(Error::kernel(
+                    &kernel.path,
+                    format!("{lacks}, but `{key}` asks for {}", protocol.name()),
+                ));
+            }
+            protocol
+        }
+        None if kernel.multiboot2 => Protocol::Multiboot2,
+        None if kernel.multiboot1 => Protocol::Multiboot1,
+        None if bzimage() => Protocol::Linux,
+        None if kernel.is_efi_app() => Protocol::EfiChainload,
+        None => {
+            return Err(Error::kernel(
+                &kernel.path,
+                "carries no multiboot2 or multiboot1 header and is no Linux bzImage or UEFI application, so GRUB cannot start it; add a multiboot2 header, or set `protocol`",
+            ));
+        }
+    };
+    if protocol == Protocol::EfiChainload && boot != BootKind::Uefi {
+        return Err(Error::kernel(
+            &kernel.path,
+            format!(
+                "is a UEFI application, which GRUB starts only under UEFI, but `boot = \"{boot}\"`; set `boot = \"uefi\"`"
+            ),
+        ));
+    }
+    Ok(protocol)
+}
+
+/// Linux's x86 boot protocol: the setup header's magic "HdrS" at offset 0x202.
+fn is_bzimage(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(0x202))?;
+            f.read_exact(&mut magic)
+        })
+        .is_ok()
+        && &magic == b"HdrS"
+}
+
+fn not_a_file(ctx: &Context, key: &str, value: &str, host: &Path) -> Error {
+    Error::Config(format!(
+        "`{key} = \"{value}\"`: `{}` is not a file; fix the path (relative paths start at `{}`)",
+        host.display(),
+        ctx.manifest_dir.display()
+    ))
+}
