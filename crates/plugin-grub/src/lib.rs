@@ -16,7 +16,6 @@ pub mod plan;
 
 use std::path::PathBuf;
 
-use runner_core::command::shell_quote;
 use runner_core::config::Variables;
 use runner_core::{
     Bootloader, Check, Context, Error, Image, ImageKind, ImagePath, Registry, Source, Staging,
@@ -156,31 +155,7 @@ fn config_text(ctx: &Context, plan: &Plan) -> Result<String, Error> {
 /// `TIMEOUT`, `CONSOLE` (the serial and terminal lines) and `ENTRIES` (the generated
 /// `menuentry` blocks). These last win over user variables of the same name.
 fn template_variables(ctx: &Context, plan: &Plan) -> Result<Variables, Error> {
-    let mut vars = Variables::new();
-    let exe = &ctx.kernel.path;
-    vars.set("EXECUTABLE", exe.to_string_lossy());
-    vars.set(
-        "EXECUTABLE_NAME",
-        exe.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    );
-    vars.set("WORKSPACE_ROOT", ctx.workspace_root.to_string_lossy());
-    vars.set("MANIFEST_DIR", ctx.manifest_dir.to_string_lossy());
-    vars.set("OUTPUT_DIR", ctx.output_dir.to_string_lossy());
-    vars.set("IS_TEST", if ctx.is_test { "true" } else { "false" });
-    vars.set(
-        "ARGS",
-        ctx.args
-            .iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    let builtins = vars.clone();
-    for (name, value) in &ctx.config.variables {
-        vars.set(name, builtins.expand(value, &format!("variables.{name}"))?);
-    }
+    let mut vars = ctx.variables.clone();
     vars.set("KERNEL", format!("/{}", plan::KERNEL_PATH));
     vars.set(
         "CMDLINE",

@@ -55,6 +55,8 @@ pub struct Context {
     pub config: Config,
     /// For each config key, the source that set it.
     pub origins: BTreeMap<String, String>,
+    /// The template variables (built-in and the user's), for plugins that expand templates.
+    pub variables: Variables,
     /// The kernel executable, inspected.
     pub kernel: Kernel,
     /// Guest architecture.
@@ -151,6 +153,7 @@ impl Context {
         Ok(Context {
             config,
             origins: resolved.origins,
+            variables: resolved.variables,
             kernel,
             arch,
             boot,
