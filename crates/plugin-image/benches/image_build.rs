@@ -46,13 +46,20 @@ fn make_tree(root: &Path) -> Staging {
         .collect();
     put("boot/kernel", kernel);
     for i in 0..200 {
-        put(&format!("boot/modules/module-{i:03}.bin"), vec![i as u8; 1024 * (1 + i % 8)]);
+        put(
+            &format!("boot/modules/module-{i:03}.bin"),
+            vec![i as u8; 1024 * (1 + i % 8)],
+        );
     }
     staging
 }
 
 fn run(cmd: &mut Command) {
-    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run tool");
+    let status = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run tool");
     assert!(status.success(), "{cmd:?} failed");
 }
 
@@ -96,7 +103,10 @@ fn main() {
     let tools_fat = dir.path().join("tools.fat");
     let tools_time = time(|| {
         let _ = std::fs::remove_file(&tools_fat);
-        run(Command::new("mkfs.fat").arg("-C").arg(&tools_fat).arg((size / 1024).to_string()));
+        run(Command::new("mkfs.fat")
+            .arg("-C")
+            .arg(&tools_fat)
+            .arg((size / 1024).to_string()));
         run(Command::new("mcopy")
             .args(["-s", "-i"])
             .arg(&tools_fat)
@@ -117,7 +127,10 @@ fn main() {
     let esp = tree.join("efi.img");
     let mut esp_staging = Staging::new();
     esp_staging
-        .add_file("EFI/BOOT/BOOTX64.EFI", Source::File(tree.join("EFI/BOOT/BOOTX64.EFI")))
+        .add_file(
+            "EFI/BOOT/BOOTX64.EFI",
+            Source::File(tree.join("EFI/BOOT/BOOTX64.EFI")),
+        )
         .expect("stage");
     fat::write_fat_file(&esp, &esp_staging, &fat::FatOptions::default()).expect("ESP");
     let tools_iso = dir.path().join("tools.iso");

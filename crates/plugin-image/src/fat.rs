@@ -1,19 +1,27 @@
 //! The FAT image writer: plans a FAT12/16/32 volume for a staging list and fills it through
 //! fatfs, reproducibly, correcting what fatfs 0.3.6 gets wrong.
+//!
+//! fatfs formats the volume, creates every directory and directory entry and allocates every
+//! cluster chain; file contents bypass it and go straight to the storage (see `content`),
+//! in parallel with fatfs's work when writing to a file.
 
 mod cache;
 mod clock;
+mod content;
 mod layout;
 mod raw;
 mod tree;
 
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::mpsc;
 
-use runner_core::{Error, Source, Staging};
+use runner_core::{Error, Staging};
 
 use cache::BlockCache;
+use content::{Capture, Capturing, Placement};
 use layout::Layout;
 
 /// A FAT variant. UEFI firmware reads all three.
@@ -96,7 +104,7 @@ pub fn format_into<S: Read + Write + Seek>(
 ) -> Result<FatInfo, Error> {
     let prepared = Prepared::new(staging, opts)?;
     let layout = layout::plan(&prepared.content, opts.fat_type, Some(size))?;
-    prepared.write(storage, &layout)
+    prepared.write(storage, &layout, None)
 }
 
 /// The size in bytes `format_into` would need for this staging list and FAT type.
@@ -115,24 +123,42 @@ pub fn write_fat_file(out: &Path, staging: &Staging, opts: &FatOptions) -> Resul
     let prepared = Prepared::new(staging, opts)?;
     let layout = layout::plan(&prepared.content, opts.fat_type, opts.size)?;
     let size = opts.size.unwrap_or_else(|| layout.bytes());
-    // Read access too: fatfs reads back what it wrote (FAT entries, directories).
-    let result = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)
-        .map_err(|e| Error::io("create", out, e))
-        .and_then(|file| {
-            file.set_len(size)
-                .map_err(|e| Error::io("set the size of", out, e))?;
-            prepared.write(&file, &layout)
-        });
+    let result = create_zeroed(out, size).and_then(|file| {
+        // A second, independent handle (its own file position) for the content copy that runs
+        // beside fatfs.
+        let content = std::fs::OpenOptions::new()
+            .write(true)
+            .open(out)
+            .map_err(|e| Error::io("open", out, e))?;
+        prepared.write(&file, &layout, Some(content))
+    });
     if result.is_err() {
         // Best effort: the error being returned matters more than one about the cleanup.
         let _ = std::fs::remove_file(out);
     }
     result
+}
+
+/// Creates the file at `out`, or empties it, and makes it `size` zero bytes long (sparse).
+fn create_zeroed(out: &Path, size: u64) -> Result<File, Error> {
+    // Read access too: fatfs reads back what it wrote (FAT entries, directories).
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(out)
+        .map_err(|e| Error::io("create", out, e))?;
+    // Emptied down to one byte, which is then zeroed, rather than to nothing: ext4 takes a
+    // truncation to zero as a file's content being replaced and starts writing the new content
+    // to disk when the file is closed (its `auto_da_alloc` heuristic), so that rebuilding the
+    // same image waited for the previous one to reach the disk before it could truncate it,
+    // 30 ms for a 64 MiB image.
+    file.set_len(1)
+        .and_then(|()| file.write_all(&[0]))
+        .and_then(|()| file.set_len(size))
+        .map_err(|e| Error::io("set the size of", out, e))?;
+    Ok(file)
 }
 
 /// Everything checked and measured before any byte is written.
@@ -157,16 +183,26 @@ impl<'a> Prepared<'a> {
         })
     }
 
-    fn write<S: Read + Write + Seek>(&self, storage: S, layout: &Layout) -> Result<FatInfo, Error> {
+    /// Formats `storage` and fills it. File contents are copied by a second thread into
+    /// `content`, a second handle to the same storage, if given; else into `storage` once
+    /// fatfs is done.
+    fn write<S: Read + Write + Seek>(
+        &self,
+        storage: S,
+        layout: &Layout,
+        content: Option<File>,
+    ) -> Result<FatInfo, Error> {
         let mut disk = BlockCache::new(storage, layout.bytes());
         format(&mut disk, layout, self.label, self.volume_id)?;
-        let volume_id = self.fill(&mut disk, layout)?;
         let volume = raw::Volume::read(&mut disk, layout.fat_type).map_err(image_error)?;
-        raw::fix_subdirectories(&mut disk, &volume).map_err(image_error)?;
-        if let Some(volume_id) = volume_id {
-            raw::set_volume_id(&mut disk, &volume, volume_id).map_err(image_error)?;
+        let (mut storage, derived_id) = match content {
+            Some(content) => self.fill_beside_copy(disk, layout, &volume, content)?,
+            None => self.fill_then_copy(disk, layout, &volume)?,
+        };
+        if let Some(volume_id) = derived_id {
+            raw::set_volume_id(&mut storage, &volume, volume_id).map_err(image_error)?;
         }
-        disk.flush().map_err(image_error)?;
+        storage.flush().map_err(image_error)?;
         Ok(FatInfo {
             fat_type: layout.fat_type,
             size: layout.bytes(),
@@ -175,16 +211,74 @@ impl<'a> Prepared<'a> {
         })
     }
 
-    /// Writes the tree into the formatted volume; returns the volume id to set, if derived.
-    fn fill<S: Read + Write + Seek>(
+    /// Fills the volume while a second thread copies each file's content into `content` as
+    /// soon as fatfs has placed it. Returns the storage and the derived volume id, if any.
+    fn fill_beside_copy<S: Read + Write + Seek>(
         &self,
+        mut disk: BlockCache<S>,
+        layout: &Layout,
+        volume: &raw::Volume,
+        mut content: File,
+    ) -> Result<(S, Option<u32>), Error> {
+        let hash = self.volume_id.is_none();
+        std::thread::scope(|scope| {
+            let (send, receive) = mpsc::channel::<Placement<'_>>();
+            let copier = std::thread::Builder::new()
+                .name("fat-content".into())
+                .spawn_scoped(scope, move || {
+                    let copied = content::copy_all(receive, &mut content, hash)?;
+                    content.flush().map_err(image_error)?;
+                    Ok(copied)
+                })
+                .map_err(|e| Error::plugin_source("fat", "could not start the content copy", e))?;
+            // A failed send means the copier stopped on an error, which `join` reports.
+            let filled = self.fill(&mut disk, layout, volume, &mut |placement| {
+                let _ = send.send(placement);
+            });
+            // Lets the copier finish once it has copied everything sent.
+            drop(send);
+            let finished = filled.and_then(|()| finish_metadata(&mut disk, volume));
+            let copied = copier
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            finished?;
+            Ok((disk.into_inner(), copied?))
+        })
+    }
+
+    /// Fills the volume, then copies every file's content into the same storage.
+    fn fill_then_copy<S: Read + Write + Seek>(
+        &self,
+        mut disk: BlockCache<S>,
+        layout: &Layout,
+        volume: &raw::Volume,
+    ) -> Result<(S, Option<u32>), Error> {
+        let mut placements = Vec::new();
+        self.fill(&mut disk, layout, volume, &mut |placement| {
+            placements.push(placement)
+        })?;
+        finish_metadata(&mut disk, volume)?;
+        let mut storage = disk.into_inner();
+        let derived_id = content::copy_all(placements, &mut storage, self.volume_id.is_none())?;
+        Ok((storage, derived_id))
+    }
+
+    /// Creates the tree in the formatted volume, content aside: `place` receives where each
+    /// file's content goes, in creation order.
+    fn fill<'p, S: Read + Write + Seek>(
+        &'p self,
         disk: &mut BlockCache<S>,
         layout: &Layout,
-    ) -> Result<Option<u32>, Error> {
+        volume: &raw::Volume,
+        place: &mut dyn FnMut(Placement<'p>),
+    ) -> Result<(), Error> {
         disk.seek(SeekFrom::Start(0)).map_err(image_error)?;
-        let fs =
-            fatfs::FileSystem::new(&mut *disk, fatfs::FsOptions::new().time_provider(self.time))
-                .map_err(image_error)?;
+        let capture = Capture::new(volume.data_offset());
+        let fs = fatfs::FileSystem::new(
+            Capturing::new(&mut *disk, &capture),
+            fatfs::FsOptions::new().time_provider(self.time),
+        )
+        .map_err(image_error)?;
         // fatfs picks the type from the cluster count and ignores the one asked for; the plan
         // chose sizes to get it, and this catches any disagreement before files go in.
         let made = FatType::from(fs.fat_type());
@@ -206,12 +300,23 @@ impl<'a> Prepared<'a> {
                 ),
             ));
         }
-        let mut hash = self.volume_id.is_none().then(ContentHash::new);
-        let mut buffer = vec![0u8; 64 * 1024];
-        write_dir(&fs.root_dir(), &self.tree, &mut hash, &mut buffer)?;
-        fs.unmount().map_err(image_error)?;
-        Ok(hash.map(|h| h.finish32()))
+        let mut filler = Filler {
+            capture: &capture,
+            place,
+        };
+        filler.dir(&fs.root_dir(), &self.tree)?;
+        fs.unmount().map_err(image_error)
     }
+}
+
+/// What fatfs cannot do right: `.` and `..` of subdirectories, written through the cache,
+/// then everything the cache holds.
+fn finish_metadata<S: Read + Write + Seek>(
+    disk: &mut BlockCache<S>,
+    volume: &raw::Volume,
+) -> Result<(), Error> {
+    raw::fix_subdirectories(disk, volume).map_err(image_error)?;
+    disk.write_back_all().map_err(image_error)
 }
 
 /// Formats the volume with fatfs; `volume_id` `None` leaves 0 for the content hash set later.
@@ -241,153 +346,82 @@ fn image_error(e: io::Error) -> Error {
     Error::plugin_source("fat", "could not write the FAT volume", e)
 }
 
-/// Creates the entries of `dir` in `into`, then fills its subdirectories.
-fn write_dir<T: fatfs::ReadWriteSeek>(
-    into: &fatfs::Dir<'_, T>,
-    dir: &tree::Dir<'_>,
-    hash: &mut Option<ContentHash>,
-    buffer: &mut [u8],
-) -> Result<(), Error> {
-    let mut subdirs = Vec::new();
-    for (name, entry) in dir.creation_order() {
-        match entry {
-            tree::Entry::File(file) => write_file(into, name, file, hash, buffer)?,
-            tree::Entry::Dir(sub) => {
-                let created = into.create_dir(name).map_err(|e| {
-                    Error::plugin_source(
-                        "fat",
-                        format!(
-                            "could not create directory `/{}` in the FAT image",
-                            sub.path
-                        ),
-                        e,
-                    )
-                })?;
-                subdirs.push((created, sub));
-            }
-        }
-    }
-    for (created, sub) in subdirs {
-        write_dir(&created, sub, hash, buffer)?;
-    }
-    Ok(())
+/// Walks the tree through fatfs, capturing where file contents go.
+struct Filler<'p, 'f> {
+    capture: &'f Capture,
+    place: &'f mut dyn FnMut(Placement<'p>),
 }
 
-/// Streams one file into the volume, hashing path and content for the volume id.
-fn write_file<T: fatfs::ReadWriteSeek>(
-    into: &fatfs::Dir<'_, T>,
-    name: &str,
-    file: &tree::File<'_>,
-    hash: &mut Option<ContentHash>,
-    buffer: &mut [u8],
-) -> Result<(), Error> {
-    let write_error = |e: io::Error| {
-        Error::plugin_source(
-            "fat",
-            format!("could not write `{}` into the FAT image", file.path),
-            e,
-        )
-    };
-    let read_error = |e: io::Error| match file.source {
-        Source::File(path) => Error::io("read", path, e),
-        _ => Error::plugin_source(
-            "fat",
-            format!("could not read the content for `{}`", file.path),
-            e,
-        ),
-    };
-    if let Some(hash) = hash {
-        hash.update(file.path.as_str().as_bytes());
-        hash.update(&[0]);
+/// What fatfs is given as file content; dropped by [`Capture`], so only its length matters.
+static PLACEHOLDER: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl<'p> Filler<'p, '_> {
+    /// Creates the entries of `dir` in `into`, then fills its subdirectories.
+    fn dir<T: fatfs::ReadWriteSeek>(
+        &mut self,
+        into: &fatfs::Dir<'_, T>,
+        dir: &'p tree::Dir<'p>,
+    ) -> Result<(), Error> {
+        let mut subdirs = Vec::new();
+        for (name, entry) in dir.creation_order() {
+            match entry {
+                tree::Entry::File(file) => self.file(into, name, file)?,
+                tree::Entry::Dir(sub) => {
+                    let created = into.create_dir(name).map_err(|e| {
+                        Error::plugin_source(
+                            "fat",
+                            format!(
+                                "could not create directory `/{}` in the FAT image",
+                                sub.path
+                            ),
+                            e,
+                        )
+                    })?;
+                    subdirs.push((created, sub));
+                }
+            }
+        }
+        for (created, sub) in subdirs {
+            self.dir(&created, sub)?;
+        }
+        Ok(())
     }
-    let mut out = into.create_file(name).map_err(write_error)?;
-    let mut input = file.source.open()?;
-    let mut written = 0u64;
-    loop {
-        let n = match input.read(buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(e)),
+
+    /// Creates one file of its full length, letting fatfs allocate its clusters while the
+    /// capture records them in place of the content.
+    fn file<T: fatfs::ReadWriteSeek>(
+        &mut self,
+        into: &fatfs::Dir<'_, T>,
+        name: &str,
+        file: &'p tree::File<'p>,
+    ) -> Result<(), Error> {
+        let write_error = |e: io::Error| {
+            Error::plugin_source(
+                "fat",
+                format!("could not write `{}` into the FAT image", file.path),
+                e,
+            )
         };
-        if let Some(hash) = hash {
-            hash.update(&buffer[..n]);
-        }
-        out.write_all(&buffer[..n]).map_err(write_error)?;
-        written += n as u64;
-    }
-    out.flush().map_err(write_error)?;
-    if let Some(hash) = hash {
-        hash.update(&written.to_le_bytes());
-    }
-    // The volume was sized from the length seen earlier.
-    if written != file.len {
-        return Err(Error::plugin(
-            "fat",
-            format!(
-                "the content for `{}` changed while the FAT image was written: it was {} bytes, \
-                 then {written} bytes were read",
-                file.path, file.len
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The content hash behind derived volume ids: FNV-1a's offset basis and prime, taken a 64-bit
-/// word at a time instead of a byte at a time (hashing a 64 MiB kernel byte by byte took 80 ms,
-/// longer than writing it), with a rotation so that high bits feed back into low ones.
-#[derive(Debug)]
-struct ContentHash {
-    state: u64,
-    /// Bytes not yet forming a whole word.
-    tail: [u8; 8],
-    tail_len: usize,
-}
-
-impl ContentHash {
-    fn new() -> Self {
-        Self {
-            state: 0xcbf2_9ce4_8422_2325,
-            tail: [0; 8],
-            tail_len: 0,
-        }
-    }
-
-    fn mix(&mut self, word: [u8; 8]) {
-        self.state = (self.state ^ u64::from_le_bytes(word))
-            .wrapping_mul(0x0000_0100_0000_01b3)
-            .rotate_left(29);
-    }
-
-    fn update(&mut self, mut bytes: &[u8]) {
-        if self.tail_len > 0 {
-            let take = bytes.len().min(8 - self.tail_len);
-            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
-            self.tail_len += take;
-            bytes = &bytes[take..];
-            if self.tail_len < 8 {
-                return;
+        let mut out = into.create_file(name).map_err(write_error)?;
+        self.capture.begin();
+        let mut left = file.len;
+        let written = loop {
+            if left == 0 {
+                break Ok(());
             }
-            self.mix(self.tail);
-            self.tail_len = 0;
-        }
-        let (words, rest) = bytes.as_chunks::<8>();
-        for word in words {
-            self.mix(*word);
-        }
-        self.tail[..rest.len()].copy_from_slice(rest);
-        self.tail_len = rest.len();
-    }
-
-    fn finish32(mut self) -> u32 {
-        if self.tail_len > 0 {
-            self.tail[self.tail_len..].fill(0);
-            self.mix(self.tail);
-        }
-        self.mix((self.tail_len as u64).to_le_bytes());
-        // Both halves contribute; the truncation is the point.
-        (self.state ^ (self.state >> 32)) as u32
+            // At most the placeholder's length, so the cast cannot truncate.
+            let n = left.min(PLACEHOLDER.len() as u64) as usize;
+            if let Err(e) = out.write_all(&PLACEHOLDER[..n]) {
+                break Err(e);
+            }
+            left -= n as u64;
+        };
+        let extents = self.capture.end();
+        written.map_err(write_error)?;
+        // Writes the entry's size and first cluster (not captured: recording has ended).
+        out.flush().map_err(write_error)?;
+        (self.place)(Placement { file, extents });
+        Ok(())
     }
 }
 
@@ -428,6 +462,7 @@ fn parse_label(label: &str) -> Result<[u8; 11], Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runner_core::Source;
     use std::collections::BTreeSet;
     use std::path::PathBuf;
     use std::process::Command;
@@ -896,6 +931,7 @@ mod tests {
 
     #[test]
     fn the_content_hash_does_not_depend_on_how_the_bytes_are_split() {
+        use content::ContentHash;
         let bytes = pattern(1000, 1);
         let mut whole = ContentHash::new();
         whole.update(&bytes);
@@ -988,6 +1024,28 @@ mod tests {
         let image = image_in(&dir, "cursor.img");
         std::fs::write(&image, storage.into_inner()).unwrap();
         check_image(&image, &staging, &info);
+    }
+
+    #[test]
+    fn files_and_other_storage_get_the_same_image() {
+        // write_fat_file copies contents beside fatfs in a second thread; format_into copies
+        // them afterwards through the storage. Both must give the same bytes.
+        let mut staging = sample();
+        add(&mut staging, "boot/initrd", pattern(3 << 20, 77));
+        let dir = tempfile::tempdir().unwrap();
+        for fat_type in [FatType::Fat12, FatType::Fat16, FatType::Fat32] {
+            let size = required_size(&staging, Some(fat_type)).unwrap();
+            let opts = options(Some(fat_type), Some(size));
+            let image = image_in(&dir, "file.img");
+            let info = write_fat_file(&image, &staging, &opts).unwrap();
+            let mut storage = io::Cursor::new(vec![0u8; size as usize]);
+            format_into(&mut storage, size, &staging, &opts).unwrap();
+            assert!(
+                std::fs::read(&image).unwrap() == storage.into_inner(),
+                "{fat_type}: the two images differ"
+            );
+            check_image(&image, &staging, &info);
+        }
     }
 
     /// Storage that keeps only the 4 KiB blocks written to, for formatting large volumes in tests.

@@ -1,13 +1,18 @@
 //! Limine for cargo-image-runner: gets the Limine binaries (a local directory, or a commit of
-//! Limine's binary-release branches fetched with git into a verified cache) and writes
-//! `limine.conf` in the syntax of the Limine version in use.
+//! Limine's binary-release branches fetched with git into a verified cache), writes
+//! `limine.conf` in the syntax of the Limine version in use, stages the kernel for BIOS, UEFI
+//! or both, and installs the BIOS stages into finished images (the `limine` bootloader plugin).
 
 mod acquire;
+mod bootloader;
 mod cache;
 pub mod conf;
 mod error;
 mod fetch;
 mod files;
+pub mod install;
+pub mod stage;
+mod stages;
 mod version;
 
 use std::collections::BTreeMap;
@@ -15,11 +20,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use acquire::acquire;
+pub use bootloader::{Limine, settings};
 pub use cache::{CachedLimine, CleanReport, clean_cache, list_cached};
 pub use conf::{LimineEntry, Module, Protocol, render_conf, render_template};
 pub use error::LimineError;
 pub use files::{FilesSource, LimineFiles, REQUIRED_FILES, efi_loader_name};
+pub use stages::{BiosStages, HDD_STAGES_FILE};
 pub use version::LimineVersion;
+
+/// Adds the `limine` bootloader to `registry`.
+pub fn register(registry: &mut runner_core::Registry) {
+    registry.add_bootloader(Limine::new());
+}
 
 /// The Limine repository, which carries the binary-release branches and tags.
 pub const DEFAULT_GIT_URL: &str = "https://github.com/limine-bootloader/limine.git";

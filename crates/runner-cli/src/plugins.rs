@@ -14,5 +14,7 @@ pub fn registry() -> Registry {
     plugin_qemu::register(&mut registry);
     #[cfg(feature = "grub")]
     plugin_grub::register(&mut registry);
+    #[cfg(feature = "limine")]
+    plugin_limine::register(&mut registry);
     registry
 }

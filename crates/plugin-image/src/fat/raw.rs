@@ -98,6 +98,11 @@ impl Volume {
         })
     }
 
+    /// Where the data region (cluster 2) begins.
+    pub(super) fn data_offset(&self) -> u64 {
+        self.data_offset
+    }
+
     fn cluster_offset(&self, cluster: u32) -> u64 {
         self.data_offset + u64::from(cluster - 2) * self.cluster_size
     }

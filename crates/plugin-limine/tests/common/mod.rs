@@ -125,12 +125,15 @@ impl Drop for Hidden<'_> {
 /// The files of a binary release: real names, contents naming the version.
 pub fn release_files(version: &str) -> Vec<(&'static str, Vec<u8>)> {
     let label = |name: &str| format!("{name} of Limine {version} (fixture)").into_bytes();
+    // Long enough for an El Torito boot info table (bytes 8..64), like the real 24 KiB file.
+    let mut bios_cd = label("LIMINE-BIOS-CD");
+    bios_cd.resize(24 * 1024, 0xCD);
     let mut uefi_cd = label("LIMINE-UEFI-CD");
     // Large enough that fetching takes a moment, so concurrent runs overlap.
     uefi_cd.extend((0..256 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
     vec![
         ("limine-bios.sys", label("LIMINE-BIOS-SYS")),
-        ("limine-bios-cd.bin", label("LIMINE-BIOS-CD")),
+        ("limine-bios-cd.bin", bios_cd),
         ("limine-uefi-cd.bin", uefi_cd),
         ("limine-bios-pxe.bin", label("LIMINE-BIOS-PXE")),
         ("BOOTX64.EFI", label("BOOTX64")),
@@ -143,7 +146,51 @@ pub fn release_files(version: &str) -> Vec<(&'static str, Vec<u8>)> {
             format!("/* host tool (fixture) */\n#define LIMINE_VERSION \"{version}\"\n")
                 .into_bytes(),
         ),
+        (
+            "limine-bios-hdd.h",
+            hdd_header(&hdd_stages(version)).into_bytes(),
+        ),
     ]
+}
+
+/// Size of the synthetic BIOS disk stages: what Limine 8.2.0's `limine-bios-hdd.h` holds
+/// (a 512-byte stage 1 and a 41-sector stage 2).
+pub const HDD_STAGES_LEN: usize = 21_503;
+
+/// Synthetic BIOS disk stages for `version`: a stage 1 sector that starts with
+/// `LIMINE-STAGE1 <version>` and ends in 0x55 0xAA, then a stage 2 whose every 512-byte sector
+/// starts with `S2 <sector number>` (counting from 0) followed by a byte pattern, so that
+/// tests can tell where each piece landed.
+pub fn hdd_stages(version: &str) -> Vec<u8> {
+    let mut bytes = vec![0u8; HDD_STAGES_LEN];
+    let (stage1, stage2) = bytes.split_at_mut(512);
+    let tag = format!("LIMINE-STAGE1 {version} (fixture)");
+    stage1[..tag.len()].copy_from_slice(tag.as_bytes());
+    for (i, b) in stage1.iter_mut().enumerate().skip(tag.len()) {
+        *b = (i as u8).wrapping_mul(7) | 1;
+    }
+    stage1[510] = 0x55;
+    stage1[511] = 0xAA;
+    for (n, sector) in stage2.chunks_mut(512).enumerate() {
+        for (i, b) in sector.iter_mut().enumerate() {
+            *b = (i as u8) ^ (n as u8).wrapping_mul(31) ^ 0xA5;
+        }
+        let tag = format!("S2 {n:03}");
+        let len = tag.len().min(sector.len());
+        sector[..len].copy_from_slice(&tag.as_bytes()[..len]);
+    }
+    bytes
+}
+
+/// `bytes` as the C array of Limine's `limine-bios-hdd.h` (16 bytes a line).
+pub fn hdd_header(bytes: &[u8]) -> String {
+    let mut out = String::from("const uint8_t binary_limine_hdd_bin_data[] = {\n");
+    for line in bytes.chunks(16) {
+        let items: Vec<String> = line.iter().map(|b| format!("0x{b:02x}")).collect();
+        out.push_str(&format!("    {},\n", items.join(", ")));
+    }
+    out.push_str("};\n");
+    out
 }
 
 fn signature(n: i64) -> Signature<'static> {
