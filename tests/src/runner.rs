@@ -240,6 +240,9 @@ fn finish(mut child: std::process::Child, start: Instant) -> Run {
             break status;
         }
         if start.elapsed() > SAFETY_LIMIT {
+            // SIGTERM first: the runner stops QEMU on it; SIGKILL only if it does not exit.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            std::thread::sleep(Duration::from_secs(3));
             let _ = child.kill();
             let _ = child.wait();
             panic!("the runner did not finish within {SAFETY_LIMIT:?}");

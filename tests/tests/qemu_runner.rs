@@ -103,6 +103,33 @@ fn sigterm_stops_qemu_and_leaves_no_process() {
 }
 
 #[test]
+fn sigkill_of_the_runner_takes_qemu_with_it() {
+    let project = Project::new(runner_bin!(), "[test]\ntimeout = 120\n");
+    let hang = project.add_kernel(&multiboot(Variant::Hang), "target/debug/killed-kernel");
+    let child = project.spawn(["--test".into(), hang.into_os_string()], &[]);
+    let start = Instant::now();
+    while project.qemu_processes().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "QEMU never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL cannot be caught: the runner gets no chance to clean up.
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let _ = wait(child);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !project.qemu_processes().is_empty() {
+        assert!(Instant::now() < deadline, "QEMU outlived the killed runner");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn send_rules_type_into_the_serial_port() {
     for (text, code) in [("y", 0), ("n", 1)] {
         let project = Project::new(

@@ -177,6 +177,24 @@ mod platform {
         // Its own group, so that stopping the group also stops anything QEMU started. The
         // terminal's Ctrl-C then reaches only us, and we pass it on.
         command.process_group(0);
+        // If the runner itself is killed (SIGKILL cannot be caught, so none of our clean-up
+        // runs), the kernel kills QEMU with it: no QEMU outlives the runner, ever.
+        #[cfg(target_os = "linux")]
+        // SAFETY: between fork and exec only async-signal-safe calls are allowed; prctl and
+        // getppid are plain system calls.
+        unsafe {
+            let parent = libc::getpid();
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // The runner may have died before prctl took effect.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other(
+                        "the runner exited while QEMU started",
+                    ));
+                }
+                Ok(())
+            });
+        }
     }
 
     pub(super) struct Signals {
