@@ -384,3 +384,42 @@ fn a_directory_without_the_stages_file_boots_bios_from_cds_only() {
         .assert_code(2)
         .assert_stderr_contains("lacks limine-bios-hdd.h");
 }
+
+#[test]
+fn limine_fetch_list_clean_and_offline_from_the_command_line() {
+    let fixture = Fixture::new();
+    let project = limine_project(&fixture, "", "");
+    // Offline with nothing cached: a clear error, exit code 2.
+    let offline = project.run(["limine", "fetch", "--offline"], &[]);
+    offline
+        .assert_code(2)
+        .assert_stderr_contains("is not in the cache");
+    let fetch = project.run(["limine", "fetch"], &[]);
+    fetch.assert_code(0);
+    assert!(fetch.stdout.contains("Limine 8.2.0 (commit "), "{fetch}");
+    let list = project.run(["limine", "list"], &[]);
+    list.assert_code(0);
+    assert!(
+        list.stdout.contains("8.2.0") && list.stdout.contains("v8.x-binary"),
+        "{list}"
+    );
+    // Now offline works from the cache, also for a whole build.
+    project
+        .run(["limine", "fetch", "--offline"], &[])
+        .assert_code(0);
+    let exe = kernels::path(Kernel::Limine, Variant::Pass);
+    project
+        .run(
+            ["build".as_ref(), "--offline".as_ref(), exe.as_os_str()],
+            &[],
+        )
+        .assert_code(0);
+    let clean = project.run(["limine", "clean"], &[]);
+    clean.assert_code(0);
+    assert!(
+        clean.stdout.contains("removed 1 cached Limine version"),
+        "{clean}"
+    );
+    let list = project.run(["limine", "list"], &[]);
+    assert!(list.stdout.starts_with("no Limine in "), "{list}");
+}

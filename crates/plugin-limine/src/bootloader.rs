@@ -60,13 +60,24 @@ impl Limine {
 /// the package), `refresh-minutes`; offline from `offline` (`--offline`) or
 /// `CARGO_NET_OFFLINE`; the user cache.
 pub fn settings(ctx: &Context) -> LimineSettings {
-    let config = &ctx.config.limine;
-    let mut settings = LimineSettings::new(&ctx.cache_dir);
-    settings.git = config.git.clone();
-    settings.version = config.version.clone();
-    settings.path = config.path.as_ref().map(|p| ctx.host_path(p));
-    settings.offline = ctx.config.offline || offline_from_env(&ctx.env);
-    settings.refresh = Duration::from_secs(config.refresh_minutes.saturating_mul(60));
+    settings_from(&ctx.config, &ctx.manifest_dir, &ctx.cache_dir, &ctx.env)
+}
+
+/// [`settings`] without a kernel at hand (for `cargo-image-runner limine fetch`): relative
+/// `limine.path` values start at `manifest_dir`.
+pub fn settings_from(
+    config: &runner_core::Config,
+    manifest_dir: &std::path::Path,
+    cache_dir: &std::path::Path,
+    env: &std::collections::BTreeMap<String, String>,
+) -> LimineSettings {
+    let limine = &config.limine;
+    let mut settings = LimineSettings::new(cache_dir);
+    settings.git = limine.git.clone();
+    settings.version = limine.version.clone();
+    settings.path = limine.path.as_ref().map(|p| manifest_dir.join(p));
+    settings.offline = config.offline || offline_from_env(env);
+    settings.refresh = Duration::from_secs(limine.refresh_minutes.saturating_mul(60));
     settings
 }
 

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use acquire::acquire;
-pub use bootloader::{Limine, settings};
+pub use bootloader::{Limine, settings, settings_from};
 pub use cache::{CachedLimine, CleanReport, clean_cache, list_cached};
 pub use conf::{LimineEntry, Module, Protocol, render_conf, render_template};
 pub use error::LimineError;

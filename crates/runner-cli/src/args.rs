@@ -37,6 +37,40 @@ pub enum Command {
     Clean(CleanArgs),
     /// Check what the plugins need on this host (QEMU, firmware, accelerator, bootloaders).
     Doctor,
+    /// Fetch Limine ahead of time (for offline work), list or clean the cached versions.
+    #[cfg(feature = "limine")]
+    Limine(LimineArgs),
+}
+
+/// `limine` options.
+#[cfg(feature = "limine")]
+#[derive(Debug, Args, Clone)]
+pub struct LimineArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    #[command(subcommand)]
+    pub action: LimineAction,
+}
+
+/// What to do with the Limine cache.
+#[cfg(feature = "limine")]
+#[derive(Debug, Subcommand, Clone)]
+pub enum LimineAction {
+    /// Resolve `limine.version` on `limine.git` now and fetch it into the cache.
+    Fetch {
+        /// A branch, tag or commit instead of `limine.version`.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Show the cached Limine versions.
+    List,
+    /// Remove cached Limine versions.
+    Clean {
+        /// Keep this one: a commit id (or prefix) or a branch/tag name.
+        #[arg(long, value_name = "REF")]
+        keep: Option<String>,
+    },
 }
 
 /// Options every subcommand shares.

@@ -25,6 +25,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
         Some(Command::Config(config_args)) => show_config(&config_args),
         Some(Command::Clean(clean_args)) => clean(&clean_args),
         Some(Command::Doctor) => Ok(doctor()),
+        #[cfg(feature = "limine")]
+        Some(Command::Limine(limine_args)) => limine(&limine_args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -150,6 +152,82 @@ fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
             print!(
                 "{}",
                 show_config::render(&resolved.config, &resolved.origins)?
+            );
+        }
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+/// `limine fetch|list|clean`: settings come from the project's config when there is one.
+#[cfg(feature = "limine")]
+fn limine(limine_args: &args::LimineArgs) -> Result<i32, Error> {
+    use args::LimineAction;
+    let inv = invocation(&limine_args.common, None, &[], None);
+    let cache_dir = runner_core::context::cache_dir(&inv.env);
+    let (config, manifest_dir) = match Project::discover(&inv, None) {
+        Ok(project) => {
+            let vars = show_config::placeholder_variables(&project);
+            let resolved = runner_core::context::load_config(
+                &inv,
+                &project.manifest_dir,
+                &project.workspace_root,
+                &vars,
+            )?;
+            (resolved.config, project.manifest_dir)
+        }
+        Err(_) => (
+            runner_core::Config::default(),
+            std::env::current_dir().map_err(|e| Error::io("read the current directory", ".", e))?,
+        ),
+    };
+    match &limine_args.action {
+        LimineAction::Fetch { version } => {
+            let mut settings =
+                plugin_limine::settings_from(&config, &manifest_dir, &cache_dir, &inv.env);
+            if let Some(version) = version {
+                settings.version = version.clone();
+            }
+            // Ask the remote now, whatever the last resolution was.
+            settings.refresh = std::time::Duration::ZERO;
+            let files = plugin_limine::acquire(&settings)?;
+            for warning in &files.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!("{files}");
+        }
+        LimineAction::List => {
+            let cached = plugin_limine::list_cached(&cache_dir);
+            if cached.is_empty() {
+                println!("no Limine in {}", cache_dir.join("limine").display());
+            }
+            for entry in cached {
+                let version = entry
+                    .version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "unknown version".into());
+                let refs = if entry.refs.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", entry.refs.join(", "))
+                };
+                let problem = entry
+                    .problem
+                    .map(|p| format!("  (damaged: {p}; it will be fetched again)"))
+                    .unwrap_or_default();
+                println!(
+                    "{}  {version}  {:.1} MiB{refs}{problem}",
+                    entry.commit,
+                    entry.size as f64 / f64::from(1 << 20)
+                );
+            }
+        }
+        LimineAction::Clean { keep } => {
+            let report = plugin_limine::clean_cache(&cache_dir, keep.as_deref())?;
+            println!(
+                "removed {} cached Limine version(s), kept {}, freed {:.1} MiB",
+                report.removed.len(),
+                report.kept.len(),
+                report.freed as f64 / f64::from(1 << 20)
             );
         }
     }

@@ -326,7 +326,9 @@ fn looks_like_test_binary(executable: &Path) -> bool {
     in_deps && hashed
 }
 
-fn cache_dir(env: &BTreeMap<String, String>) -> PathBuf {
+/// The user cache: `CARGO_IMAGE_RUNNER_CACHE`, else `$XDG_CACHE_HOME/cargo-image-runner`, else
+/// `~/.cache/cargo-image-runner`.
+pub fn cache_dir(env: &BTreeMap<String, String>) -> PathBuf {
     if let Some(dir) = env
         .get("CARGO_IMAGE_RUNNER_CACHE")
         .filter(|d| !d.is_empty())
