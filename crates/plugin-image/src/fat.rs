@@ -930,25 +930,6 @@ mod tests {
     }
 
     #[test]
-    fn the_content_hash_does_not_depend_on_how_the_bytes_are_split() {
-        use content::ContentHash;
-        let bytes = pattern(1000, 1);
-        let mut whole = ContentHash::new();
-        whole.update(&bytes);
-        let whole = whole.finish32();
-        for split in [1, 3, 7, 8, 9, 500] {
-            let mut parts = ContentHash::new();
-            for chunk in bytes.chunks(split) {
-                parts.update(chunk);
-            }
-            assert_eq!(parts.finish32(), whole, "split {split}");
-        }
-        let mut other = ContentHash::new();
-        other.update(&bytes[..999]);
-        assert_ne!(other.finish32(), whole);
-    }
-
-    #[test]
     fn labels_are_checked_and_stored_uppercase() {
         let dir = tempfile::tempdir().unwrap();
         let image = image_in(&dir, "label.img");

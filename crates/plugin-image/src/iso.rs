@@ -23,6 +23,7 @@ use runner_core::{
     BootKind, Context, Error, Image, ImageFormat, ImageKind, ImagePath, Source, Staging,
 };
 
+use runner_core::fingerprint::Hasher as ContentHash;
 use tree::{Addresses, Tree};
 use volume::{BLOCK, FIRST_DESCRIPTOR};
 
@@ -556,7 +557,7 @@ impl Writer<'_> {
             self.write_at(at, &table)?;
         }
         if self.opts.hybrid {
-            let tables = self.partition_tables(hash.finish())?;
+            let tables = self.partition_tables(hash.finish64())?;
             let mut file = self.file;
             tables
                 .write_to(&mut file)
@@ -826,61 +827,6 @@ impl<'f> Output<'f> {
     }
 }
 
-/// The content hash behind the derived GUIDs and MBR signature: a 64-bit multiply-rotate hash
-/// taken a word at a time (fast enough to be invisible next to the copying).
-#[derive(Debug)]
-struct ContentHash {
-    state: u64,
-    tail: [u8; 8],
-    tail_len: usize,
-}
-
-impl ContentHash {
-    fn new() -> Self {
-        ContentHash {
-            state: 0x6A09_E667_F3BC_C908,
-            tail: [0; 8],
-            tail_len: 0,
-        }
-    }
-
-    fn mix(&mut self, word: [u8; 8]) {
-        self.state = (self.state ^ u64::from_le_bytes(word))
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(27);
-    }
-
-    fn update(&mut self, mut bytes: &[u8]) {
-        if self.tail_len > 0 {
-            let take = bytes.len().min(8 - self.tail_len);
-            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
-            self.tail_len += take;
-            bytes = &bytes[take..];
-            if self.tail_len < 8 {
-                return;
-            }
-            self.mix(self.tail);
-            self.tail_len = 0;
-        }
-        let (words, rest) = bytes.as_chunks::<8>();
-        for word in words {
-            self.mix(*word);
-        }
-        self.tail[..rest.len()].copy_from_slice(rest);
-        self.tail_len = rest.len();
-    }
-
-    fn finish(mut self) -> u64 {
-        if self.tail_len > 0 {
-            self.tail[self.tail_len..].fill(0);
-            self.mix(self.tail);
-        }
-        self.mix((self.tail_len as u64).to_le_bytes());
-        splitmix(self.state)
-    }
-}
-
-/// SplitMix64's finaliser: spreads every input bit over the output.
 fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -1,17 +1,26 @@
-//! Content fingerprints for "is this output still up to date?": a fast non-cryptographic hash
-//! (two independent 64-bit FNV-1a lanes) over lengths and bytes, so different inputs differ.
+//! The one fast content hash: for "is this output still up to date?" fingerprints and for IDs
+//! derived from content (volume ids, disk GUIDs). A 64-bit word at a time in four independent
+//! lanes, so the multiplier never waits on the previous step (a single lane costs about 15 ms
+//! per 64 MiB; four lanes hash as fast as memory delivers). Not cryptographic: it only has to
+//! change when the content does.
 
 use std::io::Read;
 use std::path::Path;
 
 use crate::error::Error;
 
-/// Accumulates a fingerprint.
+const LANES: usize = 4;
+const BLOCK: usize = 8 * LANES;
+const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Accumulates a hash over a stream of bytes.
 #[derive(Debug, Clone)]
 pub struct Hasher {
-    a: u64,
-    b: u64,
-    len: u64,
+    lanes: [u64; LANES],
+    /// Bytes not yet forming a whole block of one word per lane.
+    tail: [u8; BLOCK],
+    tail_len: usize,
+    total: u64,
 }
 
 impl Default for Hasher {
@@ -21,40 +30,63 @@ impl Default for Hasher {
 }
 
 impl Hasher {
-    /// An empty fingerprint.
+    /// An empty hash.
     pub fn new() -> Self {
+        let mut lanes = [0xcbf2_9ce4_8422_2325; LANES];
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            *lane ^= (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
         Hasher {
-            a: 0xcbf2_9ce4_8422_2325,
-            b: 0x6c62_272e_07bb_0142,
-            len: 0,
+            lanes,
+            tail: [0; BLOCK],
+            tail_len: 0,
+            total: 0,
         }
     }
 
-    fn eat(&mut self, bytes: &[u8]) {
-        // Eight bytes per step keeps a 64 MiB kernel in the tens of milliseconds.
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-            self.a = (self.a ^ word).wrapping_mul(0x0000_0100_0000_01b3);
-            self.b =
-                (self.b ^ word.rotate_left(29)).wrapping_mul(0x0000_0100_0000_01b3 ^ 0x9e37_79b9);
-        }
-        for &byte in chunks.remainder() {
-            self.a = (self.a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            self.b = (self.b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3 ^ 0x9e37_79b9);
-        }
-        self.len = self.len.wrapping_add(bytes.len() as u64);
+    fn mix(lane: u64, word: u64) -> u64 {
+        (lane ^ word).wrapping_mul(PRIME).rotate_left(29)
     }
 
-    /// Adds a length-delimited piece of text.
+    fn mix_block(&mut self, block: &[u8; BLOCK]) {
+        let (words, _) = block.as_chunks::<8>();
+        for (lane, word) in self.lanes.iter_mut().zip(words) {
+            *lane = Self::mix(*lane, u64::from_le_bytes(*word));
+        }
+    }
+
+    /// Adds raw bytes; how the stream is split into calls does not matter.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        self.total = self.total.wrapping_add(bytes.len() as u64);
+        if self.tail_len > 0 {
+            let take = bytes.len().min(BLOCK - self.tail_len);
+            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
+            self.tail_len += take;
+            bytes = &bytes[take..];
+            if self.tail_len < BLOCK {
+                return;
+            }
+            let tail = self.tail;
+            self.mix_block(&tail);
+            self.tail_len = 0;
+        }
+        let (blocks, rest) = bytes.as_chunks::<BLOCK>();
+        for block in blocks {
+            self.mix_block(block);
+        }
+        self.tail[..rest.len()].copy_from_slice(rest);
+        self.tail_len = rest.len();
+    }
+
+    /// Adds a length-delimited piece of text (so `"ab","c"` and `"a","bc"` differ).
     pub fn text(&mut self, text: &str) {
         self.bytes(text.as_bytes());
     }
 
     /// Adds a length-delimited byte string.
     pub fn bytes(&mut self, bytes: &[u8]) {
-        self.eat(&(bytes.len() as u64).to_le_bytes());
-        self.eat(bytes);
+        self.update(&(bytes.len() as u64).to_le_bytes());
+        self.update(bytes);
     }
 
     /// Adds a file's length and content, streamed.
@@ -64,30 +96,50 @@ impl Hasher {
             .metadata()
             .map_err(|e| Error::io("read the metadata of", path, e))?
             .len();
-        self.eat(&len.to_le_bytes());
+        self.update(&len.to_le_bytes());
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            // Fill the whole buffer (short reads happen anywhere): words are hashed 8 bytes at
-            // a time, so only the file's last piece may end inside a word.
-            let mut filled = 0;
-            while filled < buf.len() {
-                match file.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::io("read", path, e)),
-                }
-            }
-            self.eat(&buf[..filled]);
-            if filled < buf.len() {
-                return Ok(());
+            match file.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read", path, e)),
             }
         }
     }
 
-    /// The fingerprint as 32 hex digits.
+    /// The hash as 64 well-mixed bits.
+    pub fn finish64(&self) -> u64 {
+        let mut lanes = self.lanes;
+        if self.tail_len > 0 {
+            let mut tail = self.tail;
+            tail[self.tail_len..].fill(0);
+            let (words, _) = tail.as_chunks::<8>();
+            for (lane, word) in lanes.iter_mut().zip(words) {
+                *lane = Self::mix(*lane, u64::from_le_bytes(*word));
+            }
+        }
+        let mut state = self.total;
+        for lane in lanes {
+            state = Self::mix(state, lane);
+        }
+        // A final avalanche (SplitMix64's), so every input bit reaches every output bit.
+        state ^= state >> 30;
+        state = state.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        state ^= state >> 27;
+        state = state.wrapping_mul(0x94d0_49bb_1331_11eb);
+        state ^ (state >> 31)
+    }
+
+    /// The hash folded to 32 bits (both halves contribute).
+    pub fn finish32(&self) -> u32 {
+        let state = self.finish64();
+        (state ^ (state >> 32)) as u32
+    }
+
+    /// The hash as 16 hex digits, for stamp files.
     pub fn finish(&self) -> String {
-        format!("{:016x}{:016x}", self.a ^ self.len, self.b)
+        format!("{:016x}", self.finish64())
     }
 }
 
@@ -107,6 +159,25 @@ mod tests {
         assert_eq!(digest(&["ab", "c"]), digest(&["ab", "c"]));
         assert_ne!(digest(&["ab", "c"]), digest(&["a", "bc"]));
         assert_ne!(digest(&["x"]), digest(&["y"]));
+    }
+
+    #[test]
+    fn splitting_the_stream_does_not_matter() {
+        let data: Vec<u8> = (0..10_007u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut whole = Hasher::new();
+        whole.update(&data);
+        for split in [1, 7, 31, 32, 33, 5000] {
+            let mut parts = Hasher::new();
+            for chunk in data.chunks(split) {
+                parts.update(chunk);
+            }
+            assert_eq!(parts.finish64(), whole.finish64(), "split {split}");
+        }
+        let mut changed = data.clone();
+        changed[9000] ^= 1;
+        let mut other = Hasher::new();
+        other.update(&changed);
+        assert_ne!(other.finish64(), whole.finish64());
     }
 
     #[test]

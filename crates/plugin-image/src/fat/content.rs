@@ -21,6 +21,7 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+use runner_core::fingerprint::Hasher as ContentHash;
 use runner_core::{Error, Source};
 
 use super::tree;
@@ -147,7 +148,7 @@ pub(super) fn copy_all<'p, W: Write + Seek>(
     for placement in placements {
         copy(&placement, out, hash.as_mut(), &mut buffer)?;
     }
-    Ok(hash.map(ContentHash::finish32))
+    Ok(hash.map(|h| h.finish32()))
 }
 
 fn copy<W: Write + Seek>(
@@ -238,92 +239,6 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-/// The content hash behind derived volume ids: FNV-1a's offset basis and prime with a rotation,
-/// a 64-bit word at a time, in four independent lanes. A single lane waits for each
-/// multiplication before the next (about 15 ms for a 64 MiB kernel); four lanes keep the
-/// multiplier busy and hash as fast as memory delivers (about 4 ms). Not cryptographic: it only
-/// has to change when the content does.
-#[derive(Debug)]
-pub(super) struct ContentHash {
-    lanes: [u64; LANES],
-    /// Bytes not yet forming a whole block of one word per lane.
-    tail: [u8; BLOCK],
-    tail_len: usize,
-    total: u64,
-}
-
-const LANES: usize = 4;
-const BLOCK: usize = 8 * LANES;
-const PRIME: u64 = 0x0000_0100_0000_01b3;
-
-impl ContentHash {
-    pub(super) fn new() -> Self {
-        let mut lanes = [0xcbf2_9ce4_8422_2325; LANES];
-        for (i, lane) in lanes.iter_mut().enumerate() {
-            *lane ^= (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-        Self {
-            lanes,
-            tail: [0; BLOCK],
-            tail_len: 0,
-            total: 0,
-        }
-    }
-
-    fn mix(lane: u64, word: u64) -> u64 {
-        (lane ^ word).wrapping_mul(PRIME).rotate_left(29)
-    }
-
-    fn mix_block(&mut self, block: &[u8; BLOCK]) {
-        let (words, _) = block.as_chunks::<8>();
-        for (lane, word) in self.lanes.iter_mut().zip(words) {
-            *lane = Self::mix(*lane, u64::from_le_bytes(*word));
-        }
-    }
-
-    pub(super) fn update(&mut self, mut bytes: &[u8]) {
-        self.total = self.total.wrapping_add(bytes.len() as u64);
-        if self.tail_len > 0 {
-            let take = bytes.len().min(BLOCK - self.tail_len);
-            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
-            self.tail_len += take;
-            bytes = &bytes[take..];
-            if self.tail_len < BLOCK {
-                return;
-            }
-            let tail = self.tail;
-            self.mix_block(&tail);
-            self.tail_len = 0;
-        }
-        let (blocks, rest) = bytes.as_chunks::<BLOCK>();
-        for block in blocks {
-            self.mix_block(block);
-        }
-        self.tail[..rest.len()].copy_from_slice(rest);
-        self.tail_len = rest.len();
-    }
-
-    pub(super) fn finish32(mut self) -> u32 {
-        if self.tail_len > 0 {
-            self.tail[self.tail_len..].fill(0);
-            let tail = self.tail;
-            self.mix_block(&tail);
-        }
-        let mut state = self.total;
-        for lane in self.lanes {
-            state = Self::mix(state, lane);
-        }
-        // A final avalanche (SplitMix64's), so that every input bit reaches the 32 bits kept.
-        state ^= state >> 30;
-        state = state.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        state ^= state >> 27;
-        state = state.wrapping_mul(0x94d0_49bb_1331_11eb);
-        state ^= state >> 31;
-        // Both halves contribute; the truncation is the point.
-        (state ^ (state >> 32)) as u32
-    }
 }
 
 #[cfg(test)]
