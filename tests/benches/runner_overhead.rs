@@ -126,6 +126,35 @@ fn grub_iso(dir: &Path) -> Option<PathBuf> {
     status.success().then_some(iso)
 }
 
+/// A whole `cargo-image-runner build` when nothing changed: process start, config, kernel
+/// inspection, staging, the fingerprint check, and the reused image's path printed.
+fn noop_build() {
+    let dir = project();
+    let target = dir.path().join("target");
+    let kernel = kernels::path(Kernel::EfiApp, Variant::Pass);
+    let build = || {
+        let out = runner_command(dir.path(), &target)
+            .arg("build")
+            .arg(&kernel)
+            .output()
+            .expect("run the runner");
+        assert!(out.status.success(), "build failed");
+    };
+    build();
+    let samples: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            build();
+            start.elapsed()
+        })
+        .collect();
+    println!(
+        "{:<28} {:>8.1} ms (whole process, image reused)",
+        "no-op `build` (UEFI FAT)",
+        median(samples).as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     println!("runner overhead, median of {RUNS} alternating runs each (TCG)");
     compare(
@@ -139,4 +168,5 @@ fn main() {
             "BIOS CD (GRUB ISO)           not measured: grub-mkrescue (grub-pc-bin, xorriso, mtools) failed or is missing"
         ),
     }
+    noop_build();
 }

@@ -135,20 +135,34 @@ impl Bootloader for Limine {
     }
 
     fn checks(&self) -> Vec<Check> {
-        let https = cfg!(feature = "https");
-        vec![Check::new(
-            "Limine",
-            if https {
-                CheckStatus::Ok
-            } else {
-                CheckStatus::Warn
-            },
-            if https {
-                "fetched with git (https, file:// or a local path) on first use and cached; `limine.path` uses a local copy instead"
-            } else {
-                "this build fetches Limine from local paths and file:// URLs only (plugin-limine without its `https` feature); set `limine.git` to a local mirror, or `limine.path` to a directory with the binaries"
-            },
-        )]
+        if cfg!(feature = "https") {
+            return vec![Check::new(
+                "Limine",
+                CheckStatus::Ok,
+                "fetched with git (https in process, file:// or a local path) on first use and cached",
+            )];
+        }
+        let git = std::process::Command::new("git")
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        vec![match git {
+            Some(version) => Check::new(
+                "Limine",
+                CheckStatus::Ok,
+                format!(
+                    "fetched on first use through {version} and cached; `limine.path` uses a local copy instead"
+                ),
+            ),
+            None => Check::new(
+                "Limine",
+                CheckStatus::Warn,
+                "`git` not found: Limine can only come from local paths and file:// URLs (install git, or set `limine.path`)",
+            ),
+        }]
     }
 }
 

@@ -9,6 +9,8 @@ use git2::{
     TreeWalkMode,
 };
 
+use runner_core::CommandSpec;
+
 use crate::error::LimineError;
 use crate::version::LimineVersion;
 
@@ -34,7 +36,9 @@ pub(crate) struct RemoteRefs {
 impl RemoteRefs {
     /// Reads the ref advertisement of `url`.
     pub fn list(url: &str, action: &str) -> Result<RemoteRefs, LimineError> {
-        check_transport(url, action)?;
+        if uses_git_program(url) {
+            return RemoteRefs::list_with_git_program(url, action);
+        }
         let mut remote = Remote::create_detached(url).map_err(|e| remote_error(url, action, &e))?;
         let connection = remote
             .connect_auth(Direction::Fetch, None, Some(proxy()))
@@ -55,6 +59,33 @@ impl RemoteRefs {
             refs.push(RemoteRef {
                 name: name.to_owned(),
                 target: head.oid(),
+            });
+        }
+        Ok(RemoteRefs { refs })
+    }
+
+    /// `git ls-remote URL`: the same advertisement, through the system's git.
+    fn list_with_git_program(url: &str, action: &str) -> Result<RemoteRefs, LimineError> {
+        let mut command = CommandSpec::new("git");
+        command.args(["ls-remote", "--", url]);
+        let output = run_git(&command, url, action)?;
+        let mut refs: Vec<RemoteRef> = Vec::new();
+        for line in output.lines() {
+            let Some((oid, name)) = line.split_once('\t') else {
+                continue;
+            };
+            let Ok(oid) = Oid::from_str(oid.trim()) else {
+                continue;
+            };
+            if let Some(tag) = name.strip_suffix("^{}") {
+                if let Some(r) = refs.iter_mut().find(|r| r.name == tag) {
+                    r.target = oid;
+                }
+                continue;
+            }
+            refs.push(RemoteRef {
+                name: name.to_owned(),
+                target: oid,
             });
         }
         Ok(RemoteRefs { refs })
@@ -159,7 +190,6 @@ pub(crate) fn fetch(
     what: &Fetch<'_>,
     action: &str,
 ) -> Result<Option<Oid>, LimineError> {
-    check_transport(url, action)?;
     let refspecs: Vec<String> = match what {
         Fetch::Branch(b) => vec![format!("+refs/heads/{b}:refs/heads/{b}")],
         Fetch::Tag(t) => vec![format!("+refs/tags/{t}:refs/tags/{t}")],
@@ -170,22 +200,34 @@ pub(crate) fn fetch(
             .map(|b| format!("+refs/heads/{b}:refs/heads/{b}"))
             .collect(),
     };
-    let mut options = FetchOptions::new();
-    options
-        .download_tags(AutotagOption::None)
-        .proxy_options(proxy());
     // Only the newest commit is needed, but libgit2's local transport refuses shallow fetches
     // ("shallow fetch is not supported by the local transport"), and finding an older commit
     // needs the history.
-    if !is_local(url) && !matches!(what, Fetch::Branches(_)) {
-        options.depth(1);
+    let shallow = !is_local(url) && !matches!(what, Fetch::Branches(_));
+    if uses_git_program(url) {
+        let mut command = CommandSpec::new("git");
+        command.arg("-C").arg(repo.path().to_string_lossy());
+        command.args(["fetch", "--no-tags", "--quiet"]);
+        if shallow {
+            command.arg("--depth=1");
+        }
+        command.arg("--").arg(url).args(refspecs.iter().cloned());
+        run_git(&command, url, action)?;
+    } else {
+        let mut options = FetchOptions::new();
+        options
+            .download_tags(AutotagOption::None)
+            .proxy_options(proxy());
+        if shallow {
+            options.depth(1);
+        }
+        let mut remote = repo
+            .remote_anonymous(url)
+            .map_err(|e| remote_error(url, action, &e))?;
+        remote
+            .fetch(&refspecs, Some(&mut options), None)
+            .map_err(|e| remote_error(url, action, &e))?;
     }
-    let mut remote = repo
-        .remote_anonymous(url)
-        .map_err(|e| remote_error(url, action, &e))?;
-    remote
-        .fetch(&refspecs, Some(&mut options), None)
-        .map_err(|e| remote_error(url, action, &e))?;
     let fetched = match what {
         Fetch::Branch(b) => Some(peel(repo, &format!("refs/heads/{b}"))?),
         Fetch::Tag(t) => Some(peel(repo, &format!("refs/tags/{t}"))?),
@@ -305,17 +347,56 @@ fn looks_like_scp(url: &str) -> bool {
     }
 }
 
-/// Refuses https:// early, with the reason, when this build has no HTTPS support.
-fn check_transport(url: &str, action: &str) -> Result<(), LimineError> {
-    if url.starts_with("https://") && !cfg!(feature = "https") {
-        return Err(LimineError::Unreachable {
+/// Network URLs go through the system's `git` unless this build has in-process TLS (the
+/// `https` feature): the runner then links no OpenSSL (no build dependency, and ~1.5 ms less
+/// start-up on every run), and git's own proxy, credential and SSH settings apply.
+fn uses_git_program(url: &str) -> bool {
+    !is_local(url) && !cfg!(feature = "https")
+}
+
+/// Runs a `git` command and returns its standard output; failures are told apart like
+/// libgit2's.
+fn run_git(command: &CommandSpec, url: &str, action: &str) -> Result<String, LimineError> {
+    let output = command
+        .to_command()
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| LimineError::Unreachable {
             url: url.to_owned(),
             action: action.to_owned(),
-            message: "this build has no HTTPS support for git (plugin-limine's `https` cargo feature is off)".into(),
-            hint: "Install a build with that feature, point `limine.git` at a local mirror (a path or file:// URL), or set `limine.path` to a directory holding the Limine binaries".into(),
+            message: format!("could not run `{}`: {e}", command.program),
+            hint: "Install git (Debian/Ubuntu: `apt-get install git`), point `limine.git` at a local mirror (a path or file:// URL), or set `limine.path` to a directory holding the Limine binaries".into(),
+        })?;
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let message = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim_start_matches("fatal: ").trim())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let message = if message.is_empty() {
+        format!("`{command}` failed ({})", output.status)
+    } else {
+        message
+    };
+    if message.contains("couldn't find remote ref") || message.contains("not our ref") {
+        return Err(LimineError::BadRemote {
+            url: url.to_owned(),
+            action: action.to_owned(),
+            message,
+            hint: "Set `limine.version` to a branch or tag the repository has (`git ls-remote` lists them)".into(),
         });
     }
-    Ok(())
+    Err(LimineError::Unreachable {
+        url: url.to_owned(),
+        action: action.to_owned(),
+        message,
+        hint: NETWORK_HINT.to_owned(),
+    })
 }
 
 fn proxy() -> ProxyOptions<'static> {
@@ -400,14 +481,17 @@ mod tests {
 
     #[cfg(not(feature = "https"))]
     #[test]
-    fn https_without_the_feature_says_why() {
-        let err = RemoteRefs::list(
-            "https://example.invalid/limine.git",
-            "resolve `v8.x-binary`",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("`https` cargo feature"), "{err}");
-        assert!(err.contains("limine.path"), "{err}");
+    fn network_urls_use_the_git_program_and_report_its_failure() {
+        assert!(uses_git_program("https://example.invalid/limine.git"));
+        assert!(!uses_git_program("/srv/limine.git"));
+        // Nothing listens on this loopback port: git fails fast, and the error says what to do.
+        let err = RemoteRefs::list("git://127.0.0.1:1/limine.git", "resolve `v8.x-binary`")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("git://127.0.0.1:1/limine.git"), "{err}");
+        assert!(
+            err.contains("--offline") && err.contains("limine.path"),
+            "{err}"
+        );
     }
 }

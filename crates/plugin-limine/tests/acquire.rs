@@ -635,8 +635,15 @@ fn a_network_transport_fetches_refs_tips_and_commits_at_tips() {
     assert_eq!(files.commit.as_deref(), Some(tip.as_str()));
 
     let old = fx.v8[0].to_string();
-    let err = acquire(&settings("old", &old)).unwrap_err().to_string();
-    assert!(err.contains("sends only branch and tag tips"), "{err}");
+    if cfg!(feature = "https") {
+        // libgit2 asks for ref tips only, which `git daemon` insists on.
+        let err = acquire(&settings("old", &old)).unwrap_err().to_string();
+        assert!(err.contains("sends only branch and tag tips"), "{err}");
+    } else {
+        // The system's git speaks protocol v2, in which the server sends any reachable commit.
+        let files = acquire(&settings("old", &old)).unwrap();
+        assert_eq!(files.commit.as_deref(), Some(old.as_str()));
+    }
     let err = acquire(&settings("old-short", &old[..8]))
         .unwrap_err()
         .to_string();
