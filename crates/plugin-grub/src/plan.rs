@@ -4,7 +4,7 @@
 //! always agree.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use runner_core::{Arch, BootKind, Context, Error, Kernel};
 
@@ -79,15 +79,7 @@ impl Plan {
 
         for (i, extra) in ctx.config.entries.iter().enumerate() {
             let key = format!("entries[{i}]");
-            let host = ctx.host_path(&extra.kernel);
-            if !host.is_file() {
-                return Err(not_a_file(
-                    ctx,
-                    &format!("{key}.kernel"),
-                    &extra.kernel,
-                    &host,
-                ));
-            }
+            let host = ctx.host_file(&format!("{key}.kernel"), &extra.kernel)?;
             let image_path = staged
                 .entry(host.clone())
                 .or_insert_with(|| format!("boot/entry-{}/kernel", i + 1))
@@ -102,7 +94,8 @@ impl Plan {
                 )?,
                 // A bzImage without an EFI stub is neither ELF nor PE.
                 Err(_)
-                    if is_bzimage(&host) && matches!(extra.protocol.as_str(), "auto" | "linux") =>
+                    if runner_core::Kernel::is_bzimage(&host)
+                        && matches!(extra.protocol.as_str(), "auto" | "linux") =>
                 {
                     Protocol::Linux
                 }
@@ -137,10 +130,7 @@ impl Plan {
         path: &str,
         key: &str,
     ) -> Result<String, Error> {
-        let host = ctx.host_path(path);
-        if !host.is_file() {
-            return Err(not_a_file(ctx, &format!("{key}.path"), path, &host));
-        }
+        let host = ctx.host_file(&format!("{key}.path"), path)?;
         if let Some(known) = staged.get(&host) {
             return Ok(format!("/{known}"));
         }
@@ -210,7 +200,7 @@ fn resolve(
 ) -> Result<Protocol, Error> {
     let chosen = Protocol::from_config(configured)
         .map_err(|e| Error::Config(format!("`{key} = \"{configured}\"`: {e}")))?;
-    let bzimage = || is_bzimage(&kernel.path);
+    let bzimage = || runner_core::Kernel::is_bzimage(&kernel.path);
     let protocol = match chosen {
         Some(protocol) => {
             let (fits, lacks) = match protocol {
@@ -250,25 +240,4 @@ fn resolve(
         ));
     }
     Ok(protocol)
-}
-
-/// Linux's x86 boot protocol: the setup header's magic "HdrS" at offset 0x202.
-fn is_bzimage(path: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::Start(0x202))?;
-            f.read_exact(&mut magic)
-        })
-        .is_ok()
-        && &magic == b"HdrS"
-}
-
-fn not_a_file(ctx: &Context, key: &str, value: &str, host: &Path) -> Error {
-    Error::Config(format!(
-        "`{key} = \"{value}\"`: `{}` is not a file; fix the path (relative paths start at `{}`)",
-        host.display(),
-        ctx.manifest_dir.display()
-    ))
 }

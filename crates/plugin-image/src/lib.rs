@@ -5,6 +5,7 @@ pub mod directory;
 pub mod disk;
 pub mod fat;
 pub mod iso;
+mod timestamp;
 
 use runner_core::{Context, Error, Image, ImageFormat, ImageKind, Registry, Staging};
 

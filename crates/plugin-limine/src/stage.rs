@@ -150,15 +150,7 @@ impl Plan {
 
         for (i, extra) in ctx.config.entries.iter().enumerate() {
             let key = format!("entries[{i}]");
-            let host = ctx.host_path(&extra.kernel);
-            if !host.is_file() {
-                return Err(not_a_file(
-                    ctx,
-                    &format!("{key}.kernel"),
-                    &extra.kernel,
-                    &host,
-                ));
-            }
+            let host = ctx.host_file(&format!("{key}.kernel"), &extra.kernel)?;
             let image_path = staged
                 .entry(host.clone())
                 .or_insert_with(|| format!("boot/entry-{}/kernel", i + 1))
@@ -198,10 +190,7 @@ impl Plan {
         path: &str,
         key: &str,
     ) -> Result<String, Error> {
-        let host = ctx.host_path(path);
-        if !host.is_file() {
-            return Err(not_a_file(ctx, &format!("{key}.path"), path, &host));
-        }
+        let host = ctx.host_file(&format!("{key}.path"), path)?;
         if let Some(known) = staged.get(&host) {
             return Ok(limine_path(known));
         }
@@ -373,7 +362,7 @@ fn resolve(
                 Protocol::Multiboot1 => (has(|k| k.multiboot1), "has no multiboot1 header"),
                 Protocol::Multiboot2 => (has(|k| k.multiboot2), "has no multiboot2 header"),
                 Protocol::Linux => (
-                    ctx.arch != Arch::X86_64 || is_bzimage(path),
+                    ctx.arch != Arch::X86_64 || runner_core::Kernel::is_bzimage(path),
                     "is not a Linux bzImage (no \"HdrS\" setup header)",
                 ),
                 Protocol::EfiChainload => (efi_app, "is not a UEFI application"),
@@ -389,7 +378,7 @@ fn resolve(
         None if has(|k| k.multiboot2) => Protocol::Multiboot2,
         None if has(|k| k.multiboot1) => Protocol::Multiboot1,
         None if elf_bits == Some(64) => Protocol::Limine,
-        None if elf_bits.is_none() && is_bzimage(path) => Protocol::Linux,
+        None if elf_bits.is_none() && runner_core::Kernel::is_bzimage(path) => Protocol::Linux,
         None if efi_app => Protocol::EfiChainload,
         None => {
             let what = match kernel {
@@ -428,25 +417,4 @@ fn resolve(
         ));
     }
     Ok(protocol)
-}
-
-/// Linux's x86 boot protocol: the setup header's magic "HdrS" at offset 0x202.
-fn is_bzimage(path: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::Start(0x202))?;
-            f.read_exact(&mut magic)
-        })
-        .is_ok()
-        && &magic == b"HdrS"
-}
-
-fn not_a_file(ctx: &Context, key: &str, value: &str, host: &Path) -> Error {
-    Error::Config(format!(
-        "`{key} = \"{value}\"`: `{}` is not a file; fix the path (relative paths start at `{}`)",
-        host.display(),
-        ctx.manifest_dir.display()
-    ))
 }

@@ -184,6 +184,21 @@ impl Context {
     pub fn host_path(&self, path: impl AsRef<Path>) -> PathBuf {
         self.manifest_dir.join(path)
     }
+
+    /// The host file that config key `key` names with `value`; an error that says which key,
+    /// which path and where relative paths start when it is not a file.
+    pub fn host_file(&self, key: &str, value: &str) -> Result<PathBuf, Error> {
+        let host = self.host_path(value);
+        if host.is_file() {
+            Ok(host)
+        } else {
+            Err(Error::Config(format!(
+                "`{key} = \"{value}\"`: `{}` is not a file; fix the path (relative paths start at `{}`)",
+                host.display(),
+                self.manifest_dir.display()
+            )))
+        }
+    }
 }
 
 /// Where the package, its workspace and cargo's target directory are.

@@ -126,6 +126,19 @@ impl Kernel {
         }
     }
 
+    /// Whether the file follows Linux's x86 boot protocol: the setup header's magic `HdrS` at
+    /// offset 0x202 (a bzImage, with or without an EFI stub).
+    pub fn is_bzimage(path: &Path) -> bool {
+        let mut magic = [0u8; 4];
+        File::open(path)
+            .and_then(|mut f| {
+                f.seek(SeekFrom::Start(0x202))?;
+                f.read_exact(&mut magic)
+            })
+            .is_ok()
+            && &magic == b"HdrS"
+    }
+
     /// A ready image's kind, when the "kernel" is one.
     pub fn prebuilt_image(&self) -> Option<ImageKind> {
         match self.format {

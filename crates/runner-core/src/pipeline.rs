@@ -28,14 +28,7 @@ impl<'r> Pipeline<'r> {
         for (dest, source) in &ctx.config.extra_files {
             let path = ImagePath::new(dest)
                 .map_err(|e| Error::Config(format!("`extra-files` entry \"{dest}\": {e}")))?;
-            let host = ctx.host_path(source);
-            if !host.is_file() {
-                return Err(Error::Config(format!(
-                    "`extra-files` entry \"{dest}\" = \"{source}\": `{}` is not a file; fix the path (relative paths start at `{}`)",
-                    host.display(),
-                    ctx.manifest_dir.display()
-                )));
-            }
+            let host = ctx.host_file(&format!("extra-files.\"{dest}\""), source)?;
             staging.add(path, Source::File(host))?;
         }
         Ok(staging)

@@ -57,20 +57,19 @@ static LEAKED: Mutex<Vec<&'static FixedTime>> = Mutex::new(Vec::new());
 
 /// The provider for the current environment (`SOURCE_DATE_EPOCH`).
 pub(super) fn from_env() -> Result<&'static FixedTime, Error> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) => provider(Some(&value)),
-        Err(std::env::VarError::NotPresent) => provider(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(bad_epoch("<not UTF-8>")),
-    }
+    instant_provider(crate::timestamp::epoch_from_env("fat")?)
 }
 
 /// The provider for a `SOURCE_DATE_EPOCH` value (`None` or empty: unset).
+#[cfg(test)]
 pub(super) fn provider(source_date_epoch: Option<&str>) -> Result<&'static FixedTime, Error> {
-    let value = match source_date_epoch.map(str::trim) {
-        None | Some("") => return Ok(&DOS_EPOCH_PROVIDER),
-        Some(value) => value,
+    instant_provider(crate::timestamp::parse_epoch(source_date_epoch, "fat")?)
+}
+
+fn instant_provider(seconds: Option<i64>) -> Result<&'static FixedTime, Error> {
+    let Some(seconds) = seconds else {
+        return Ok(&DOS_EPOCH_PROVIDER);
     };
-    let seconds: i64 = value.parse().map_err(|_| bad_epoch(value))?;
     let instant = dos_date_time(seconds);
     if instant == DOS_EPOCH {
         return Ok(&DOS_EPOCH_PROVIDER);
@@ -86,21 +85,11 @@ pub(super) fn provider(source_date_epoch: Option<&str>) -> Result<&'static Fixed
     Ok(new)
 }
 
-fn bad_epoch(value: &str) -> Error {
-    Error::plugin(
-        "fat",
-        format!(
-            "SOURCE_DATE_EPOCH is `{value}`, which is not a whole number of seconds since \
-             1970-01-01 UTC; fix or unset it"
-        ),
-    )
-}
-
 /// Converts Unix seconds (UTC) to a DOS date and time, clamped to the range DOS can hold.
 pub(super) fn dos_date_time(unix_seconds: i64) -> DateTime {
     let days = unix_seconds.div_euclid(86_400);
     let second_of_day = unix_seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = crate::timestamp::civil_from_days(days);
     if year < 1980 {
         return DOS_EPOCH;
     }
@@ -121,29 +110,6 @@ pub(super) fn dos_date_time(unix_seconds: i64) -> DateTime {
             millis: 0,
         },
     }
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01. Works in 400-year eras whose
-/// years start on March 1st, so that the leap day is the last day of a year.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    const DAYS_PER_ERA: i64 = 146_097;
-    // Days from 0000-03-01 to 1970-01-01.
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(DAYS_PER_ERA);
-    let day_of_era = shifted.rem_euclid(DAYS_PER_ERA);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Months counted from March: 0 = March … 11 = February.
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

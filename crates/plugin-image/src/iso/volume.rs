@@ -42,20 +42,15 @@ const DEFAULT_EPOCH: i64 = 315_532_800;
 impl Instant {
     /// The instant for the current environment.
     pub(super) fn from_env() -> Result<Self, Error> {
-        match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(value) => Self::parse(Some(&value)),
-            Err(std::env::VarError::NotPresent) => Self::parse(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(bad_epoch("<not UTF-8>")),
-        }
+        let seconds = crate::timestamp::epoch_from_env("iso")?;
+        Ok(Self::from_unix(seconds.unwrap_or(DEFAULT_EPOCH)))
     }
 
     /// The instant for a `SOURCE_DATE_EPOCH` value (`None` or empty: unset).
+    #[cfg(test)]
     pub(super) fn parse(source_date_epoch: Option<&str>) -> Result<Self, Error> {
-        let seconds = match source_date_epoch.map(str::trim) {
-            None | Some("") => DEFAULT_EPOCH,
-            Some(value) => value.parse().map_err(|_| bad_epoch(value))?,
-        };
-        Ok(Self::from_unix(seconds))
+        let seconds = crate::timestamp::parse_epoch(source_date_epoch, "iso")?;
+        Ok(Self::from_unix(seconds.unwrap_or(DEFAULT_EPOCH)))
     }
 
     /// Converts Unix seconds (UTC), clamped to the years a directory record can hold
@@ -64,7 +59,7 @@ impl Instant {
         const FIRST: i64 = -2_208_988_800; // 1900-01-01 00:00:00
         const LAST: i64 = 5_869_583_999; // 2155-12-31 23:59:59
         let seconds = seconds.clamp(FIRST, LAST);
-        let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+        let (year, month, day) = crate::timestamp::civil_from_days(seconds.div_euclid(86_400));
         let second_of_day = seconds.rem_euclid(86_400);
         // Every field is within its range, so the casts cannot truncate.
         Instant {
@@ -106,36 +101,6 @@ impl Instant {
 
 /// "Not specified" in the 17-byte form: sixteen ASCII zeros and a zero offset.
 const NO_DATE: [u8; 17] = *b"0000000000000000\0";
-
-fn bad_epoch(value: &str) -> Error {
-    Error::plugin(
-        "iso",
-        format!(
-            "SOURCE_DATE_EPOCH is `{value}`, which is not a whole number of seconds since \
-             1970-01-01 UTC; fix or unset it"
-        ),
-    )
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01, in 400-year eras whose years
-/// start on March 1st (so the leap day ends a year).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    const DAYS_PER_ERA: i64 = 146_097;
-    let shifted = days + 719_468; // days from 0000-03-01
-    let era = shifted.div_euclid(DAYS_PER_ERA);
-    let day_of_era = shifted.rem_euclid(DAYS_PER_ERA);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
-}
 
 /// The default volume id.
 pub(super) const DEFAULT_VOLUME_ID: &str = "KERNEL";
