@@ -47,8 +47,8 @@ impl Bootloader for Grub {
     fn stage(&self, ctx: &Context) -> Result<Staging, Error> {
         let plan = Plan::new(ctx)?;
         let mut staging = Staging::new();
-        for (path, host) in &plan.files {
-            staging.add_file(path, Source::File(host.clone()))?;
+        for (path, host) in plan.files.iter() {
+            staging.add_file(path, Source::File(host.to_path_buf()))?;
         }
         staging.add_file(
             CONFIG_PATH,

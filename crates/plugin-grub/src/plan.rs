@@ -3,10 +3,7 @@
 //! the boot kind and image format need. `stage` and `finish_image` both derive it, so they
 //! always agree.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use runner_core::{Arch, BootKind, Context, Error, Kernel};
+use runner_core::{Arch, BootKind, Context, Error, HostFiles, Kernel};
 
 use crate::cfg::{MenuEntry, Module, Protocol};
 use crate::core_image::{CoreImage, Target};
@@ -19,7 +16,7 @@ pub const KERNEL_PATH: &str = "boot/kernel";
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// Image path ← host file: the kernel, entry kernels and modules.
-    pub files: BTreeMap<String, PathBuf>,
+    pub files: HostFiles,
     /// The menu entries, the kernel's first.
     pub entries: Vec<MenuEntry>,
     /// The BIOS core image, when the boot includes BIOS.
@@ -53,15 +50,12 @@ impl Plan {
         };
         let bios = if bios { Some(bios_target(ctx)?) } else { None };
         let mut plan = Plan {
-            files: BTreeMap::new(),
+            files: HostFiles::new(),
             entries: Vec::new(),
             bios,
             uefi,
         };
-        let mut staged: BTreeMap<PathBuf, String> = BTreeMap::new();
-        staged.insert(ctx.kernel.path.clone(), KERNEL_PATH.to_owned());
-        plan.files
-            .insert(KERNEL_PATH.to_owned(), ctx.kernel.path.clone());
+        plan.files.place_at(ctx.kernel.path.clone(), KERNEL_PATH);
 
         let protocol = resolve(&ctx.kernel, &ctx.config.protocol, "protocol", ctx.boot)?;
         let title = ctx
@@ -72,7 +66,7 @@ impl Plan {
         let mut entry = MenuEntry::new(title, protocol, format!("/{KERNEL_PATH}"))
             .with_cmdline(&ctx.config.cmdline);
         for (i, module) in ctx.config.modules.iter().enumerate() {
-            let path = plan.module(ctx, &mut staged, &module.path, &format!("modules[{i}]"))?;
+            let path = plan.module(ctx, &module.path, &format!("modules[{i}]"))?;
             entry = entry.with_module(Module::new(path, &module.cmdline));
         }
         plan.entries.push(entry);
@@ -80,11 +74,9 @@ impl Plan {
         for (i, extra) in ctx.config.entries.iter().enumerate() {
             let key = format!("entries[{i}]");
             let host = ctx.host_file(&format!("{key}.kernel"), &extra.kernel)?;
-            let image_path = staged
-                .entry(host.clone())
-                .or_insert_with(|| format!("boot/entry-{}/kernel", i + 1))
-                .clone();
-            plan.files.insert(image_path.clone(), host.clone());
+            let image_path = plan
+                .files
+                .place_at(host.clone(), &format!("boot/entry-{}/kernel", i + 1));
             let protocol = match Kernel::inspect(&host) {
                 Ok(kernel) => resolve(
                     &kernel,
@@ -109,12 +101,7 @@ impl Plan {
             let mut entry = MenuEntry::new(&extra.title, protocol, format!("/{image_path}"))
                 .with_cmdline(&extra.cmdline);
             for (j, module) in extra.modules.iter().enumerate() {
-                let path = plan.module(
-                    ctx,
-                    &mut staged,
-                    &module.path,
-                    &format!("{key}.modules[{j}]"),
-                )?;
+                let path = plan.module(ctx, &module.path, &format!("{key}.modules[{j}]"))?;
                 entry = entry.with_module(Module::new(path, &module.cmdline));
             }
             plan.entries.push(entry);
@@ -123,28 +110,9 @@ impl Plan {
     }
 
     /// Stages one module (once per host file) under `boot/modules/`, and returns its GRUB path.
-    fn module(
-        &mut self,
-        ctx: &Context,
-        staged: &mut BTreeMap<PathBuf, String>,
-        path: &str,
-        key: &str,
-    ) -> Result<String, Error> {
+    fn module(&mut self, ctx: &Context, path: &str, key: &str) -> Result<String, Error> {
         let host = ctx.host_file(&format!("{key}.path"), path)?;
-        if let Some(known) = staged.get(&host) {
-            return Ok(format!("/{known}"));
-        }
-        let name = host
-            .file_name()
-            .map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
-        // Two different files with the same name each get their own folder.
-        let image_path = std::iter::once(format!("boot/modules/{name}"))
-            .chain((2..).map(|n| format!("boot/modules/{n}/{name}")))
-            .find(|p| !self.files.contains_key(p))
-            .unwrap_or_default();
-        self.files.insert(image_path.clone(), host.clone());
-        staged.insert(host, image_path.clone());
-        Ok(format!("/{image_path}"))
+        Ok(format!("/{}", self.files.place_in(host, "boot/modules")))
     }
 
     /// The protocols the generated entries use.

@@ -1,12 +1,12 @@
 //! What a Limine boot of one run stages (kernel, modules, entry kernels, `limine.conf`, Limine's
 //! files per boot kind, architecture and image format), decided from the context alone.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use runner_core::config::Variables;
 use runner_core::{
-    Arch, BootKind, Context, Error, ImageKind, ImagePath, Kernel, KernelFormat, Source, Staging,
+    Arch, BootKind, Context, Error, HostFiles, ImageKind, ImagePath, Kernel, KernelFormat, Source,
+    Staging,
 };
 
 use crate::conf::{self, LimineEntry, Module, Protocol};
@@ -71,7 +71,7 @@ impl Target {
 #[non_exhaustive]
 pub struct Plan {
     /// Image path ← host file: the kernel, entry kernels and modules.
-    pub files: BTreeMap<String, PathBuf>,
+    pub files: HostFiles,
     /// The menu entries, the kernel's first.
     pub entries: Vec<LimineEntry>,
     /// Whether the boot includes BIOS.
@@ -116,17 +116,14 @@ impl Plan {
             ));
         }
         let mut plan = Plan {
-            files: BTreeMap::new(),
+            files: HostFiles::new(),
             entries: Vec::new(),
             bios,
             uefi,
             target,
             arch: ctx.arch,
         };
-        let mut staged: BTreeMap<PathBuf, String> = BTreeMap::new();
-        staged.insert(ctx.kernel.path.clone(), KERNEL_PATH.to_owned());
-        plan.files
-            .insert(KERNEL_PATH.to_owned(), ctx.kernel.path.clone());
+        plan.files.place_at(ctx.kernel.path.clone(), KERNEL_PATH);
 
         let protocol = resolve(
             Some(&ctx.kernel),
@@ -143,7 +140,7 @@ impl Plan {
         let mut entry = LimineEntry::new(title, protocol, limine_path(KERNEL_PATH))
             .with_cmdline(&ctx.config.cmdline);
         for (i, module) in ctx.config.modules.iter().enumerate() {
-            let path = plan.module(ctx, &mut staged, &module.path, &format!("modules[{i}]"))?;
+            let path = plan.module(ctx, &module.path, &format!("modules[{i}]"))?;
             entry = entry.with_module(Module::new(path).with_cmdline(&module.cmdline));
         }
         plan.entries.push(entry);
@@ -151,11 +148,9 @@ impl Plan {
         for (i, extra) in ctx.config.entries.iter().enumerate() {
             let key = format!("entries[{i}]");
             let host = ctx.host_file(&format!("{key}.kernel"), &extra.kernel)?;
-            let image_path = staged
-                .entry(host.clone())
-                .or_insert_with(|| format!("boot/entry-{}/kernel", i + 1))
-                .clone();
-            plan.files.insert(image_path.clone(), host.clone());
+            let image_path = plan
+                .files
+                .place_at(host.clone(), &format!("boot/entry-{}/kernel", i + 1));
             // A bzImage without an EFI stub is neither ELF nor PE: it cannot be inspected.
             let kernel = Kernel::inspect(&host).ok();
             let protocol = resolve(
@@ -168,12 +163,7 @@ impl Plan {
             let mut entry = LimineEntry::new(&extra.title, protocol, limine_path(&image_path))
                 .with_cmdline(&extra.cmdline);
             for (j, module) in extra.modules.iter().enumerate() {
-                let path = plan.module(
-                    ctx,
-                    &mut staged,
-                    &module.path,
-                    &format!("{key}.modules[{j}]"),
-                )?;
+                let path = plan.module(ctx, &module.path, &format!("{key}.modules[{j}]"))?;
                 entry = entry.with_module(Module::new(path).with_cmdline(&module.cmdline));
             }
             plan.entries.push(entry);
@@ -183,36 +173,17 @@ impl Plan {
 
     /// Stages one module (once per host file) under `boot/modules/`, and returns its Limine
     /// path.
-    fn module(
-        &mut self,
-        ctx: &Context,
-        staged: &mut BTreeMap<PathBuf, String>,
-        path: &str,
-        key: &str,
-    ) -> Result<String, Error> {
+    fn module(&mut self, ctx: &Context, path: &str, key: &str) -> Result<String, Error> {
         let host = ctx.host_file(&format!("{key}.path"), path)?;
-        if let Some(known) = staged.get(&host) {
-            return Ok(limine_path(known));
-        }
-        let name = host
-            .file_name()
-            .map_or_else(|| "module".into(), |n| n.to_string_lossy().into_owned());
-        // Two different files with the same name each get their own folder.
-        let image_path = std::iter::once(format!("boot/modules/{name}"))
-            .chain((2..).map(|n| format!("boot/modules/{n}/{name}")))
-            .find(|p| !self.files.contains_key(p))
-            .unwrap_or_default();
-        self.files.insert(image_path.clone(), host.clone());
-        staged.insert(host, image_path.clone());
-        Ok(limine_path(&image_path))
+        Ok(limine_path(&self.files.place_in(host, "boot/modules")))
     }
 
     /// The staging list: the plan's files, `config` as `limine.conf`, and Limine's files for
     /// the boot, with the El Torito boot images as hints for ISO formats.
     pub fn staging(&self, files: &LimineFiles, config: String) -> Result<Staging, Error> {
         let mut staging = Staging::new();
-        for (path, host) in &self.files {
-            staging.add_file(path, Source::File(host.clone()))?;
+        for (path, host) in self.files.iter() {
+            staging.add_file(path, Source::File(host.to_path_buf()))?;
         }
         staging.add_file(CONF_PATH, Source::Bytes(config.into_bytes()))?;
         if self.bios {

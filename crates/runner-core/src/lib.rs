@@ -27,4 +27,4 @@ pub use plugin::{
     ImageFormat, ImageKind, Outcome, Runner, Verdict,
 };
 pub use registry::Registry;
-pub use staging::{BootHints, ImagePath, Source, Staging};
+pub use staging::{BootHints, HostFiles, ImagePath, Source, Staging};

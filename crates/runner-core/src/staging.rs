@@ -119,6 +119,55 @@ impl fmt::Display for ImagePath {
     }
 }
 
+/// Host files a bootloader puts into the image, each once: a kernel named by two entries, or a
+/// module shared by several, is staged a single time and every entry points at it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFiles {
+    by_image: BTreeMap<String, PathBuf>,
+    by_host: BTreeMap<PathBuf, String>,
+}
+
+impl HostFiles {
+    /// Nothing placed yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Places `host` at image path `path` (no leading `/`) unless it is already placed;
+    /// returns where it is.
+    pub fn place_at(&mut self, host: PathBuf, path: &str) -> String {
+        if let Some(known) = self.by_host.get(&host) {
+            return known.clone();
+        }
+        self.by_image.insert(path.to_owned(), host.clone());
+        self.by_host.insert(host, path.to_owned());
+        path.to_owned()
+    }
+
+    /// Places `host` in folder `dir` under its own file name; a different file with the same
+    /// name goes to `dir/2/name`, `dir/3/name`, and so on. Returns where it is.
+    pub fn place_in(&mut self, host: PathBuf, dir: &str) -> String {
+        if let Some(known) = self.by_host.get(&host) {
+            return known.clone();
+        }
+        let name = host
+            .file_name()
+            .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        let path = std::iter::once(format!("{dir}/{name}"))
+            .chain((2..).map(|n| format!("{dir}/{n}/{name}")))
+            .find(|p| !self.by_image.contains_key(p))
+            .unwrap_or_default();
+        self.place_at(host, &path)
+    }
+
+    /// Every placed file: image path (no leading `/`) and host path, sorted by image path.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.by_image
+            .iter()
+            .map(|(image, host)| (image.as_str(), host.as_path()))
+    }
+}
+
 /// What a bootloader tells image formats about booting: which staged files are boot images.
 /// Formats that cannot use a hint ignore it (a FAT volume has no El Torito catalogue).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -231,6 +280,32 @@ mod tests {
             let err = ImagePath::new(bad).unwrap_err().to_string();
             assert!(err.contains(bad) || bad.is_empty(), "{err}");
         }
+    }
+
+    #[test]
+    fn host_files_are_placed_once_and_same_names_get_their_own_folder() {
+        let mut files = HostFiles::new();
+        assert_eq!(
+            files.place_at("/k/kernel".into(), "boot/kernel"),
+            "boot/kernel"
+        );
+        assert_eq!(
+            files.place_in("/k/kernel".into(), "boot/modules"),
+            "boot/kernel"
+        );
+        assert_eq!(
+            files.place_in("/a/initrd".into(), "boot/modules"),
+            "boot/modules/initrd"
+        );
+        assert_eq!(
+            files.place_in("/b/initrd".into(), "boot/modules"),
+            "boot/modules/2/initrd"
+        );
+        assert_eq!(
+            files.place_in("/a/initrd".into(), "boot/modules"),
+            "boot/modules/initrd"
+        );
+        assert_eq!(files.iter().count(), 3);
     }
 
     #[test]
