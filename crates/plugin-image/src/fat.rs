@@ -462,32 +462,16 @@ fn parse_label(label: &str) -> Result<[u8; 11], Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{checker, pattern};
     use runner_core::Source;
     use std::collections::BTreeSet;
     use std::path::PathBuf;
-    use std::process::Command;
     use std::time::Instant;
 
-    /// Runs an external checker; missing tools fail the test with what to install.
+    /// Runs a checker: whether it succeeded, its output, and everything it printed.
     fn run(program: &str, args: &[&str]) -> (bool, Vec<u8>, String) {
-        let output = Command::new(program)
-            .args(args)
-            // mtools refuses images whose size is not a multiple of its idea of a track.
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .env("LC_ALL", "C.UTF-8")
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "could not run `{program}` ({e}); these tests check images with independent \
-                     tools: install dosfstools (fsck.fat) and mtools (mdir, mtype, mlabel)"
-                )
-            });
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), output.stdout, text)
+        let checked = checker(program, args);
+        (checked.ok, checked.stdout, checked.text)
     }
 
     fn arg(path: &Path) -> &str {
@@ -551,19 +535,6 @@ mod tests {
             .filter_map(|line| line.strip_prefix("::/"))
             .filter(|path| !path.ends_with('/') && !path.is_empty())
             .map(str::to_owned)
-            .collect()
-    }
-
-    /// Deterministic bytes that differ per seed.
-    fn pattern(len: usize, seed: u32) -> Vec<u8> {
-        let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
             .collect()
     }
 

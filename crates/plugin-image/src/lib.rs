@@ -5,6 +5,8 @@ pub mod directory;
 pub mod disk;
 pub mod fat;
 pub mod iso;
+#[cfg(test)]
+mod test_support;
 mod timestamp;
 
 use runner_core::{Context, Error, Image, ImageFormat, ImageKind, Registry, Staging};

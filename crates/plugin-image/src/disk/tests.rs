@@ -1,44 +1,23 @@
 use super::*;
+use crate::test_support::{checker, pattern};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use runner_core::Source;
 
-/// Runs an external checker; a missing tool fails the test with what to install.
+/// Runs a checker: whether it succeeded, its output, and everything it printed.
 fn run(program: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(program)
-        .args(args)
-        // mtools refuses images whose size is not a multiple of its idea of a track.
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .env("LC_ALL", "C.UTF-8")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "could not run `{program}` ({e}); these tests check disks with independent tools: \
-                 install gdisk (sgdisk), fdisk (sfdisk), dosfstools (fsck.fat) and mtools \
-                 (scripts/install-deps does)"
-            )
-        });
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let all = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), stdout, all)
+    let checked = checker(program, args);
+    (
+        checked.ok,
+        String::from_utf8_lossy(&checked.stdout).into_owned(),
+        checked.text,
+    )
 }
 
 fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
 }
 
 fn sample() -> Staging {

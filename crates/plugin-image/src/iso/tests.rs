@@ -2,25 +2,12 @@
 //! (xorriso, isoinfo, sgdisk, mtools) where a test says so.
 
 use super::*;
+use crate::test_support::{checker, pattern};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 fn add(staging: &mut Staging, path: &str, bytes: Vec<u8>) {
     staging.add_file(path, Source::Bytes(bytes)).unwrap();
-}
-
-/// Deterministic bytes.
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -31,20 +18,10 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
     u16::from_le_bytes(b[off..off + 2].try_into().unwrap())
 }
 
-/// Runs a tool; a missing tool fails the test with what to install.
+/// Runs a checker: whether it succeeded, and everything it printed.
 fn run(program: &str, args: &[&str]) -> (bool, String) {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `{program}` ({e}); install it (scripts/install-deps)")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    let checked = checker(program, args);
+    (checked.ok, checked.text)
 }
 
 fn arg(path: &Path) -> &str {
