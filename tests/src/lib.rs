@@ -4,5 +4,7 @@
 //! tells tests where they are and what they print, and [`runner`] runs the real runner program
 //! on them inside throw-away projects.
 
+pub mod fixture_boot;
 pub mod kernels;
 pub mod runner;
+pub mod tools;

@@ -3,27 +3,11 @@
 //! (`scripts/install-deps`); fails without them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use image_runner_tests::kernels::{self, Kernel, Variant};
 use image_runner_tests::runner::Project;
 use image_runner_tests::runner_bin;
-
-/// Runs a checking tool; a missing one fails the test, naming the package.
-fn tool(program: &str, package: &str, args: &[&str]) -> (bool, String) {
-    let output = Command::new(program)
-        .args(args)
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .env("LC_ALL", "C.UTF-8")
-        .output()
-        .unwrap_or_else(|e| panic!("could not run `{program}` ({e}); install {package}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
+use image_runner_tests::tools::checker as tool;
 
 fn build(project: &Project, kernel: &Path) -> PathBuf {
     let run = project.run(["build".as_ref(), kernel.as_os_str()], &[]);

@@ -4,31 +4,23 @@
 //! `genisoimage` and `gdisk` (`scripts/install-deps`); fails without them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use image_runner_tests::kernels::{self, Kernel, Variant};
 use image_runner_tests::runner::Project;
 use image_runner_tests::runner_bin;
+use image_runner_tests::tools::check;
 use plugin_image::iso::{IsoOptions, write_iso};
 use runner_core::{BootKind, ImagePath, Source, Staging};
 
-/// Runs a checker; a missing one fails the test with what to install.
+/// Runs a checker that must succeed.
+#[track_caller]
 fn tool(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run `{program}` ({e}); install xorriso, genisoimage and gdisk (scripts/install-deps)")
-    });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "`{program} {}` failed:\n{text}",
-        args.join(" ")
-    );
-    text
+    check(
+        program,
+        "xorriso, genisoimage and gdisk (scripts/install-deps)",
+        args,
+    )
 }
 
 fn arg(path: &Path) -> &str {

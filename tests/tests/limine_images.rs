@@ -9,12 +9,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::Fixture;
 use image_runner_tests::kernels::{self, Kernel, Variant};
 use image_runner_tests::runner::{Project, Run};
 use image_runner_tests::runner_bin;
+use image_runner_tests::tools::check as tool;
 
 /// A project booting with Limine from `fixture`, with `config` (top-level keys and tables;
 /// the `[limine]` table comes last, `limine_config` goes into it).
@@ -40,27 +40,6 @@ fn built(project: &Project, kernel: Kernel, file_name: &str) -> PathBuf {
     let image = PathBuf::from(run.stdout.trim());
     assert!(image.ends_with(file_name), "{run}");
     image
-}
-
-/// Runs a checking tool; a missing one fails the test, naming the package.
-fn tool(program: &str, package: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .env("LC_ALL", "C")
-        .output()
-        .unwrap_or_else(|e| panic!("could not run `{program}` ({e}); install {package}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "`{program} {}` failed:\n{text}",
-        args.join(" ")
-    );
-    text
 }
 
 fn arg(path: &Path) -> &str {
