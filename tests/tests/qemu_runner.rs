@@ -63,11 +63,8 @@ fn failure_pattern_ends_a_run_as_failed() {
     );
 }
 
-fn interrupt_mid_boot(signal: &str) {
-    let project = Project::new(runner_bin!(), "[test]\ntimeout = 120\n");
-    let hang = project.add_kernel(&multiboot(Variant::Hang), "target/debug/signal-kernel");
-    let child = project.spawn(["--test".into(), hang.into_os_string()], &[]);
-    // Wait until QEMU is up, then signal the runner only (as a terminal's Ctrl-C would reach it).
+/// Waits until this project's QEMU is running.
+fn wait_for_qemu(project: &Project) {
     let start = Instant::now();
     while project.qemu_processes().is_empty() {
         assert!(
@@ -76,6 +73,14 @@ fn interrupt_mid_boot(signal: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn interrupt_mid_boot(signal: &str) {
+    let project = Project::new(runner_bin!(), "[test]\ntimeout = 120\n");
+    let hang = project.add_kernel(&multiboot(Variant::Hang), "target/debug/signal-kernel");
+    let child = project.spawn(["--test".into(), hang.into_os_string()], &[]);
+    // Wait until QEMU is up, then signal the runner only (as a terminal's Ctrl-C would reach it).
+    wait_for_qemu(&project);
     std::thread::sleep(Duration::from_millis(300));
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
@@ -107,14 +112,7 @@ fn sigkill_of_the_runner_takes_qemu_with_it() {
     let project = Project::new(runner_bin!(), "[test]\ntimeout = 120\n");
     let hang = project.add_kernel(&multiboot(Variant::Hang), "target/debug/killed-kernel");
     let child = project.spawn(["--test".into(), hang.into_os_string()], &[]);
-    let start = Instant::now();
-    while project.qemu_processes().is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "QEMU never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_qemu(&project);
     // SIGKILL cannot be caught: the runner gets no chance to clean up.
     let status = Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
@@ -261,46 +259,31 @@ fn extra_arguments_come_in_the_documented_order() {
     assert!(!line.contains("guest-arg"), "{line}");
 }
 
+/// Another architecture through the runner: the pass kernel passes (exit code 0, its line on
+/// serial) and the fail kernel fails (exit code 1).
+fn pass_and_fail_boot(kernel: Kernel) {
+    let project = Project::new(runner_bin!(), "");
+    let run = |variant| {
+        project.run(
+            [
+                "--test".into(),
+                kernels::path(kernel, variant).into_os_string(),
+            ],
+            &[],
+        )
+    };
+    run(Variant::Pass)
+        .assert_code(0)
+        .assert_serial_line(kernels::marker(kernel, Variant::Pass));
+    run(Variant::Fail).assert_code(1);
+}
+
 #[test]
 fn aarch64_efi_app_boots_under_aavmf() {
-    let project = Project::new(runner_bin!(), "");
-    let run = project.run(
-        [
-            "--test".into(),
-            kernels::path(Kernel::EfiAppAa64, Variant::Pass).into_os_string(),
-        ],
-        &[],
-    );
-    run.assert_code(0)
-        .assert_serial_line(kernels::marker(Kernel::EfiAppAa64, Variant::Pass));
-    let fail = project.run(
-        [
-            "--test".into(),
-            kernels::path(Kernel::EfiAppAa64, Variant::Fail).into_os_string(),
-        ],
-        &[],
-    );
-    fail.assert_code(1);
+    pass_and_fail_boot(Kernel::EfiAppAa64);
 }
 
 #[test]
 fn riscv64_kernel_boots_directly() {
-    let project = Project::new(runner_bin!(), "");
-    let run = project.run(
-        [
-            "--test".into(),
-            kernels::path(Kernel::Riscv64, Variant::Pass).into_os_string(),
-        ],
-        &[],
-    );
-    run.assert_code(0)
-        .assert_serial_line(kernels::marker(Kernel::Riscv64, Variant::Pass));
-    let fail = project.run(
-        [
-            "--test".into(),
-            kernels::path(Kernel::Riscv64, Variant::Fail).into_os_string(),
-        ],
-        &[],
-    );
-    fail.assert_code(1);
+    pass_and_fail_boot(Kernel::Riscv64);
 }
