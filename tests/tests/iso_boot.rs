@@ -9,11 +9,11 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use image_runner_core::{BootKind, ImagePath, Source, Staging};
+use image_runner_image::iso::{IsoOptions, write_iso};
 use image_runner_tests::kernels::{self, ISA_DEBUG_EXIT_DEVICE, Kernel, Variant};
 use image_runner_tests::runner::Project;
 use image_runner_tests::runner_bin;
-use plugin_image::iso::{IsoOptions, write_iso};
-use runner_core::{BootKind, ImagePath, Source, Staging};
 
 const QEMU: &str = "qemu-system-x86_64";
 const OVMF: &str = "/usr/share/ovmf/OVMF.fd";

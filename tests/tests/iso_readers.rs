@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use image_runner_core::{BootKind, ImagePath, Source, Staging};
+use image_runner_image::iso::{IsoOptions, write_iso};
 use image_runner_tests::kernels::{self, Kernel, Variant};
 use image_runner_tests::runner::Project;
 use image_runner_tests::runner_bin;
 use image_runner_tests::tools::check;
-use plugin_image::iso::{IsoOptions, write_iso};
-use runner_core::{BootKind, ImagePath, Source, Staging};
 
 /// Runs a checker that must succeed.
 #[track_caller]

@@ -18,13 +18,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use image_runner_core::{BootKind, ImagePath, Source, Staging};
+use image_runner_image::disk::{DiskOptions, write_gpt_disk, write_mbr_disk};
+use image_runner_image::iso::{IsoOptions, write_iso};
+use image_runner_limine::{BiosStages, LimineFiles, LimineSettings};
 use image_runner_tests::kernels::{self, Kernel, Variant};
 use image_runner_tests::runner::Project;
 use image_runner_tests::runner_bin;
-use plugin_image::disk::{DiskOptions, write_gpt_disk, write_mbr_disk};
-use plugin_image::iso::{IsoOptions, write_iso};
-use plugin_limine::{BiosStages, LimineFiles, LimineSettings};
-use runner_core::{BootKind, ImagePath, Source, Staging};
 
 fn repo() -> String {
     std::env::var("LIMINE_REPO")
@@ -108,13 +108,13 @@ fn release() -> LimineFiles {
     let mut settings = LimineSettings::new(shared_cache());
     settings.git = repo();
     settings.version = version();
-    plugin_limine::acquire(&settings).expect("fetch Limine from LIMINE_REPO")
+    image_runner_limine::acquire(&settings).expect("fetch Limine from LIMINE_REPO")
 }
 
 /// Builds the release's host tool as its Makefile does (`cc ... -std=c99 limine.c`), in
 /// `dir`, from copies of `limine.c` and the stages header it includes.
 fn build_tool(files: &LimineFiles, dir: &Path) -> PathBuf {
-    for name in ["limine.c", plugin_limine::HDD_STAGES_FILE] {
+    for name in ["limine.c", image_runner_limine::HDD_STAGES_FILE] {
         std::fs::copy(files.dir.join(name), dir.join(name)).expect("copy the tool's sources");
     }
     let tool = dir.join("limine");
@@ -207,7 +207,7 @@ fn images(dir: &Path) -> Vec<(&'static str, PathBuf)> {
     std::fs::write(&path, bytes).expect("write a disk");
     out.push(("mbr-lba1 (refused)", path));
     let path = dir.join("bare.fat");
-    plugin_image::fat::write_fat_file(&path, &staging(), &Default::default())
+    image_runner_image::fat::write_fat_file(&path, &staging(), &Default::default())
         .expect("write a FAT volume");
     out.push(("bare-fat (refused)", path));
     out
@@ -236,7 +236,7 @@ fn bios_install_matches_limine_bios_install_byte_for_byte() {
             .expect("run limine bios-install");
         let c_time = start.elapsed();
         let start = Instant::now();
-        let result = plugin_limine::install::install_file(&ours, &stages);
+        let result = image_runner_limine::install::install_file(&ours, &stages);
         let rust_time = start.elapsed();
         let theirs_bytes = std::fs::read(&theirs).expect("read back");
         let ours_bytes = std::fs::read(&ours).expect("read back");

@@ -1,0 +1,445 @@
+//! `grub.cfg` text: generated from menu entries (serial and normal console, timeout, one
+//! `menuentry` per entry), and the short config embedded in the core images that finds it.
+
+use image_runner_core::Error;
+
+/// Where the generated config goes in the image; the embedded config searches for this file.
+pub const CONFIG_PATH: &str = "/boot/grub/grub.cfg";
+/// The `prefix` GRUB gets once the config's device is found.
+pub const PREFIX: &str = "/boot/grub";
+
+/// How GRUB starts a kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// Multiboot 1: `multiboot` and `module`.
+    Multiboot1,
+    /// Multiboot 2: `multiboot2` and `module2`.
+    Multiboot2,
+    /// The Linux x86 boot protocol: `linux` and `initrd` (a bzImage).
+    Linux,
+    /// A UEFI application started with `chainloader` (UEFI only).
+    EfiChainload,
+}
+
+impl Protocol {
+    /// Every protocol, for templates that may use any of them.
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Multiboot1,
+        Protocol::Multiboot2,
+        Protocol::Linux,
+        Protocol::EfiChainload,
+    ];
+
+    /// Reads a `protocol` config value; `Ok(None)` for `auto`.
+    pub fn from_config(value: &str) -> Result<Option<Protocol>, String> {
+        Ok(Some(match value {
+            "auto" => return Ok(None),
+            "multiboot1" | "multiboot" => Protocol::Multiboot1,
+            "multiboot2" => Protocol::Multiboot2,
+            "linux" => Protocol::Linux,
+            "efi-chainload" => Protocol::EfiChainload,
+            "limine" => {
+                return Err(
+                    "GRUB cannot boot the Limine protocol; set `bootloader = \"limine\"`, or a protocol GRUB speaks".into(),
+                );
+            }
+            other => {
+                return Err(format!(
+                    "`{other}` is not a boot protocol GRUB knows; use auto, multiboot1, multiboot2, linux or efi-chainload"
+                ));
+            }
+        }))
+    }
+
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Multiboot1 => "multiboot1",
+            Protocol::Multiboot2 => "multiboot2",
+            Protocol::Linux => "linux",
+            Protocol::EfiChainload => "efi-chainload",
+        }
+    }
+
+    /// The GRUB command that loads the kernel.
+    fn command(self) -> &'static str {
+        match self {
+            Protocol::Multiboot1 => "multiboot",
+            Protocol::Multiboot2 => "multiboot2",
+            Protocol::Linux => "linux",
+            Protocol::EfiChainload => "chainloader",
+        }
+    }
+
+    /// The GRUB command that loads one module with its string, where the protocol has one.
+    fn module_command(self) -> Option<&'static str> {
+        match self {
+            Protocol::Multiboot1 => Some("module"),
+            Protocol::Multiboot2 => Some("module2"),
+            Protocol::Linux | Protocol::EfiChainload => None,
+        }
+    }
+
+    /// The GRUB module (`.mod`) providing the loader commands, to embed in core images (as the
+    /// platform folders' `command.lst` maps them: `chainloader` lives in `chain`).
+    pub fn grub_module(self) -> &'static str {
+        match self {
+            Protocol::Multiboot1 => "multiboot",
+            Protocol::Multiboot2 => "multiboot2",
+            Protocol::Linux => "linux",
+            Protocol::EfiChainload => "chain",
+        }
+    }
+}
+
+/// A file loaded with the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Module {
+    /// GRUB path, like `/boot/modules/initrd.img`.
+    pub path: String,
+    /// The module's string; empty for none.
+    pub cmdline: String,
+}
+
+impl Module {
+    /// A module at the GRUB path `path` with string `cmdline`.
+    pub fn new(path: impl Into<String>, cmdline: impl Into<String>) -> Self {
+        Module {
+            path: path.into(),
+            cmdline: cmdline.into(),
+        }
+    }
+}
+
+/// One `menuentry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MenuEntry {
+    /// The title shown in the menu.
+    pub title: String,
+    /// How GRUB starts the kernel.
+    pub protocol: Protocol,
+    /// GRUB path of the kernel, like `/boot/kernel`.
+    pub kernel: String,
+    /// Kernel command line; empty for none.
+    pub cmdline: String,
+    /// Modules, in order.
+    pub modules: Vec<Module>,
+}
+
+impl MenuEntry {
+    /// An entry booting `kernel` with `protocol`, without command line or modules.
+    pub fn new(title: impl Into<String>, protocol: Protocol, kernel: impl Into<String>) -> Self {
+        MenuEntry {
+            title: title.into(),
+            protocol,
+            kernel: kernel.into(),
+            cmdline: String::new(),
+            modules: Vec::new(),
+        }
+    }
+
+    /// The same entry with a command line.
+    pub fn with_cmdline(mut self, cmdline: impl Into<String>) -> Self {
+        self.cmdline = cmdline.into();
+        self
+    }
+
+    /// The same entry with one more module.
+    pub fn with_module(mut self, module: Module) -> Self {
+        self.modules.push(module);
+        self
+    }
+}
+
+/// The whole generated `grub.cfg`: GRUB's console on the first serial port (115200 baud) and
+/// on the normal console, `timeout` seconds before the first entry boots (0: at once), then
+/// the entries.
+pub fn render(entries: &[MenuEntry], timeout: u32) -> Result<String, Error> {
+    let mut out = String::from("# Written by cargo-image-runner.\n");
+    out.push_str(&console_lines());
+    out.push_str(&format!("set timeout={timeout}\nset default=0\n"));
+    out.push_str(&render_entries(entries)?);
+    Ok(out)
+}
+
+/// The serial and terminal lines of the generated config.
+pub fn console_lines() -> String {
+    "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n"
+        .to_owned()
+}
+
+/// The `menuentry` blocks alone, each preceded by an empty line (`{{ENTRIES}}` in templates).
+pub fn render_entries(entries: &[MenuEntry]) -> Result<String, Error> {
+    if entries.is_empty() {
+        return Err(Error::plugin("grub", "there is no entry to boot"));
+    }
+    let mut out = String::new();
+    for entry in entries {
+        check(entry)?;
+        out.push_str(&format!("\nmenuentry {} {{\n", quote(&entry.title)));
+        let mut line = format!("\t{} {}", entry.protocol.command(), quote(&entry.kernel));
+        push_words(&mut line, &entry.cmdline);
+        out.push_str(&line);
+        out.push('\n');
+        match entry.protocol.module_command() {
+            Some(command) => {
+                for module in &entry.modules {
+                    let mut line = format!("\t{command} {}", quote(&module.path));
+                    push_words(&mut line, &module.cmdline);
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+            // Linux takes all its initrds in one command, which concatenates them.
+            None if !entry.modules.is_empty() => {
+                out.push_str("\tinitrd");
+                for module in &entry.modules {
+                    out.push(' ');
+                    out.push_str(&quote(&module.path));
+                }
+                out.push('\n');
+            }
+            None => {}
+        }
+        out.push_str("\tboot\n}\n");
+    }
+    Ok(out)
+}
+
+fn check(entry: &MenuEntry) -> Result<(), Error> {
+    let bad = |what: String| {
+        Error::plugin(
+            "grub",
+            format!("menu entry `{}`: {what}", entry.title.escape_debug()),
+        )
+    };
+    if entry.title.trim().is_empty() {
+        return Err(Error::plugin("grub", "a menu entry has an empty title"));
+    }
+    let mut values = vec![("title", &entry.title), ("kernel path", &entry.kernel)];
+    values.extend(entry.modules.iter().map(|m| ("module path", &m.path)));
+    for (what, value) in values {
+        if value.contains(['\n', '\r']) {
+            return Err(bad(format!(
+                "the {what} `{}` holds a line break",
+                value.escape_debug()
+            )));
+        }
+    }
+    match entry.protocol {
+        Protocol::EfiChainload if !entry.modules.is_empty() => Err(bad(
+            "a chainloaded EFI application takes no modules; remove `modules`".into(),
+        )),
+        Protocol::Linux => match entry.modules.iter().find(|m| !m.cmdline.trim().is_empty()) {
+            Some(module) => Err(bad(format!(
+                "Linux initrds take no string, so the module string `{}` cannot be passed; remove it",
+                module.cmdline
+            ))),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Appends the words of a command line, each quoted. GRUB joins a command's arguments with
+/// single spaces for the kernel (and backslash-escapes `\`, `'` and `"` in them), so runs of
+/// whitespace become one space.
+fn push_words(line: &mut String, cmdline: &str) {
+    for word in cmdline.split_whitespace() {
+        line.push(' ');
+        line.push_str(&quote(word));
+    }
+}
+
+/// Quotes one word for GRUB's script parser: bare when it only has characters the parser takes
+/// literally, else in single quotes (inside which nothing is special), with `'` written as
+/// `'\''` as in a POSIX shell.
+pub fn quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The config embedded in every core image. GRUB starts with `root` on the device it was
+/// loaded from, which on a CD booted under UEFI is the El Torito ESP, not the ISO 9660 volume
+/// holding the config: so it searches every device for the config file and sets `prefix`
+/// there. Normal mode then reads `$prefix/grub.cfg`.
+pub fn early_config() -> String {
+    format!("search --no-floppy --file --set=root {CONFIG_PATH}\nset prefix=($root){PREFIX}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "# Written by cargo-image-runner.
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+";
+
+    #[test]
+    fn multiboot1() {
+        let entry = MenuEntry::new("kernel.elf", Protocol::Multiboot1, "/boot/kernel")
+            .with_cmdline("console=ttyS0  quiet")
+            .with_module(Module::new("/boot/modules/initrd.img", "initrd rw"))
+            .with_module(Module::new("/boot/modules/font.psf", ""));
+        assert_eq!(
+            render(&[entry], 0).unwrap(),
+            format!(
+                "{HEAD}set timeout=0
+set default=0
+
+menuentry kernel.elf {{
+\tmultiboot /boot/kernel console=ttyS0 quiet
+\tmodule /boot/modules/initrd.img initrd rw
+\tmodule /boot/modules/font.psf
+\tboot
+}}
+"
+            )
+        );
+    }
+
+    #[test]
+    fn multiboot2() {
+        let entry = MenuEntry::new("My kernel", Protocol::Multiboot2, "/boot/kernel")
+            .with_module(Module::new("/boot/modules/ramdisk", "a b"));
+        assert_eq!(
+            render(&[entry], 5).unwrap(),
+            format!(
+                "{HEAD}set timeout=5
+set default=0
+
+menuentry 'My kernel' {{
+\tmultiboot2 /boot/kernel
+\tmodule2 /boot/modules/ramdisk a b
+\tboot
+}}
+"
+            )
+        );
+    }
+
+    #[test]
+    fn linux_takes_initrds_in_one_command() {
+        let entry = MenuEntry::new("Linux", Protocol::Linux, "/boot/kernel")
+            .with_cmdline("console=ttyS0 root=/dev/sda1")
+            .with_module(Module::new("/boot/modules/initrd.img", ""))
+            .with_module(Module::new("/boot/modules/extra.cpio", ""));
+        assert_eq!(
+            render(std::slice::from_ref(&entry), 0).unwrap(),
+            format!(
+                "{HEAD}set timeout=0
+set default=0
+
+menuentry Linux {{
+\tlinux /boot/kernel console=ttyS0 root=/dev/sda1
+\tinitrd /boot/modules/initrd.img /boot/modules/extra.cpio
+\tboot
+}}
+"
+            )
+        );
+        let with_string = entry.with_module(Module::new("/boot/x", "y"));
+        let err = render(&[with_string], 0).unwrap_err().to_string();
+        assert!(err.contains("Linux initrds take no string"), "{err}");
+    }
+
+    #[test]
+    fn efi_chainload() {
+        let entry =
+            MenuEntry::new("app", Protocol::EfiChainload, "/boot/kernel").with_cmdline("-v");
+        assert_eq!(
+            render_entries(std::slice::from_ref(&entry)).unwrap(),
+            "\nmenuentry app {\n\tchainloader /boot/kernel -v\n\tboot\n}\n"
+        );
+        let err = render(&[entry.with_module(Module::new("/m", ""))], 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("takes no modules"), "{err}");
+    }
+
+    #[test]
+    fn several_entries_in_order() {
+        let entries = [
+            MenuEntry::new("a", Protocol::Multiboot2, "/boot/kernel"),
+            MenuEntry::new("b", Protocol::Multiboot1, "/boot/entry-1/kernel"),
+        ];
+        let text = render_entries(&entries).unwrap();
+        assert_eq!(
+            text,
+            "\nmenuentry a {\n\tmultiboot2 /boot/kernel\n\tboot\n}\n\
+             \nmenuentry b {\n\tmultiboot /boot/entry-1/kernel\n\tboot\n}\n"
+        );
+    }
+
+    #[test]
+    fn words_with_special_characters_are_quoted() {
+        assert_eq!(quote("plain/path-1.0"), "plain/path-1.0");
+        assert_eq!(quote("$x"), "'$x'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote("a{b}"), "'a{b}'");
+        assert_eq!(quote(""), "''");
+        let entry = MenuEntry::new("t", Protocol::Multiboot2, "/boot/kernel")
+            .with_cmdline("x=\"a\" ${y}; z");
+        let text = render_entries(&[entry]).unwrap();
+        assert!(
+            text.contains("\tmultiboot2 /boot/kernel 'x=\"a\"' '${y};' z\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_refused_with_their_title() {
+        let err = render(&[], 0).unwrap_err().to_string();
+        assert!(err.contains("no entry"), "{err}");
+        let err = render(
+            &[MenuEntry::new(
+                "two\nlines",
+                Protocol::Linux,
+                "/boot/kernel",
+            )],
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line break") && err.contains("two\\nlines"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn protocols_from_config() {
+        assert_eq!(Protocol::from_config("auto"), Ok(None));
+        assert_eq!(
+            Protocol::from_config("multiboot1"),
+            Ok(Some(Protocol::Multiboot1))
+        );
+        assert_eq!(
+            Protocol::from_config("efi-chainload"),
+            Ok(Some(Protocol::EfiChainload))
+        );
+        assert!(
+            Protocol::from_config("limine")
+                .unwrap_err()
+                .contains("limine")
+        );
+        assert!(Protocol::from_config("pvh").unwrap_err().contains("`pvh`"));
+    }
+
+    #[test]
+    fn the_early_config_finds_the_generated_one() {
+        assert_eq!(
+            early_config(),
+            "search --no-floppy --file --set=root /boot/grub/grub.cfg\nset prefix=($root)/boot/grub\n"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! The `grub` bootloader: stages the kernel with a generated (or templated) `grub.cfg` and GRUB
+//! core images made from the system's GRUB, and installs GRUB's BIOS boot code into finished
+//! disk images and hybrid ISOs.
+//!
+//! Only x86_64 is built. Another architecture needs its UEFI platform folder (`arm64-efi`,
+//! `riscv64-efi`, `loongarch64-efi`; Debian `grub-efi-arm64-bin`, ...), a [`core_image::Target`]
+//! per platform staged at `EFI/BOOT/BOOT<ARCH>.EFI`, and the Linux or chainload protocols only
+//! (multiboot is x86-only); the rest of this crate is the same there.
+
+pub mod cfg;
+pub mod core_image;
+pub mod host;
+pub mod install;
+pub mod locate;
+pub mod plan;
+
+use std::path::PathBuf;
+
+use image_runner_core::config::Variables;
+use image_runner_core::{
+    Bootloader, Check, Context, Error, Image, ImageKind, ImagePath, Registry, Source, Staging,
+};
+
+use crate::core_image::{CoreImage, Target};
+use crate::host::{Host, Platform};
+use crate::plan::Plan;
+
+/// Adds the `grub` bootloader to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.add_bootloader(Grub);
+}
+
+/// Boots kernels through the GRUB installed on the host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Grub;
+
+/// Where `boot.img` is staged, beside the core image (as `grub-install` leaves it), so that the
+/// image's fingerprint covers the boot sector code too.
+const BOOT_IMG_PATH: &str = "boot/grub/i386-pc/boot.img";
+const CONFIG_PATH: &str = "boot/grub/grub.cfg";
+
+impl Bootloader for Grub {
+    fn name(&self) -> &str {
+        "grub"
+    }
+
+    fn stage(&self, ctx: &Context) -> Result<Staging, Error> {
+        let plan = Plan::new(ctx)?;
+        let mut staging = Staging::new();
+        for (path, host) in plan.files.iter() {
+            staging.add_file(path, Source::File(host.to_path_buf()))?;
+        }
+        staging.add_file(
+            CONFIG_PATH,
+            Source::Bytes(config_text(ctx, &plan)?.into_bytes()),
+        )?;
+        let host = Host::from_ctx(ctx);
+        for image in plan.core_images(ctx) {
+            let path = core_image(ctx, &host, &image, ctx.verbose > 0)?;
+            staging.add_file(image.target.staged_path(), Source::File(path))?;
+        }
+        if let Some(target) = plan.bios {
+            let boot_img = host.modules_dir(Platform::I386Pc)?.join("boot.img");
+            staging.add_file(BOOT_IMG_PATH, Source::File(boot_img))?;
+            if target == Target::I386PcEltorito {
+                staging.hints.bios_cd_image = Some(ImagePath::new(target.staged_path())?);
+                staging.hints.bios_cd_boot_info_table = true;
+            }
+        }
+        Ok(staging)
+    }
+
+    fn finish_image(&self, image: &Image, ctx: &Context) -> Result<(), Error> {
+        let plan = Plan::new(ctx)?;
+        let Some(target) = plan.bios else {
+            return Ok(());
+        };
+        let host = Host::from_ctx(ctx);
+        let Some(core) = plan
+            .core_images(ctx)
+            .into_iter()
+            .find(|c| c.target == target)
+        else {
+            return Ok(());
+        };
+        // Made when staging: this finds it in the cache.
+        let core = core_image(ctx, &host, &core, false)?;
+        let core = std::fs::read(&core).map_err(|e| Error::io("read", &core, e))?;
+        let boot_path = host.modules_dir(Platform::I386Pc)?.join("boot.img");
+        let boot_img = std::fs::read(&boot_path).map_err(|e| Error::io("read", &boot_path, e))?;
+        match (image.kind, target) {
+            (ImageKind::Disk, Target::I386Pc) => install::into_disk(&image.path, &core, &boot_img),
+            (ImageKind::Iso, Target::I386PcEltorito) => {
+                install::into_hybrid_iso(&image.path, &core, &boot_img)
+            }
+            (ImageKind::Disk | ImageKind::Iso, _) => Err(Error::plugin(
+                "grub",
+                format!(
+                    "the `{}` format wrote {} image, which the staged BIOS core image ({}) does not fit; set `format` to \"iso\", \"gpt\" or \"mbr\"",
+                    ctx.config.format,
+                    if image.kind == ImageKind::Iso {
+                        "an ISO"
+                    } else {
+                        "a disk"
+                    },
+                    target.format()
+                ),
+            )),
+            // Formats without boot sectors were refused when staging.
+            _ => Ok(()),
+        }
+    }
+
+    fn checks(&self) -> Vec<Check> {
+        Host::system().checks()
+    }
+}
+
+/// Makes (or reuses) one core image under `<output>/grub/`, saying which when `log`.
+fn core_image(ctx: &Context, host: &Host, image: &CoreImage, log: bool) -> Result<PathBuf, Error> {
+    let cache = ctx.output_dir.join("grub");
+    let start = std::time::Instant::now();
+    let built = core_image::build_cached(image, host, &cache)?;
+    if log {
+        eprintln!(
+            "        GRUB {} core image {} {} ({:.0} ms)",
+            image.target.format(),
+            if built.made { "made:" } else { "reused:" },
+            built.path.display(),
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    Ok(built.path)
+}
+
+/// The `grub.cfg` text: the user's template expanded, or the generated config.
+fn config_text(ctx: &Context, plan: &Plan) -> Result<String, Error> {
+    let timeout = ctx.config.grub.timeout;
+    let Some(template) = &ctx.config.grub.config else {
+        return cfg::render(&plan.entries, timeout);
+    };
+    let path = ctx.host_path(template);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::Config(format!(
+            "`grub.config = \"{}\"`: could not read `{}`: {e}",
+            template.display(),
+            path.display()
+        ))
+    })?;
+    template_variables(ctx, plan)?.expand(&text, &format!("grub.config ({})", path.display()))
+}
+
+/// The variables of a `grub.cfg` template: the runner's built-ins and the user's `variables`,
+/// plus `KERNEL` (the kernel's GRUB path), `CMDLINE` (its command line, quoted for GRUB),
+/// `TIMEOUT`, `CONSOLE` (the serial and terminal lines) and `ENTRIES` (the generated
+/// `menuentry` blocks). These last win over user variables of the same name.
+fn template_variables(ctx: &Context, plan: &Plan) -> Result<Variables, Error> {
+    let mut vars = ctx.variables.clone();
+    vars.set("KERNEL", format!("/{}", plan::KERNEL_PATH));
+    vars.set(
+        "CMDLINE",
+        ctx.config
+            .cmdline
+            .split_whitespace()
+            .map(cfg::quote)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    vars.set("TIMEOUT", ctx.config.grub.timeout.to_string());
+    vars.set("CONSOLE", cfg::console_lines());
+    vars.set("ENTRIES", cfg::render_entries(&plan.entries)?);
+    Ok(vars)
+}
+
+#[cfg(test)]
+mod tests;

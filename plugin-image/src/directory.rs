@@ -1,0 +1,99 @@
+//! The `directory` format: the staging list materialized as a host directory tree (QEMU can
+//! attach it as a virtual FAT drive; handy for looking at what would go into an image).
+
+use std::path::Path;
+
+use image_runner_core::{Context, Error, Image, ImageFormat, ImageKind, Source, Staging};
+
+/// Writes the staging list as a directory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DirectoryFormat;
+
+impl ImageFormat for DirectoryFormat {
+    fn name(&self) -> &str {
+        "directory"
+    }
+
+    fn build(&self, staging: &Staging, ctx: &Context) -> Result<Image, Error> {
+        let dir = ctx.output_dir.join("image");
+        write_tree(staging, &dir)?;
+        Ok(Image::new(dir, ImageKind::Directory))
+    }
+}
+
+/// Writes the tree beside `dir` and swaps it in, so `dir` is always a whole tree: the old
+/// one or the new one.
+pub fn write_tree(staging: &Staging, dir: &Path) -> Result<(), Error> {
+    let temp = image_runner_core::fs::temp_path(dir);
+    let _ = std::fs::remove_dir_all(&temp);
+    let result = (|| {
+        std::fs::create_dir_all(&temp).map_err(|e| Error::io("create", &temp, e))?;
+        for sub in staging.directories() {
+            let path = temp.join(&sub);
+            std::fs::create_dir_all(&path).map_err(|e| Error::io("create", &path, e))?;
+        }
+        for (image_path, source) in &staging.entries {
+            let to = temp.join(image_path.as_str());
+            match source {
+                Source::File(from) => {
+                    // A hard link costs nothing; fall back to a copy across file systems.
+                    if std::fs::hard_link(from, &to).is_err() {
+                        std::fs::copy(from, &to).map_err(|e| Error::io("copy", from, e))?;
+                    }
+                }
+                Source::Bytes(bytes) => {
+                    std::fs::write(&to, bytes).map_err(|e| Error::io("write", &to, e))?;
+                }
+                other => {
+                    return Err(Error::plugin(
+                        "directory",
+                        format!("unsupported source for {image_path}: {other:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&temp);
+        return Err(e);
+    }
+    let old = dir.with_extension("old");
+    let _ = std::fs::remove_dir_all(&old);
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(|e| Error::io("move aside", dir, e))?;
+    }
+    std::fs::rename(&temp, dir).map_err(|e| Error::io("rename into place", dir, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_holds_every_entry_and_replaces_the_old_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("kernel");
+        std::fs::write(&src, b"ELF").unwrap();
+        let mut staging = Staging::new();
+        staging.add_file("boot/kernel", Source::File(src)).unwrap();
+        staging
+            .add_file(
+                "boot/limine/limine.conf",
+                Source::Bytes(b"timeout: 0\n".to_vec()),
+            )
+            .unwrap();
+        let dir = tmp.path().join("image");
+        std::fs::create_dir_all(dir.join("stale")).unwrap();
+        write_tree(&staging, &dir).unwrap();
+        assert_eq!(std::fs::read(dir.join("boot/kernel")).unwrap(), b"ELF");
+        assert_eq!(
+            std::fs::read(dir.join("boot/limine/limine.conf")).unwrap(),
+            b"timeout: 0\n"
+        );
+        assert!(!dir.join("stale").exists());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+    }
+}

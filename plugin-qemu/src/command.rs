@@ -1,0 +1,608 @@
+//! The QEMU command line, built as a value from the boot media and the options. Nothing here
+//! runs anything, so every combination is pinned by unit tests.
+
+use std::path::{Path, PathBuf};
+
+use image_runner_core::command::qemu_escape;
+use image_runner_core::config::{Attach, SerialMode};
+use image_runner_core::{Arch, BootMedia, CommandSpec, Context, Error, FirmwareFiles, ImageKind};
+
+use crate::accel::Accel;
+
+/// The port and size of the exit device; a guest write of v makes QEMU exit with `(v << 1) | 1`.
+pub const DEBUG_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=0x04";
+
+/// Where the guest's serial port is wired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialWiring {
+    /// `-serial stdio`: we read QEMU's stdout.
+    Stdio,
+    /// `-serial file:LOG`: the user's own arguments use stdio (monitor, `-nographic`), so the
+    /// serial port goes to the log file, which we follow.
+    LogFile(PathBuf),
+    /// `-serial none`.
+    Off,
+    /// The user's arguments set up the serial port themselves; we step aside.
+    UserDefined,
+}
+
+/// Decides the serial wiring from the mode and the user's extra arguments.
+pub fn serial_wiring(mode: SerialMode, extra: &[String], log: &Path) -> SerialWiring {
+    let has = |opt: &str| extra.iter().any(|a| a == opt);
+    let value_uses_stdio = |opt: &str| {
+        extra.windows(2).any(|w| {
+            w[0] == opt
+                && (w[1] == "stdio" || w[1].starts_with("stdio,") || w[1].starts_with("mon:stdio"))
+        })
+    };
+    if has("-serial") {
+        return SerialWiring::UserDefined;
+    }
+    if mode == SerialMode::None {
+        return SerialWiring::Off;
+    }
+    let stdio_taken = has("-nographic")
+        || value_uses_stdio("-monitor")
+        || value_uses_stdio("-chardev")
+        || value_uses_stdio("-qmp");
+    if stdio_taken {
+        SerialWiring::LogFile(log.to_path_buf())
+    } else {
+        SerialWiring::Stdio
+    }
+}
+
+/// Everything the command depends on besides the boot media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QemuOptions {
+    /// Guest architecture.
+    pub arch: Arch,
+    /// QEMU program (`qemu-system-<arch>` when empty).
+    pub binary: String,
+    /// Machine type (`q35` on x86_64, `virt` elsewhere, when empty).
+    pub machine: String,
+    /// CPU model (chosen from arch and accelerator when empty).
+    pub cpu: String,
+    /// `-m` value.
+    pub memory: String,
+    /// `-smp` value.
+    pub cores: u32,
+    /// The accelerator for this attempt.
+    pub accel: Accel,
+    /// Show a window.
+    pub gui: bool,
+    /// Serial wiring.
+    pub serial: SerialWiring,
+    /// How the image is attached.
+    pub attach: Attach,
+    /// Start halted with a gdb stub on this port.
+    pub gdb_port: Option<u16>,
+    /// Kernel command line for direct boots.
+    pub cmdline: String,
+    /// Extra arguments, in order: `qemu.args`, `test.args` or `run.args`,
+    /// `CARGO_IMAGE_RUNNER_QEMU_ARGS`, then the command line's after `--`.
+    pub extra_args: Vec<String>,
+}
+
+impl QemuOptions {
+    /// Defaults for `arch`, as a starting point for tests and library users.
+    pub fn new(arch: Arch) -> Self {
+        QemuOptions {
+            arch,
+            binary: String::new(),
+            machine: String::new(),
+            cpu: String::new(),
+            memory: "256M".into(),
+            cores: 1,
+            accel: Accel::Tcg,
+            gui: false,
+            serial: SerialWiring::Stdio,
+            attach: Attach::Auto,
+            gdb_port: None,
+            cmdline: String::new(),
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// Options for the run described by `ctx`, with `accel` and the gdb port already decided.
+    pub fn from_context(ctx: &Context, accel: Accel, gdb_port: Option<u16>) -> Result<Self, Error> {
+        let cfg = &ctx.config;
+        let extra_args = extra_args(ctx)?;
+        Ok(QemuOptions {
+            arch: ctx.arch,
+            binary: cfg.qemu.binary.clone(),
+            machine: cfg.qemu.machine.clone(),
+            cpu: cfg.qemu.cpu.clone(),
+            memory: cfg.qemu.memory.clone(),
+            cores: cfg.qemu.cores,
+            accel,
+            gui: cfg.qemu.gui,
+            serial: serial_wiring(
+                cfg.qemu.serial,
+                &extra_args,
+                &ctx.output_dir.join("serial.log"),
+            ),
+            attach: cfg.qemu.attach,
+            gdb_port,
+            cmdline: cfg.cmdline.clone(),
+            extra_args,
+        })
+    }
+}
+
+/// The user's extra arguments in their documented order.
+pub fn extra_args(ctx: &Context) -> Result<Vec<String>, Error> {
+    let cfg = &ctx.config;
+    let mut args = cfg.qemu.args.clone();
+    args.extend(
+        if ctx.is_test {
+            cfg.test.args.iter()
+        } else {
+            cfg.run.args.iter()
+        }
+        .cloned(),
+    );
+    if let Some(words) = ctx.env.get("CARGO_IMAGE_RUNNER_QEMU_ARGS") {
+        let split = shlex::split(words).ok_or_else(|| {
+            Error::Config(format!(
+                "CARGO_IMAGE_RUNNER_QEMU_ARGS=`{words}` has an unclosed quote or a trailing backslash"
+            ))
+        })?;
+        args.extend(split);
+    }
+    args.extend(ctx.runner_args.iter().cloned());
+    Ok(args)
+}
+
+fn utf8(path: &Path) -> Result<String, Error> {
+    path.to_str().map(|_| qemu_escape(path)).ok_or_else(|| {
+        Error::plugin(
+            "qemu",
+            format!(
+                "path `{}` is not valid UTF-8; QEMU options need UTF-8 paths",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Builds the QEMU command for `media`.
+pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, Error> {
+    let x86 = o.arch == Arch::X86_64;
+    let binary = if o.binary.is_empty() {
+        format!("qemu-system-{}", o.arch.name())
+    } else {
+        o.binary.clone()
+    };
+    let mut cmd = CommandSpec::new(binary);
+    let machine = match (o.machine.as_str(), x86) {
+        ("", true) => "q35",
+        ("", false) => "virt",
+        (m, _) => m,
+    };
+    cmd.args(["-machine", machine, "-accel", o.accel.name()]);
+    let cpu = match (o.cpu.as_str(), o.arch) {
+        ("", Arch::Aarch64) if o.accel.is_hardware() => "host",
+        // The `virt` board's default CPU is a 32-bit Cortex-A15.
+        ("", Arch::Aarch64) => "max",
+        // `host` exists only with a hardware accelerator; `max` is its emulated counterpart
+        // (this is what a fallback from KVM to TCG needs).
+        ("host", _) if !o.accel.is_hardware() => "max",
+        (cpu, _) => cpu,
+    };
+    if !cpu.is_empty() {
+        cmd.args(["-cpu", cpu]);
+    }
+    cmd.args(["-m", o.memory.as_str()]);
+    cmd.args(["-smp".to_owned(), o.cores.to_string()]);
+    if !o.gui {
+        // Without a display choice QEMU silently starts a VNC server on headless hosts.
+        cmd.args(["-display", "none"]);
+    }
+    match &o.serial {
+        SerialWiring::Stdio => {
+            cmd.args(["-serial", "stdio"]);
+        }
+        SerialWiring::LogFile(log) => {
+            cmd.args(["-serial".to_owned(), format!("file:{}", utf8(log)?)]);
+        }
+        SerialWiring::Off => {
+            cmd.args(["-serial", "none"]);
+        }
+        SerialWiring::UserDefined => {}
+    }
+    cmd.arg("-no-reboot");
+    if !o
+        .extra_args
+        .iter()
+        .any(|a| matches!(a.as_str(), "-nic" | "-net" | "-netdev"))
+    {
+        // No PXE option ROM to try: saves about half a second on UEFI boots.
+        cmd.args(["-nic", "none"]);
+    }
+    if x86 {
+        cmd.args(["-device", DEBUG_EXIT_DEVICE]);
+    } else {
+        // Lets a guest end the run with a status (SYS_EXIT); x86 uses isa-debug-exit instead.
+        cmd.args(["-semihosting-config", "enable=on,target=native"]);
+    }
+    if o.arch == Arch::Riscv64 && media.firmware.is_none() {
+        cmd.args(["-bios", "default"]);
+    }
+    if o.arch == Arch::Aarch64 && media.firmware.is_some() {
+        // AAVMF otherwise waits five seconds for a key before it boots from disk.
+        cmd.args(["-boot", "menu=on,splash-time=0"]);
+    }
+    match &media.firmware {
+        Some(FirmwareFiles::Pflash { code, vars }) => {
+            cmd.args([
+                "-drive".to_owned(),
+                format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    utf8(code)?
+                ),
+                "-drive".to_owned(),
+                format!("if=pflash,format=raw,unit=1,file={}", utf8(vars)?),
+            ]);
+        }
+        Some(FirmwareFiles::Unified(path)) => {
+            cmd.arg("-bios").arg(path.to_string_lossy());
+        }
+        Some(_) | None => {}
+    }
+    if let Some(kernel) = &media.direct_kernel {
+        cmd.arg("-kernel").arg(kernel.to_string_lossy());
+        if !o.cmdline.is_empty() {
+            cmd.args(["-append", o.cmdline.as_str()]);
+        }
+    }
+    if let Some(image) = &media.image {
+        let file = utf8(&image.path)?;
+        let source = match image.kind {
+            ImageKind::Directory => format!("format=raw,file=fat:rw:{file}"),
+            _ => format!("format=raw,file={file}"),
+        };
+        let as_cdrom = match o.attach {
+            Attach::Cdrom => true,
+            Attach::Disk => false,
+            _ => image.kind == ImageKind::Iso,
+        };
+        match (as_cdrom, x86) {
+            (true, true) => cmd.args(["-drive".to_owned(), format!("media=cdrom,{source}")]),
+            (_, true) => cmd.args(["-drive".to_owned(), source]),
+            // ARM and RISC-V boards have no IDE/AHCI: attach through virtio.
+            (true, false) => cmd.args([
+                "-device".to_owned(),
+                "virtio-scsi-pci,id=scsi0".to_owned(),
+                "-drive".to_owned(),
+                format!("if=none,id=boot0,media=cdrom,{source}"),
+                "-device".to_owned(),
+                "scsi-cd,drive=boot0".to_owned(),
+            ]),
+            (_, false) => cmd.args([
+                "-drive".to_owned(),
+                format!("if=none,id=boot0,{source}"),
+                "-device".to_owned(),
+                "virtio-blk-pci,drive=boot0".to_owned(),
+            ]),
+        };
+    }
+    if let Some(port) = o.gdb_port {
+        cmd.args([
+            "-S".to_owned(),
+            "-gdb".to_owned(),
+            format!("tcp:127.0.0.1:{port}"),
+        ]);
+    }
+    cmd.args(o.extra_args.iter().cloned());
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image_runner_core::{BootKind, Image};
+
+    fn words(cmd: &CommandSpec) -> Vec<&str> {
+        std::iter::once(cmd.program.as_str())
+            .chain(cmd.args.iter().map(String::as_str))
+            .collect()
+    }
+
+    fn direct(kernel: &str) -> BootMedia {
+        let mut media = BootMedia::new(BootKind::Bios);
+        media.direct_kernel = Some(kernel.into());
+        media
+    }
+
+    fn uefi(code: &str, vars: &str, image: Image) -> BootMedia {
+        let mut media = BootMedia::new(BootKind::Uefi);
+        media.firmware = Some(FirmwareFiles::Pflash {
+            code: code.into(),
+            vars: vars.into(),
+        });
+        media.image = Some(image);
+        media
+    }
+
+    #[test]
+    fn x86_direct_kernel_tcg_stdio() {
+        let mut o = QemuOptions::new(Arch::X86_64);
+        o.cmdline = "quiet".into();
+        let cmd = build_command(&direct("/k/kernel"), &o).unwrap();
+        assert_eq!(
+            words(&cmd),
+            [
+                "qemu-system-x86_64",
+                "-machine",
+                "q35",
+                "-accel",
+                "tcg",
+                "-m",
+                "256M",
+                "-smp",
+                "1",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-nic",
+                "none",
+                "-device",
+                DEBUG_EXIT_DEVICE,
+                "-kernel",
+                "/k/kernel",
+                "-append",
+                "quiet"
+            ]
+        );
+    }
+
+    #[test]
+    fn x86_uefi_fat_kvm_gui_user_network_and_commas() {
+        let media = uefi(
+            "/fw/CODE.fd",
+            "/out/a,b/vars.fd",
+            Image::new("/out/a,b/my image.fat", ImageKind::Fat),
+        );
+        let mut o = QemuOptions::new(Arch::X86_64);
+        o.accel = Accel::Kvm;
+        o.gui = true;
+        o.extra_args = vec!["-netdev".into(), "user,id=n".into()];
+        let cmd = build_command(&media, &o).unwrap();
+        assert_eq!(
+            words(&cmd),
+            [
+                "qemu-system-x86_64",
+                "-machine",
+                "q35",
+                "-accel",
+                "kvm",
+                "-m",
+                "256M",
+                "-smp",
+                "1",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-device",
+                DEBUG_EXIT_DEVICE,
+                "-drive",
+                "if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd",
+                "-drive",
+                "if=pflash,format=raw,unit=1,file=/out/a,,b/vars.fd",
+                "-drive",
+                "format=raw,file=/out/a,,b/my image.fat",
+                "-netdev",
+                "user,id=n"
+            ]
+        );
+    }
+
+    #[test]
+    fn x86_iso_directory_unified_firmware_serial_off_gdb() {
+        let mut media = BootMedia::new(BootKind::Uefi);
+        media.firmware = Some(FirmwareFiles::Unified("/fw/OVMF.fd".into()));
+        media.image = Some(Image::new("/o/x.iso", ImageKind::Iso));
+        let mut o = QemuOptions::new(Arch::X86_64);
+        o.serial = SerialWiring::Off;
+        o.gdb_port = Some(1234);
+        let cmd = build_command(&media, &o).unwrap();
+        assert_eq!(
+            words(&cmd),
+            [
+                "qemu-system-x86_64",
+                "-machine",
+                "q35",
+                "-accel",
+                "tcg",
+                "-m",
+                "256M",
+                "-smp",
+                "1",
+                "-display",
+                "none",
+                "-serial",
+                "none",
+                "-no-reboot",
+                "-nic",
+                "none",
+                "-device",
+                DEBUG_EXIT_DEVICE,
+                "-bios",
+                "/fw/OVMF.fd",
+                "-drive",
+                "media=cdrom,format=raw,file=/o/x.iso",
+                "-S",
+                "-gdb",
+                "tcp:127.0.0.1:1234"
+            ]
+        );
+        media.image = Some(Image::new("/o/dir", ImageKind::Directory));
+        let cmd = build_command(&media, &o).unwrap();
+        assert!(
+            cmd.args
+                .contains(&"format=raw,file=fat:rw:/o/dir".to_owned())
+        );
+    }
+
+    #[test]
+    fn aarch64_uefi_virtio_disk_tcg_and_hvf() {
+        let media = uefi(
+            "/fw/AAVMF_CODE.fd",
+            "/o/vars.fd",
+            Image::new("/o/image.fat", ImageKind::Fat),
+        );
+        let o = QemuOptions::new(Arch::Aarch64);
+        let cmd = build_command(&media, &o).unwrap();
+        assert_eq!(
+            words(&cmd),
+            [
+                "qemu-system-aarch64",
+                "-machine",
+                "virt",
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max",
+                "-m",
+                "256M",
+                "-smp",
+                "1",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-nic",
+                "none",
+                "-semihosting-config",
+                "enable=on,target=native",
+                "-boot",
+                "menu=on,splash-time=0",
+                "-drive",
+                "if=pflash,format=raw,unit=0,readonly=on,file=/fw/AAVMF_CODE.fd",
+                "-drive",
+                "if=pflash,format=raw,unit=1,file=/o/vars.fd",
+                "-drive",
+                "if=none,id=boot0,format=raw,file=/o/image.fat",
+                "-device",
+                "virtio-blk-pci,drive=boot0"
+            ]
+        );
+        let mut o = QemuOptions::new(Arch::Aarch64);
+        o.accel = Accel::Hvf;
+        assert!(
+            build_command(&media, &o)
+                .unwrap()
+                .to_string()
+                .contains("-accel hvf -cpu host")
+        );
+    }
+
+    #[test]
+    fn cpu_host_becomes_max_without_a_hardware_accelerator() {
+        let mut o = QemuOptions::new(Arch::X86_64);
+        o.cpu = "host".into();
+        let media = direct("/k");
+        assert!(
+            build_command(&media, &o)
+                .unwrap()
+                .to_string()
+                .contains("-accel tcg -cpu max ")
+        );
+        o.accel = Accel::Kvm;
+        assert!(
+            build_command(&media, &o)
+                .unwrap()
+                .to_string()
+                .contains("-accel kvm -cpu host ")
+        );
+    }
+
+    #[test]
+    fn aarch64_iso_goes_through_virtio_scsi() {
+        let mut media = BootMedia::new(BootKind::Uefi);
+        media.image = Some(Image::new("/o/x.iso", ImageKind::Iso));
+        let cmd = build_command(&media, &QemuOptions::new(Arch::Aarch64)).unwrap();
+        let text = cmd.to_string();
+        assert!(text.contains("-device virtio-scsi-pci,id=scsi0 -drive if=none,id=boot0,media=cdrom,format=raw,file=/o/x.iso -device scsi-cd,drive=boot0"), "{text}");
+    }
+
+    #[test]
+    fn riscv64_direct_kernel_uses_opensbi() {
+        let cmd = build_command(&direct("/k/kernel"), &QemuOptions::new(Arch::Riscv64)).unwrap();
+        assert_eq!(
+            words(&cmd),
+            [
+                "qemu-system-riscv64",
+                "-machine",
+                "virt",
+                "-accel",
+                "tcg",
+                "-m",
+                "256M",
+                "-smp",
+                "1",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-nic",
+                "none",
+                "-semihosting-config",
+                "enable=on,target=native",
+                "-bios",
+                "default",
+                "-kernel",
+                "/k/kernel"
+            ]
+        );
+    }
+
+    #[test]
+    fn serial_steps_aside_for_the_users_own_stdio_use() {
+        let log = Path::new("/o/serial.log");
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            serial_wiring(SerialMode::Stdio, &[], log),
+            SerialWiring::Stdio
+        );
+        assert_eq!(
+            serial_wiring(SerialMode::File, &[], log),
+            SerialWiring::Stdio
+        );
+        assert_eq!(serial_wiring(SerialMode::None, &[], log), SerialWiring::Off);
+        assert_eq!(
+            serial_wiring(
+                SerialMode::Stdio,
+                &args(&["-serial", "tcp::4444,server"]),
+                log
+            ),
+            SerialWiring::UserDefined
+        );
+        for taken in [
+            &["-monitor", "stdio"][..],
+            &["-nographic"],
+            &["-chardev", "stdio,id=c0"],
+            &["-qmp", "stdio"],
+        ] {
+            assert_eq!(
+                serial_wiring(SerialMode::Stdio, &args(taken), log),
+                SerialWiring::LogFile(log.into()),
+                "{taken:?}"
+            );
+        }
+        let mut o = QemuOptions::new(Arch::X86_64);
+        o.serial = SerialWiring::LogFile("/o/a,b/serial.log".into());
+        assert!(
+            build_command(&BootMedia::new(BootKind::Bios), &o)
+                .unwrap()
+                .args
+                .contains(&"file:/o/a,,b/serial.log".to_owned())
+        );
+    }
+}

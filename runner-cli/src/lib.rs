@@ -1,0 +1,282 @@
+//! The `cargo-image-runner` command: parses the command line, builds the context, drives the
+//! pipeline and turns the verdict into the process exit code. The binary is a thin `main`
+//! over [`main_with_args`], so tests can build the very same program.
+
+mod args;
+mod plugins;
+mod show_config;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use image_runner_core::context::Project;
+use image_runner_core::plugin::exit_code;
+use image_runner_core::{CheckStatus, Context, Error, Invocation, Pipeline, Verdict};
+
+use args::{CleanArgs, Command, Common, ConfigArgs, RunArgs};
+
+/// Runs the command with `args` (the first one is the program name) and returns its exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = args::parse(args);
+    let result = match cli.command {
+        None => run(&cli.run, false),
+        Some(Command::Run(run_args)) => run(&run_args, false),
+        Some(Command::Build(run_args)) => run(&run_args, true),
+        Some(Command::Config(config_args)) => show_config(&config_args),
+        Some(Command::Clean(clean_args)) => clean(&clean_args),
+        Some(Command::Doctor) => Ok(doctor()),
+        #[cfg(feature = "limine")]
+        Some(Command::Limine(limine_args)) => limine(&limine_args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit_code::RUNNER_ERROR as u8)
+        }
+    }
+}
+
+fn invocation(
+    common: &Common,
+    executable: Option<&Path>,
+    args: &[String],
+    test: Option<bool>,
+) -> Invocation {
+    let mut inv = Invocation::new(executable.map(Path::to_path_buf).unwrap_or_default());
+    inv.args = args.to_vec();
+    inv.profile = common.profile.clone();
+    inv.overrides = common.overrides.clone();
+    if common.offline {
+        inv.overrides.push("offline=true".into());
+    }
+    inv.manifest_dir = common.manifest_dir.clone();
+    inv.verbose = common.verbose;
+    inv.test = test;
+    inv
+}
+
+fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
+    let executable = run_args.executable.clone().unwrap_or_default();
+    let mut inv = invocation(
+        &run_args.common,
+        Some(&executable),
+        &run_args.args,
+        run_args.test_mode(),
+    );
+    inv.runner_args.extend(run_args.runner_args.iter().cloned());
+    if let Some(port) = run_args.gdb {
+        inv.overrides
+            .push(format!("qemu.gdb-port={}", port.unwrap_or(0)));
+    }
+    let ctx = Context::new(inv)?;
+    let registry = plugins::registry();
+    let pipeline = Pipeline::new(&registry);
+    if ctx.verbose > 0 {
+        eprintln!(
+            "   Preparing {} ({}, {} boot, bootloader {}, {})",
+            ctx.kernel.path.display(),
+            ctx.arch,
+            ctx.boot,
+            ctx.config.bootloader,
+            if ctx.is_test { "test" } else { "run" }
+        );
+    }
+    let media = pipeline.prepare(&ctx)?;
+    if build_only {
+        match (&media.image, &media.direct_kernel) {
+            (Some(image), _) => println!("{}", image.path.display()),
+            (None, Some(kernel)) => println!("{}", kernel.display()),
+            (None, None) => {}
+        }
+        return Ok(exit_code::SUCCESS);
+    }
+    if run_args.print_cmd {
+        println!("{}", pipeline.command(&media, &ctx)?);
+        return Ok(exit_code::SUCCESS);
+    }
+    let outcome = pipeline.run(&media, &ctx)?;
+    let name = ctx
+        .kernel
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match &outcome.verdict {
+        Verdict::Success => {
+            if ctx.verbose > 0 {
+                eprintln!(
+                    "      Passed {name} in {:.2} s",
+                    outcome.duration.as_secs_f64()
+                );
+            }
+        }
+        verdict => {
+            let log = outcome
+                .serial_log
+                .as_ref()
+                .map(|p| format!(" (serial log: {})", p.display()))
+                .unwrap_or_default();
+            eprintln!("error: {name} {verdict}{log}");
+        }
+    }
+    Ok(outcome.verdict.exit_code())
+}
+
+fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
+    let common = &config_args.common;
+    match &config_args.executable {
+        Some(executable) => {
+            let ctx = Context::new(invocation(common, Some(executable), &[], None))?;
+            print!("{}", show_config::render(&ctx.config, &ctx.origins)?);
+            println!(
+                "# kernel: {} ({}, {:?}); boot: {}; test: {}; output: {}",
+                ctx.kernel.path.display(),
+                ctx.arch,
+                ctx.kernel.format,
+                ctx.boot,
+                ctx.is_test,
+                ctx.output_dir.display()
+            );
+        }
+        None => {
+            let inv = invocation(common, None, &[], None);
+            let project = Project::discover(&inv, None)?;
+            let vars = show_config::placeholder_variables(&project);
+            let resolved = image_runner_core::context::load_config(
+                &inv,
+                &project.manifest_dir,
+                &project.workspace_root,
+                &vars,
+            )?;
+            print!(
+                "{}",
+                show_config::render(&resolved.config, &resolved.origins)?
+            );
+        }
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+/// `limine fetch|list|clean`: settings come from the project's config when there is one.
+#[cfg(feature = "limine")]
+fn limine(limine_args: &args::LimineArgs) -> Result<i32, Error> {
+    use args::LimineAction;
+    let inv = invocation(&limine_args.common, None, &[], None);
+    let cache_dir = image_runner_core::context::cache_dir(&inv.env);
+    let (config, manifest_dir) = match Project::discover(&inv, None) {
+        Ok(project) => {
+            let vars = show_config::placeholder_variables(&project);
+            let resolved = image_runner_core::context::load_config(
+                &inv,
+                &project.manifest_dir,
+                &project.workspace_root,
+                &vars,
+            )?;
+            (resolved.config, project.manifest_dir)
+        }
+        Err(_) => (
+            image_runner_core::Config::default(),
+            std::env::current_dir().map_err(|e| Error::io("read the current directory", ".", e))?,
+        ),
+    };
+    match &limine_args.action {
+        LimineAction::Fetch { version } => {
+            let mut settings =
+                image_runner_limine::settings_from(&config, &manifest_dir, &cache_dir, &inv.env);
+            if let Some(version) = version {
+                settings.version = version.clone();
+            }
+            // Ask the remote now, whatever the last resolution was.
+            settings.refresh = std::time::Duration::ZERO;
+            let files = image_runner_limine::acquire(&settings)?;
+            for warning in &files.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!("{files}");
+        }
+        LimineAction::List => {
+            let cached = image_runner_limine::list_cached(&cache_dir);
+            if cached.is_empty() {
+                println!("no Limine in {}", cache_dir.join("limine").display());
+            }
+            for entry in cached {
+                let version = entry
+                    .version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "unknown version".into());
+                let refs = if entry.refs.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", entry.refs.join(", "))
+                };
+                let problem = entry
+                    .problem
+                    .map(|p| format!("  (damaged: {p}; it will be fetched again)"))
+                    .unwrap_or_default();
+                println!(
+                    "{}  {version}  {:.1} MiB{refs}{problem}",
+                    entry.commit,
+                    entry.size as f64 / f64::from(1 << 20)
+                );
+            }
+        }
+        LimineAction::Clean { keep } => {
+            let report = image_runner_limine::clean_cache(&cache_dir, keep.as_deref())?;
+            println!(
+                "removed {} cached Limine version(s), kept {}, freed {:.1} MiB",
+                report.removed.len(),
+                report.kept.len(),
+                report.freed as f64 / f64::from(1 << 20)
+            );
+        }
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+fn doctor() -> i32 {
+    let mut missing = false;
+    for check in plugins::registry().checks() {
+        let tag = match check.status {
+            CheckStatus::Ok => "ok",
+            CheckStatus::Warn => "warn",
+            _ => {
+                missing = true;
+                "missing"
+            }
+        };
+        println!("{tag:>8}  {}: {}", check.subject, check.detail);
+    }
+    if missing {
+        exit_code::RUNNER_ERROR
+    } else {
+        exit_code::SUCCESS
+    }
+}
+
+fn clean(clean_args: &CleanArgs) -> Result<i32, Error> {
+    let inv = invocation(
+        &clean_args.common,
+        clean_args.executable.as_deref(),
+        &[],
+        None,
+    );
+    let executable = clean_args
+        .executable
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+        .map_err(|e| Error::io("resolve the path", ".", e))?;
+    let project = Project::discover(&inv, executable.as_deref())?;
+    let root = project.target_dir.join("image-runner");
+    let dir: PathBuf = match executable.as_deref().and_then(Path::file_stem) {
+        Some(stem) => root.join(stem),
+        None => root,
+    };
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => eprintln!("     Removed {}", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove", &dir, e)),
+    }
+    Ok(exit_code::SUCCESS)
+}
