@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use image_runner_core::fingerprint::Hasher;
+use image_runner_disk_layout::content_hash::Hasher;
 use image_runner_core::{CommandSpec, Error};
 
 use crate::cfg::{self, Protocol};

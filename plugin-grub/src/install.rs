@@ -305,8 +305,8 @@ mod tests {
     /// A GPT disk as plugin-image writes it: protective MBR, a BIOS boot partition at
     /// 2048–4095 and an ESP after it.
     fn gpt_disk(path: &Path) {
-        use image_runner_core::partition::Guid;
-        use image_runner_core::partition::gpt::{self, types};
+        use image_runner_disk_layout::Guid;
+        use image_runner_disk_layout::gpt::{self, types};
         let total = 6144;
         let partitions = [
             gpt::Entry::new(types::BIOS_BOOT, Guid::NIL, 2048, 4095, "BIOS boot"),
@@ -356,7 +356,7 @@ mod tests {
     fn mbr_disks_get_the_core_after_sector_0() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disk.img");
-        use image_runner_core::partition::mbr::{self, Mbr, kind};
+        use image_runner_disk_layout::mbr::{self, Mbr, kind};
         let table = |first: u32| {
             let mut table = Mbr::new(0x0403_0201);
             table.entries[0] = mbr::Entry::new(true, kind::FAT32_LBA, first, 2048);

@@ -6,13 +6,13 @@ use std::fs::File;
 use std::path::Path;
 
 use image_runner_core::Error;
-use image_runner_core::partition::gpt::{self, types};
-use image_runner_core::partition::mbr::{Mbr, kind};
+use image_runner_disk_layout::gpt::{self, types};
+use image_runner_disk_layout::mbr::{Mbr, kind};
 
 use crate::install::read_at;
 
 /// Disk sector size the partition tables and `boot.img` count in.
-pub const SECTOR: usize = image_runner_core::partition::SECTOR as usize;
+pub const SECTOR: usize = image_runner_disk_layout::SECTOR as usize;
 /// ISO 9660 blocks.
 const BLOCK: u64 = 2048;
 
@@ -150,7 +150,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image_runner_core::partition::Guid;
+    use image_runner_disk_layout::Guid;
 
     fn file_with(bytes: &[u8]) -> (tempfile::TempDir, File, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();

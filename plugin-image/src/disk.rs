@@ -7,11 +7,11 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use image_runner_core::partition::{self, GuidSeed, Mbr, gpt, mbr};
+use image_runner_disk_layout::{self as partition, GuidSeed, Mbr, gpt, mbr};
 use image_runner_core::{BootKind, Context, Error, Image, ImageFormat, ImageKind, Staging};
 
 use crate::fat::{self, FatInfo, FatOptions, FatType};
-pub use image_runner_core::partition::Guid;
+pub use image_runner_disk_layout::Guid;
 use window::Window;
 
 /// Disk images here use 512-byte logical sectors, what QEMU's disks and every firmware expect.

@@ -18,12 +18,12 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use image_runner_core::partition::gpt;
+use image_runner_disk_layout::gpt;
 use image_runner_core::{
     BootKind, Context, Error, Image, ImageFormat, ImageKind, ImagePath, Source, Staging,
 };
 
-use image_runner_core::fingerprint::Hasher as ContentHash;
+use image_runner_disk_layout::content_hash::Hasher as ContentHash;
 use tree::{Addresses, Tree};
 use volume::{BLOCK, FIRST_DESCRIPTOR};
 

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::Path;
 
-use image_runner_core::partition::crc32;
+use crc32fast::hash as crc32;
 
 use crate::stages::{BiosStages, STAGE1_LEN};
 

@@ -58,13 +58,12 @@ impl fmt::Display for CommandSpec {
     }
 }
 
-/// Quotes one word for a POSIX shell; words made only of safe characters stay bare.
+/// Quotes one word for a POSIX shell; words made only of safe characters stay bare. (A word
+/// with a NUL byte, which no shell can pass, is quoted as text.)
 pub fn shell_quote(word: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
-    if !word.is_empty() && word.chars().all(safe) {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+    match shlex::try_quote(word) {
+        Ok(quoted) => quoted.into_owned(),
+        Err(_) => format!("'{}'", word.replace('\'', r"'\''")),
     }
 }
 
@@ -83,7 +82,7 @@ mod tests {
         cmd.args(["-m", "256M", "file=/a b/c,,d.img", "it's", ""]);
         assert_eq!(
             cmd.to_string(),
-            r"qemu-system-x86_64 -m 256M 'file=/a b/c,,d.img' 'it'\''s' ''"
+            r#"qemu-system-x86_64 -m 256M 'file=/a b/c,,d.img' "it's" ''"#
         );
     }
 

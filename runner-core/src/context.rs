@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::command::shell_quote;
-use crate::config::{BootChoice, Config, ConfigLayers, LayerKind, Resolved, Variables};
+use toml::Table;
+
+use crate::config::{Config, ConfigLayers, LayerKind, Resolved, Sections, Variables};
+use crate::decisions::Decisions;
 use crate::error::Error;
-use crate::kernel::{Arch, Kernel};
-use crate::plugin::BootKind;
+use crate::kernel::Kernel;
 
 /// What the user asked for: the executable cargo built and how the runner was called.
 #[derive(Debug, Clone, Default)]
@@ -34,42 +35,51 @@ pub struct Invocation {
     pub env: BTreeMap<String, String>,
     /// Verbosity (`-v` count).
     pub verbose: u8,
+    /// Read the project's config sources (`Cargo.toml` metadata, `image-runner.toml`).
+    pub read_project_config: bool,
+    /// Config given as TOML text (label for errors, text), layered above the project's files.
+    pub config_text: Option<(String, String)>,
+    /// Do not look for a `Cargo.toml`: the manifest directory is `manifest_dir` or the current
+    /// directory as it is.
+    pub no_manifest_needed: bool,
 }
 
 impl Invocation {
-    /// An invocation for `executable` with the process environment.
+    /// An invocation for `executable` with the process environment, reading the project's
+    /// config.
     pub fn new(executable: impl Into<PathBuf>) -> Self {
         Invocation {
             executable: executable.into(),
             env: std::env::vars().collect(),
+            read_project_config: true,
             ..Self::default()
         }
     }
 }
 
-/// Everything the pipeline steps share for one run.
+/// Everything the pipeline steps share for one run: the kernel, the decisions made before
+/// staging, the shared config keys, each plugin's own section, and where files go.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Context {
-    /// The resolved configuration.
+    /// The shared config keys, resolved.
     pub config: Config,
+    /// Each plugin's config section (defaults included), by plugin name. Read yours with
+    /// [`Context::section`].
+    pub sections: BTreeMap<String, Table>,
     /// For each config key, the source that set it.
     pub origins: BTreeMap<String, String>,
     /// The template variables (built-in and the user's), for plugins that expand templates.
     pub variables: Variables,
     /// The kernel executable, inspected.
     pub kernel: Kernel,
-    /// Guest architecture.
-    pub arch: Arch,
-    /// How the machine boots.
-    pub boot: BootKind,
-    /// Whether the executable is a test binary.
-    pub is_test: bool,
+    /// Boot kind, architecture, image format and kind, attachment, protocol and run mode.
+    pub decisions: Decisions,
     /// Arguments after the executable (for tests, libtest's).
     pub args: Vec<String>,
     /// Arguments after `--` on the command line, for the runner.
     pub runner_args: Vec<String>,
-    /// The package directory (holds `Cargo.toml`).
+    /// The package directory (holds `Cargo.toml`); relative config paths start here.
     pub manifest_dir: PathBuf,
     /// The workspace root.
     pub workspace_root: PathBuf,
@@ -86,98 +96,59 @@ pub struct Context {
 }
 
 impl Context {
-    /// Finds the project around the executable, loads every config source and decides arch,
-    /// boot kind and test mode.
-    pub fn new(inv: Invocation) -> Result<Context, Error> {
-        let executable = absolute(&inv.executable)?;
-        let kernel = Kernel::inspect(&executable)?;
-        let project = Project::discover(&inv, Some(&executable))?;
-        let Project {
-            manifest_dir,
-            workspace_root,
-            target_dir,
-        } = project;
-        let stem = executable
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "kernel".into());
-        let output_dir = target_dir.join("image-runner").join(&stem);
-        let cache_dir = cache_dir(&inv.env);
-        let is_test = inv
-            .test
-            .unwrap_or_else(|| looks_like_test_binary(&executable));
-
-        let mut builtins = Variables::new();
-        builtins.set("EXECUTABLE", executable.to_string_lossy());
-        builtins.set(
-            "EXECUTABLE_NAME",
-            executable
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
-        builtins.set("WORKSPACE_ROOT", workspace_root.to_string_lossy());
-        builtins.set("MANIFEST_DIR", manifest_dir.to_string_lossy());
-        builtins.set("OUTPUT_DIR", output_dir.to_string_lossy());
-        builtins.set("IS_TEST", if is_test { "true" } else { "false" });
-        builtins.set(
-            "ARGS",
-            inv.args
-                .iter()
-                .map(|a| shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
-
-        let resolved = load_config(&inv, &manifest_dir, &workspace_root, &builtins)?;
-        let config = resolved.config;
-        let arch = match config.arch.as_str() {
-            "auto" => kernel.arch,
-            name => Arch::from_name(name).ok_or_else(|| {
-                Error::Config(format!(
-                    "`arch = \"{name}\"` (set by {}) is not a known architecture; use auto, x86_64, aarch64, riscv64 or loongarch64",
-                    resolved.origins.get("arch").map_or("?", String::as_str)
-                ))
-            })?,
-        };
-        let boot = match config.boot {
-            BootChoice::Auto if kernel.is_efi_app() => BootKind::Uefi,
-            // A bare FAT volume has no boot code for BIOS; UEFI reads it directly.
-            BootChoice::Auto if kernel.prebuilt_image() == Some(crate::plugin::ImageKind::Fat) => {
-                BootKind::Uefi
-            }
-            BootChoice::Auto | BootChoice::Bios => BootKind::Bios,
-            BootChoice::Uefi => BootKind::Uefi,
-            BootChoice::Hybrid => BootKind::Hybrid,
-        };
-        Ok(Context {
-            config,
-            origins: resolved.origins,
-            variables: resolved.variables,
+    /// A context made in memory, for unit tests of plugins: `kernel` with `decisions`, default
+    /// shared config, no plugin sections (add them with [`Context::with_section`]), and every
+    /// directory under `dir`. No file is read.
+    pub fn for_tests(kernel: Kernel, decisions: Decisions, dir: &Path) -> Context {
+        Context {
+            config: Config::default(),
+            sections: BTreeMap::new(),
+            origins: BTreeMap::new(),
+            variables: Variables::new(),
             kernel,
-            arch,
-            boot,
-            is_test,
-            args: inv.args,
-            runner_args: inv.runner_args,
-            manifest_dir,
-            workspace_root,
-            target_dir,
-            output_dir,
-            cache_dir,
-            env: inv.env,
-            verbose: inv.verbose,
-        })
+            decisions,
+            args: Vec::new(),
+            runner_args: Vec::new(),
+            manifest_dir: dir.to_path_buf(),
+            workspace_root: dir.to_path_buf(),
+            target_dir: dir.join("target"),
+            output_dir: dir.join("target").join("image-runner").join("kernel"),
+            cache_dir: dir.join("cache"),
+            env: BTreeMap::new(),
+            verbose: 0,
+        }
+    }
+
+    /// The same context with plugin `name`'s section set to `section` (serialized).
+    pub fn with_section<T: serde::Serialize>(mut self, name: &str, section: &T) -> Result<Context, Error> {
+        let table = Table::try_from(section)
+            .map_err(|e| Error::Config(format!("section `{name}`: {e}")))?;
+        self.sections.insert(name.to_owned(), table);
+        Ok(self)
+    }
+
+    /// Plugin `name`'s section as its type `T`; `T::default()` when the config has none. An
+    /// error names the section when the table does not fit `T` (the core checked it against
+    /// the plugin's schema already, so this means `T` is not that schema).
+    pub fn section<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> Result<T, Error> {
+        match self.sections.get(name) {
+            None => Ok(T::default()),
+            Some(table) => toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    Error::Config(format!("section `{name}`: {}", e.message()))
+                }),
+        }
+    }
+
+    /// Whether the executable is a test binary.
+    pub fn is_test(&self) -> bool {
+        self.decisions.mode.is_test
     }
 
     /// The time limit of this run, if any.
     pub fn timeout(&self) -> Option<Duration> {
-        let secs = if self.is_test {
-            self.config.test.timeout
-        } else {
-            self.config.run.timeout
-        };
-        (secs > 0).then(|| Duration::from_secs(secs))
+        self.decisions.mode.timeout
     }
 
     /// A host path from config, relative paths taken from the package directory.
@@ -221,6 +192,8 @@ impl Project {
     pub fn discover(inv: &Invocation, executable: Option<&Path>) -> Result<Project, Error> {
         let manifest_dir = match &inv.manifest_dir {
             Some(dir) => absolute(dir)?,
+            None if inv.no_manifest_needed => std::env::current_dir()
+                .map_err(|e| Error::io("read the current directory", ".", e))?,
             None => match inv.env.get("CARGO_MANIFEST_DIR") {
                 Some(dir) => PathBuf::from(dir),
                 None => find_manifest_dir(
@@ -251,17 +224,23 @@ pub fn load_config(
     manifest_dir: &Path,
     workspace_root: &Path,
     builtins: &Variables,
+    sections: &Sections,
 ) -> Result<Resolved, Error> {
-    let mut layers = ConfigLayers::new();
-    let package_manifest = manifest_dir.join("Cargo.toml");
-    let root_manifest = workspace_root.join("Cargo.toml");
-    if root_manifest.is_file() {
-        layers.add_manifest(&root_manifest, LayerKind::WorkspaceMetadata)?;
+    let mut layers = ConfigLayers::new(sections);
+    if inv.read_project_config {
+        let package_manifest = manifest_dir.join("Cargo.toml");
+        let root_manifest = workspace_root.join("Cargo.toml");
+        if root_manifest.is_file() {
+            layers.add_manifest(&root_manifest, LayerKind::WorkspaceMetadata)?;
+        }
+        if package_manifest.is_file() {
+            layers.add_manifest(&package_manifest, LayerKind::PackageMetadata)?;
+        }
+        layers.add_file(&manifest_dir.join("image-runner.toml"))?;
     }
-    if package_manifest.is_file() {
-        layers.add_manifest(&package_manifest, LayerKind::PackageMetadata)?;
+    if let Some((label, text)) = &inv.config_text {
+        layers.add_file_str(Path::new(label), text)?;
     }
-    layers.add_file(&manifest_dir.join("image-runner.toml"))?;
     if inv
         .env
         .get("CARGO_NET_OFFLINE")
@@ -284,7 +263,7 @@ pub fn load_config(
     layers.resolve(profile.as_deref(), builtins)
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, Error> {
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf, Error> {
     std::path::absolute(path).map_err(|e| Error::io("resolve the path", path, e))
 }
 
@@ -328,7 +307,7 @@ fn find_target_dir(executable: &Path) -> Option<PathBuf> {
 }
 
 /// Test binaries live in `deps/` and end in `-<16 hex digits>`.
-fn looks_like_test_binary(executable: &Path) -> bool {
+pub(crate) fn looks_like_test_binary(executable: &Path) -> bool {
     let in_deps = executable
         .parent()
         .and_then(Path::file_name)

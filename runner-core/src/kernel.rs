@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::plugin::ImageKind;
+use crate::media::ImageKind;
 
 /// A guest architecture, named as QEMU's `qemu-system-<arch>` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,30 +1,43 @@
-//! Core of cargo-image-runner: the plugin traits, the registry, the config model and the
-//! pipeline that composes bootloader → image format → firmware → runner.
+//! The plugin API of cargo-image-runner: the plugin traits, the registry, the shared config keys
+//! and their layering, plugin-owned config sections, the decisions made once before staging,
+//! the pipeline that composes bootloader → image format → firmware → runner, and a builder for
+//! booting a kernel from Rust code.
+//!
+//! It knows no built-in plugin but the `none` bootloader. Modules depend on each other in one
+//! direction only: `media`, `error`, `kernel`, `staging`, `protocol`, `config` → `decisions` →
+//! `context` → `serial`, `plugin` → `registry`, `none` → `pipeline` → `session`.
 
 pub mod command;
 pub mod config;
 pub mod context;
+pub mod decisions;
 pub mod error;
-pub mod fingerprint;
 pub mod fs;
-pub mod incremental;
 pub mod kernel;
+pub mod media;
 pub mod none;
-pub mod partition;
 pub mod pipeline;
 pub mod plugin;
+pub mod protocol;
 pub mod registry;
+pub mod serial;
+pub mod session;
 pub mod staging;
 
 pub use command::CommandSpec;
-pub use config::Config;
+pub use config::{Config, Section};
 pub use context::{Context, Invocation};
+pub use decisions::{Decisions, ImagePlan, RunMode};
 pub use error::{Error, Result};
 pub use kernel::{Arch, Kernel, KernelFormat};
-pub use pipeline::Pipeline;
-pub use plugin::{
-    BootKind, BootMedia, Bootloader, Check, CheckStatus, Firmware, FirmwareFiles, Image,
-    ImageFormat, ImageKind, Outcome, Runner, Verdict,
+pub use media::{
+    BootKind, BootMedia, Check, CheckStatus, FirmwareFiles, Image, ImageKind, Outcome, Verdict,
+    exit_code,
 };
+pub use pipeline::Pipeline;
+pub use plugin::{Bootloader, BuildRequest, Firmware, ImageFormat, Runner, Staged};
+pub use protocol::{Protocol, ProtocolChoice};
 pub use registry::Registry;
+pub use serial::{Control, SerialHandler};
+pub use session::{Builder, RunResult, Session};
 pub use staging::{BootHints, HostFiles, ImagePath, Source, Staging};

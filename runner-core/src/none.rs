@@ -4,7 +4,9 @@
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::plugin::{BootKind, Bootloader, Image};
+use crate::kernel::Kernel;
+use crate::media::{BootKind, Image};
+use crate::plugin::{Bootloader, Staged};
 use crate::staging::{Source, Staging};
 
 /// Boots the kernel with no bootloader in between.
@@ -16,22 +18,33 @@ impl Bootloader for NoBootloader {
         "none"
     }
 
-    fn stage(&self, ctx: &Context) -> Result<Staging, Error> {
+    fn wants_image(&self, kernel: &Kernel, _boot: BootKind) -> bool {
+        kernel.prebuilt_image().is_none() && kernel.is_efi_app()
+    }
+
+    fn stage(&self, ctx: &Context) -> Result<Staged, Error> {
+        self.staging(ctx).map(Staged::new)
+    }
+}
+
+impl NoBootloader {
+    fn staging(&self, ctx: &Context) -> Result<Staging, Error> {
         let kernel = &ctx.kernel;
+        let boot = ctx.decisions.boot;
         let mut staging = Staging::new();
         if let Some(kind) = kernel.prebuilt_image() {
             staging.prebuilt = Some(Image::new(kernel.path.clone(), kind));
             return Ok(staging);
         }
         if kernel.is_efi_app() {
-            if ctx.boot == BootKind::Bios {
+            if boot == BootKind::Bios {
                 return Err(Error::kernel(
                     &kernel.path,
                     "is a UEFI application, which BIOS cannot start; set `boot = \"uefi\"` (or leave `boot` at auto)",
                 ));
             }
             staging.add_file(
-                &format!("EFI/BOOT/{}", ctx.arch.efi_boot_file()),
+                &format!("EFI/BOOT/{}", ctx.decisions.arch.efi_boot_file()),
                 Source::File(kernel.path.clone()),
             )?;
             return Ok(staging);
@@ -49,12 +62,12 @@ impl Bootloader for NoBootloader {
                 ),
             ));
         }
-        if ctx.boot != BootKind::Bios {
+        if boot != BootKind::Bios {
             return Err(Error::kernel(
                 &kernel.path,
                 format!(
                     "with `bootloader = \"none\"` an ELF kernel boots directly under BIOS only, but `boot = \"{}\"`; set `boot = \"bios\"` or use a bootloader",
-                    ctx.boot
+                    boot
                 ),
             ));
         }

@@ -1,13 +1,18 @@
-//! The pipeline: bootloader → image format → firmware → runner, each step fed what the one
-//! before returned. No plugin calls another; this is the only place they meet.
+//! The pipeline: load the context (config layers, plugin sections, decisions), then bootloader →
+//! image format → firmware → runner, each step fed what the one before returned. No plugin
+//! calls another; this is the only place they meet.
 
 use crate::command::CommandSpec;
-use crate::context::Context;
+use crate::config::Variables;
+use crate::context::{self, Context, Invocation, Project, load_config};
+use crate::decisions::{Decisions, PluginFacts};
 use crate::error::Error;
-use crate::incremental::BuildCheck;
-use crate::plugin::{BootKind, BootMedia, Image, Outcome};
+use crate::kernel::Kernel;
+use crate::media::{BootMedia, Image, Outcome};
+use crate::plugin::{BuildRequest, Staged};
 use crate::registry::Registry;
-use crate::staging::{ImagePath, Source, Staging};
+use crate::serial::SerialHandler;
+use crate::staging::{ImagePath, Source};
 
 /// Composes the plugins selected by the config.
 #[derive(Debug, Clone, Copy)]
@@ -21,23 +26,105 @@ impl<'r> Pipeline<'r> {
         Pipeline { registry }
     }
 
-    /// Stages the kernel, adds `extra-files`, and builds the image.
-    pub fn stage(&self, ctx: &Context) -> Result<Staging, Error> {
+    /// The registry.
+    pub fn registry(&self) -> &'r Registry {
+        self.registry
+    }
+
+    /// Finds the project around the executable, loads every config source (plugin sections
+    /// checked against the registered plugins' schemas) and makes the decisions.
+    pub fn context(&self, inv: Invocation) -> Result<Context, Error> {
+        let executable = context::absolute(&inv.executable)?;
+        let kernel = Kernel::inspect(&executable)?;
+        let Project {
+            manifest_dir,
+            workspace_root,
+            target_dir,
+        } = Project::discover(&inv, Some(&executable))?;
+        let stem = executable
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "kernel".into());
+        let output_dir = target_dir.join("image-runner").join(&stem);
+        let cache_dir = context::cache_dir(&inv.env);
+        let is_test = inv
+            .test
+            .unwrap_or_else(|| context::looks_like_test_binary(&executable));
+
+        let mut builtins = Variables::new();
+        builtins.set("EXECUTABLE", executable.to_string_lossy());
+        builtins.set(
+            "EXECUTABLE_NAME",
+            executable
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        builtins.set("WORKSPACE_ROOT", workspace_root.to_string_lossy());
+        builtins.set("MANIFEST_DIR", manifest_dir.to_string_lossy());
+        builtins.set("OUTPUT_DIR", output_dir.to_string_lossy());
+        builtins.set("IS_TEST", if is_test { "true" } else { "false" });
+        builtins.set(
+            "ARGS",
+            inv.args
+                .iter()
+                .map(|a| crate::command::shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+
+        let sections = self.registry.sections();
+        let resolved = load_config(&inv, &manifest_dir, &workspace_root, &builtins, &sections)?;
+        let config = resolved.config;
+        let origins = resolved.origins;
+        let boot_choice = crate::decisions::boot_of(&config, &kernel);
+        let bootloader = self.registry.bootloader(&config.bootloader)?;
+        let facts = PluginFacts::new(bootloader.wants_image(&kernel, boot_choice));
+        let decisions = Decisions::resolve(
+            &config,
+            &kernel,
+            is_test,
+            facts,
+            |key| origins.get(key).cloned().unwrap_or_else(|| "?".into()),
+            |name| Ok(self.registry.format(name)?.kind()),
+        )?;
+        Ok(Context {
+            config,
+            sections: resolved.sections,
+            origins,
+            variables: resolved.variables,
+            kernel,
+            decisions,
+            args: inv.args,
+            runner_args: inv.runner_args,
+            manifest_dir,
+            workspace_root,
+            target_dir,
+            output_dir,
+            cache_dir,
+            env: inv.env,
+            verbose: inv.verbose,
+        })
+    }
+
+    /// Stages the kernel and adds `extra-files`.
+    pub fn stage(&self, ctx: &Context) -> Result<Staged, Error> {
         let bootloader = self.registry.bootloader(&ctx.config.bootloader)?;
-        let mut staging = bootloader.stage(ctx)?;
+        let mut staged = bootloader.stage(ctx)?;
         for (dest, source) in &ctx.config.extra_files {
             let path = ImagePath::new(dest)
                 .map_err(|e| Error::Config(format!("`extra-files` entry \"{dest}\": {e}")))?;
             let host = ctx.host_file(&format!("extra-files.\"{dest}\""), source)?;
-            staging.add(path, Source::File(host))?;
+            staged.staging.add(path, Source::File(host))?;
         }
-        Ok(staging)
+        Ok(staged)
     }
 
     /// Runs every step up to the runner: stage, build the image, resolve firmware.
     pub fn prepare(&self, ctx: &Context) -> Result<BootMedia, Error> {
-        let staging = self.stage(ctx)?;
-        let mut media = BootMedia::new(ctx.boot);
+        let staged = self.stage(ctx)?;
+        let staging = &staged.staging;
+        let mut media = BootMedia::new(ctx.decisions.boot);
         media.direct_kernel = staging.direct_kernel.clone();
         if let Some(image) = &staging.prebuilt {
             if !staging.entries.is_empty() {
@@ -48,25 +135,18 @@ impl<'r> Pipeline<'r> {
             }
             media.image = Some(image.clone());
         }
-        let format = match ctx.config.format.as_str() {
-            "auto" if staging.entries.is_empty() => None,
-            "auto" => Some(match ctx.boot {
-                BootKind::Bios if media.direct_kernel.is_none() => "iso",
-                _ => "fat",
-            }),
-            name => Some(name),
-        };
-        if let Some(name) = format {
+        if let Some(plan) = &ctx.decisions.image {
             if staging.entries.is_empty() {
                 return Err(Error::Config(format!(
-                    "`format = \"{name}\"` but nothing was staged for an image: the kernel boots directly; remove `format` or add `extra-files`"
+                    "`format = \"{}\"` but nothing was staged for an image: the kernel boots directly; remove `format` or add `extra-files`",
+                    plan.format
                 )));
             }
             std::fs::create_dir_all(&ctx.output_dir)
                 .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
-            media.image = Some(self.build_image(name, &staging, ctx)?);
+            media.image = Some(self.build_image(&plan.format, &staged, ctx)?);
         }
-        if ctx.boot.needs_uefi_firmware() {
+        if ctx.decisions.boot.needs_uefi_firmware() {
             std::fs::create_dir_all(&ctx.output_dir)
                 .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
             media.firmware = Some(self.registry.firmware(&ctx.config.firmware)?.resolve(ctx)?);
@@ -74,37 +154,13 @@ impl<'r> Pipeline<'r> {
         Ok(media)
     }
 
-    /// Builds the image with format `name`, or reuses the last one when the staging list, the
-    /// image options, the boot kind, the architecture and the bootloader are all unchanged.
-    fn build_image(&self, name: &str, staging: &Staging, ctx: &Context) -> Result<Image, Error> {
+    /// Builds the image with format `name`; the bootloader finishes it before it is published.
+    fn build_image(&self, name: &str, staged: &Staged, ctx: &Context) -> Result<Image, Error> {
         let format = self.registry.format(name)?;
         let bootloader = self.registry.bootloader(&ctx.config.bootloader)?;
-        let options = format!(
-            "format={name}\nbootloader={}\nboot={}\narch={}\nimage={:?}\nrunner-version={}\nsource-date-epoch={}",
-            ctx.config.bootloader,
-            ctx.boot,
-            ctx.arch,
-            ctx.config.image,
-            env!("CARGO_PKG_VERSION"),
-            // Image timestamps come from it, so a different value is a different image.
-            ctx.env.get("SOURCE_DATE_EPOCH").map_or("", String::as_str)
-        );
-        let check = BuildCheck::new(
-            &ctx.output_dir.join(format!("{name}.stamp")),
-            staging,
-            &options,
-        )?;
-        if let Some(image) = check.reusable() {
-            if ctx.verbose > 0 {
-                eprintln!("     Reusing {} (inputs unchanged)", image.path.display());
-            }
-            return Ok(image);
-        }
-        check.invalidate()?;
-        let image = format.build(staging, ctx)?;
-        bootloader.finish_image(&image, ctx)?;
-        check.record(&image)?;
-        Ok(image)
+        let finish = |image: &Image| bootloader.finish_image(staged, image, ctx);
+        let request = BuildRequest::new(&staged.staging, ctx).with_finish(&finish);
+        format.build(&request)
     }
 
     /// The command the runner would start for `media`.
@@ -114,9 +170,18 @@ impl<'r> Pipeline<'r> {
             .command(media, ctx)
     }
 
-    /// Boots `media` and judges the run.
-    pub fn run(&self, media: &BootMedia, ctx: &Context) -> Result<Outcome, Error> {
-        let outcome = self.registry.runner(&ctx.config.runner)?.run(media, ctx)?;
+    /// Boots `media` and judges the run, streaming the serial output to `handler`.
+    pub fn run(
+        &self,
+        media: &BootMedia,
+        ctx: &Context,
+        handler: &mut dyn SerialHandler,
+    ) -> Result<Outcome, Error> {
+        let outcome = self
+            .registry
+            .runner(&ctx.config.runner)?
+            .run(media, ctx, handler)?;
+        handler.finished();
         if let Some(files) = &media.firmware {
             self.registry
                 .firmware(&ctx.config.firmware)?

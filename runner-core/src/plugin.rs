@@ -1,264 +1,96 @@
-//! The plugin traits (the stable surface for plugin authors) and the values that flow between
-//! pipeline steps: staging → [`Image`] → [`FirmwareFiles`] → [`Outcome`].
+//! The plugin traits: the stable surface for plugin authors. One trait per kind, each small and
+//! object-safe. Each step gets what the step before returned plus the [`Context`] (the
+//! decisions and the plugin's own config section):
+//!
+//! ```text
+//! Bootloader::stage        → Staged (a Staging list + the bootloader's own state, by value)
+//! ImageFormat::build       → Image  (calls back BuildRequest::finish on the fresh image)
+//! Bootloader::finish_image ← Staged, the fresh image (boot sectors, say)
+//! Firmware::resolve        → FirmwareFiles (UEFI boots)
+//! Runner::run              → Outcome, the serial output streamed to a SerialHandler
+//! ```
 
+use std::any::Any;
 use std::fmt;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::command::CommandSpec;
+use crate::config::Section;
 use crate::context::Context;
 use crate::error::Error;
+use crate::kernel::Kernel;
+use crate::media::{BootKind, BootMedia, Check, FirmwareFiles, Image, ImageKind, Outcome};
+use crate::serial::SerialHandler;
 use crate::staging::Staging;
 
-/// How the machine boots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a bootloader's `stage` returns: the staging list, and whatever `finish_image` will
+/// need, carried by value (no state hidden in the plugin, nothing recomputed).
 #[non_exhaustive]
-pub enum BootKind {
-    /// Legacy BIOS.
-    Bios,
-    /// UEFI firmware.
-    Uefi,
-    /// An image that boots on both; it is run under UEFI firmware.
-    Hybrid,
+pub struct Staged {
+    /// The files of the image and how the kernel is started.
+    pub staging: Staging,
+    state: Option<Box<dyn Any + Send + Sync>>,
 }
 
-impl BootKind {
-    /// Whether running this boot kind needs UEFI firmware.
-    pub fn needs_uefi_firmware(self) -> bool {
-        matches!(self, BootKind::Uefi | BootKind::Hybrid)
-    }
-
-    /// The config spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            BootKind::Bios => "bios",
-            BootKind::Uefi => "uefi",
-            BootKind::Hybrid => "hybrid",
-        }
-    }
-}
-
-impl fmt::Display for BootKind {
+impl fmt::Debug for Staged {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.debug_struct("Staged")
+            .field("staging", &self.staging)
+            .field("state", &self.state.is_some())
+            .finish()
     }
 }
 
-/// What kind of file (or directory) an image is; the runner attaches each kind differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ImageKind {
-    /// A host directory, attached as a virtual FAT drive.
-    Directory,
-    /// A FAT file-system image (no partition table).
-    Fat,
-    /// An ISO 9660 image.
-    Iso,
-    /// A partitioned disk image (GPT or MBR).
-    Disk,
-}
-
-/// A built image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Image {
-    /// Where the image is.
-    pub path: PathBuf,
-    /// What it is.
-    pub kind: ImageKind,
-}
-
-impl Image {
-    /// An image at `path` of `kind`.
-    pub fn new(path: impl Into<PathBuf>, kind: ImageKind) -> Self {
-        Image {
-            path: path.into(),
-            kind,
+impl Staged {
+    /// A staging list with no state.
+    pub fn new(staging: Staging) -> Self {
+        Staged {
+            staging,
+            state: None,
         }
+    }
+
+    /// The same with `state` for `finish_image`.
+    pub fn with_state<T: Any + Send + Sync>(mut self, state: T) -> Self {
+        self.state = Some(Box::new(state));
+        self
+    }
+
+    /// The state, if it is a `T`.
+    pub fn state<T: Any>(&self) -> Option<&T> {
+        self.state.as_ref().and_then(|s| s.downcast_ref())
     }
 }
 
-/// UEFI firmware files for one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FirmwareFiles {
-    /// A code/variable-store pair for two pflash units; `vars` is this run's own copy.
-    Pflash {
-        /// Read-only firmware code.
-        code: PathBuf,
-        /// Writable variable store.
-        vars: PathBuf,
-    },
-    /// A single unified firmware file passed with `-bios`.
-    Unified(PathBuf),
-}
-
-/// Everything the runner boots: an image, a kernel for direct boot, or both, plus firmware.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BootMedia {
-    /// The built image, if any.
-    pub image: Option<Image>,
-    /// A kernel the runner hands to the machine directly (QEMU `-kernel`).
-    pub direct_kernel: Option<PathBuf>,
-    /// UEFI firmware, when the boot needs it.
-    pub firmware: Option<FirmwareFiles>,
-    /// How the machine boots.
-    pub boot: BootKind,
-}
-
-impl BootMedia {
-    /// Boot media with nothing attached yet.
-    pub fn new(boot: BootKind) -> Self {
-        BootMedia {
-            image: None,
-            direct_kernel: None,
-            firmware: None,
-            boot,
-        }
-    }
-}
-
-/// How a run ended, judged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Verdict {
-    /// The guest reported success (or, outside tests, shut down normally).
-    Success,
-    /// The guest reported failure; `code` is the value it wrote, when it wrote one.
-    GuestFailure {
-        /// The value the guest wrote to the exit device.
-        code: Option<i32>,
-        /// One line saying why.
-        reason: String,
-    },
-    /// The run was stopped at the time limit.
-    Timeout {
-        /// The limit.
-        after: Duration,
-    },
-    /// The machine ended without a verdict: reset/triple fault, killed, or the emulator failed.
-    Crashed {
-        /// One line saying why.
-        reason: String,
-    },
-    /// The user interrupted the run (Ctrl-C, SIGTERM).
-    Interrupted,
-}
-
-/// Process exit codes of `cargo-image-runner` (documented in the README).
-pub mod exit_code {
-    /// The guest passed.
-    pub const SUCCESS: i32 = 0;
-    /// The guest reported failure.
-    pub const GUEST_FAILURE: i32 = 1;
-    /// The runner itself failed: config, missing file or tool, image build.
-    pub const RUNNER_ERROR: i32 = 2;
-    /// The run hit its time limit.
-    pub const TIMEOUT: i32 = 3;
-    /// The machine ended without a verdict (triple fault, killed, emulator error).
-    pub const CRASHED: i32 = 4;
-    /// Interrupted by the user (128 + SIGINT, as shells report it).
-    pub const INTERRUPTED: i32 = 130;
-}
-
-impl Verdict {
-    /// The process exit code that reports this verdict to cargo.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Verdict::Success => exit_code::SUCCESS,
-            Verdict::GuestFailure { .. } => exit_code::GUEST_FAILURE,
-            Verdict::Timeout { .. } => exit_code::TIMEOUT,
-            Verdict::Crashed { .. } => exit_code::CRASHED,
-            Verdict::Interrupted => exit_code::INTERRUPTED,
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Success => f.write_str("passed"),
-            Verdict::GuestFailure { reason, .. } => write!(f, "failed: {reason}"),
-            Verdict::Timeout { after } => write!(f, "timed out after {} s", after.as_secs_f64()),
-            Verdict::Crashed { reason } => write!(f, "ended without a verdict: {reason}"),
-            Verdict::Interrupted => f.write_str("interrupted"),
-        }
-    }
-}
-
-/// The result of one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Outcome {
-    /// The judged result.
-    pub verdict: Verdict,
-    /// The emulator's raw exit status, when it exited by itself.
-    pub status: Option<i32>,
-    /// How long the run took.
-    pub duration: Duration,
-    /// Where the guest's serial output was saved, if it was.
-    pub serial_log: Option<PathBuf>,
-}
-
-impl Outcome {
-    /// An outcome with a verdict and nothing else known.
-    pub fn new(verdict: Verdict, duration: Duration) -> Self {
-        Outcome {
-            verdict,
-            status: None,
-            duration,
-            serial_log: None,
-        }
-    }
-}
-
-/// One finding of `cargo-image-runner doctor`: is something a plugin needs on this host?
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Check {
-    /// What was checked ("qemu-system-x86_64", "UEFI firmware for aarch64").
-    pub subject: String,
-    /// How it went.
-    pub status: CheckStatus,
-    /// What was found, or what to install.
-    pub detail: String,
-}
-
-/// The result of a [`Check`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CheckStatus {
-    /// Present and usable.
-    Ok,
-    /// Usable with a limitation, or needed only for some setups.
-    Warn,
-    /// Missing: some runs will fail until it is installed.
-    Missing,
-}
-
-impl Check {
-    /// A finding.
-    pub fn new(subject: impl Into<String>, status: CheckStatus, detail: impl Into<String>) -> Self {
-        Check {
-            subject: subject.into(),
-            status,
-            detail: detail.into(),
-        }
+impl From<Staging> for Staged {
+    fn from(staging: Staging) -> Self {
+        Staged::new(staging)
     }
 }
 
 /// Puts a kernel and what it needs into a [`Staging`] list.
 pub trait Bootloader: Send + Sync {
-    /// The name config selects it by.
+    /// The name config selects it by (and the name of its config section).
     fn name(&self) -> &str;
-    /// Stages the kernel `ctx.kernel` for `ctx.boot`.
-    fn stage(&self, ctx: &Context) -> Result<Staging, Error>;
 
-    /// Finishes a freshly built image (installs boot code into its first sectors, say). Not
-    /// called when an unchanged image is reused.
-    fn finish_image(&self, _image: &Image, _ctx: &Context) -> Result<(), Error> {
+    /// Whether this bootloader stages files for an image for `kernel` booted as `boot`
+    /// (`false`: the kernel boots directly, or is a ready image). The core decides the image
+    /// format from it before staging.
+    fn wants_image(&self, _kernel: &Kernel, _boot: BootKind) -> bool {
+        true
+    }
+
+    /// Stages `ctx.kernel` as `ctx.decisions` say.
+    fn stage(&self, ctx: &Context) -> Result<Staged, Error>;
+
+    /// Finishes a freshly built image (installs boot code into its first sectors, say) before
+    /// it is published. Not called when an unchanged image is reused.
+    fn finish_image(&self, _staged: &Staged, _image: &Image, _ctx: &Context) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// Its config section, if it has one (`[…image-runner.<name>]`).
+    fn config_section(&self) -> Option<Section> {
+        None
     }
 
     /// What this bootloader needs from the host, for `doctor`.
@@ -267,12 +99,65 @@ pub trait Bootloader: Send + Sync {
     }
 }
 
+/// What an image format is asked to build: the staging list, the context, and the bootloader's
+/// finishing step to run on the fresh image before it is published.
+#[non_exhaustive]
+pub struct BuildRequest<'a> {
+    /// What goes into the image.
+    pub staging: &'a Staging,
+    /// The run.
+    pub ctx: &'a Context,
+    finish: &'a dyn Fn(&Image) -> Result<(), Error>,
+}
+
+impl fmt::Debug for BuildRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildRequest")
+            .field("staging", &self.staging)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> BuildRequest<'a> {
+    /// A request with nothing to finish.
+    pub fn new(staging: &'a Staging, ctx: &'a Context) -> Self {
+        BuildRequest {
+            staging,
+            ctx,
+            finish: &|_| Ok(()),
+        }
+    }
+
+    /// The same request with `finish` run on the fresh image.
+    pub fn with_finish(mut self, finish: &'a dyn Fn(&Image) -> Result<(), Error>) -> Self {
+        self.finish = finish;
+        self
+    }
+
+    /// Runs the bootloader's finishing step on a freshly written image (at its temporary
+    /// path). Formats call it once per build, before publishing; never for a reused image.
+    pub fn finish(&self, image: &Image) -> Result<(), Error> {
+        (self.finish)(image)
+    }
+}
+
 /// Writes a [`Staging`] list as an image.
 pub trait ImageFormat: Send + Sync {
     /// The name config selects it by.
     fn name(&self) -> &str;
-    /// Builds the image (atomically) under `ctx.output_dir` and says where it is.
-    fn build(&self, staging: &Staging, ctx: &Context) -> Result<Image, Error>;
+
+    /// What it makes; decided before staging, so bootloaders stage for it.
+    fn kind(&self) -> ImageKind;
+
+    /// Builds the image (atomically: a half-written image is never found under its name)
+    /// under `ctx.output_dir` and says where it is; may reuse its last image when nothing it
+    /// depends on changed.
+    fn build(&self, request: &BuildRequest<'_>) -> Result<Image, Error>;
+
+    /// Its config section, if it has one.
+    fn config_section(&self) -> Option<Section> {
+        None
+    }
 
     /// What this format needs from the host, for `doctor`.
     fn checks(&self) -> Vec<Check> {
@@ -284,7 +169,7 @@ pub trait ImageFormat: Send + Sync {
 pub trait Firmware: Send + Sync {
     /// The name config selects it by.
     fn name(&self) -> &str;
-    /// Firmware for `ctx.arch`, with a variable store private to this run.
+    /// Firmware for `ctx.decisions.arch`, with a variable store private to this run.
     fn resolve(&self, ctx: &Context) -> Result<FirmwareFiles, Error>;
 
     /// Called after the run with how it ended (to keep a warmed variable store, say).
@@ -295,6 +180,11 @@ pub trait Firmware: Send + Sync {
         _ctx: &Context,
     ) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// Its config section, if it has one.
+    fn config_section(&self) -> Option<Section> {
+        None
     }
 
     /// What this firmware provider finds on the host, for `doctor`.
@@ -309,8 +199,19 @@ pub trait Runner: Send + Sync {
     fn name(&self) -> &str;
     /// The command that [`Runner::run`] would start, for printing and tests.
     fn command(&self, media: &BootMedia, ctx: &Context) -> Result<CommandSpec, Error>;
-    /// Runs the machine to its end and judges it.
-    fn run(&self, media: &BootMedia, ctx: &Context) -> Result<Outcome, Error>;
+    /// Runs the machine to its end and judges it, streaming the serial output to `handler`
+    /// (which may type input and end the run).
+    fn run(
+        &self,
+        media: &BootMedia,
+        ctx: &Context,
+        handler: &mut dyn SerialHandler,
+    ) -> Result<Outcome, Error>;
+
+    /// Its config section, if it has one.
+    fn config_section(&self) -> Option<Section> {
+        None
+    }
 
     /// What this runner needs from the host, for `doctor`.
     fn checks(&self) -> Vec<Check> {

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::config::Sections;
 use crate::error::Error;
+use crate::media::Check;
 use crate::none::NoBootloader;
-use crate::plugin::{Bootloader, Check, Firmware, ImageFormat, Runner};
+use crate::plugin::{Bootloader, Firmware, ImageFormat, Runner};
 
 /// All plugins known to this process.
 #[derive(Clone)]
@@ -115,6 +117,24 @@ impl Registry {
         all.extend(self.bootloaders.values().flat_map(|p| p.checks()));
         all.extend(self.formats.values().flat_map(|p| p.checks()));
         all
+    }
+
+    /// Every plugin's config section, by plugin name.
+    pub fn sections(&self) -> Sections {
+        let mut sections = Sections::new();
+        let found = self
+            .bootloaders
+            .iter()
+            .map(|(n, p)| (n, p.config_section()))
+            .chain(self.formats.iter().map(|(n, p)| (n, p.config_section())))
+            .chain(self.firmware.iter().map(|(n, p)| (n, p.config_section())))
+            .chain(self.runners.iter().map(|(n, p)| (n, p.config_section())));
+        for (name, section) in found {
+            if let Some(section) = section {
+                sections.insert(name.clone(), section);
+            }
+        }
+        sections
     }
 
     /// Names of all registered plugins, by kind.

@@ -195,7 +195,7 @@ pub struct Staging {
     /// A kernel the runner boots directly (QEMU `-kernel`), with no image at all.
     pub direct_kernel: Option<PathBuf>,
     /// A ready image to boot as it is (no format step).
-    pub prebuilt: Option<crate::plugin::Image>,
+    pub prebuilt: Option<crate::media::Image>,
     /// Boot images among the entries.
     pub hints: BootHints,
 }

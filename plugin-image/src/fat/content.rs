@@ -21,7 +21,7 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use image_runner_core::fingerprint::Hasher as ContentHash;
+use image_runner_disk_layout::content_hash::Hasher as ContentHash;
 use image_runner_core::{Error, Source};
 
 use super::tree;

@@ -3,8 +3,8 @@
 //! end of the image) with a partition over the ISO 9660 data and one on the ESP image.
 
 use image_runner_core::Error;
-use image_runner_core::partition::mbr::Chs;
-use image_runner_core::partition::{self, Guid, gpt};
+use image_runner_disk_layout::mbr::Chs;
+use image_runner_disk_layout::{self as partition, Guid, gpt};
 
 /// Disk sector size the partition tables count in.
 pub(super) const SECTOR: u64 = partition::SECTOR;
@@ -42,7 +42,7 @@ pub(super) fn tables(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image_runner_core::partition::Mbr;
+    use image_runner_disk_layout::Mbr;
     use std::io::Cursor;
 
     #[test]

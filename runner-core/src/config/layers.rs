@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use toml::{Table, Value};
+use serde::de::IntoDeserializer;
+use toml::de::{DeTable, DeValue};
+use toml::{Spanned, Table, Value};
 
-use super::schema::Config;
+use super::schema::{Config, SHARED_KEYS};
+use super::section::Sections;
 use super::template::Variables;
 use crate::error::Error;
 
@@ -52,8 +55,10 @@ pub struct Layer {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Resolved {
-    /// The typed configuration.
+    /// The shared keys, typed.
     pub config: Config,
+    /// Each plugin's section (defaults included), by plugin name; its plugin reads it.
+    pub sections: BTreeMap<String, Table>,
     /// For each dotted key, the label of the source that set it last.
     pub origins: BTreeMap<String, String>,
     /// The merged table the config was read from (templates expanded).
@@ -66,44 +71,25 @@ pub struct Resolved {
 #[derive(Debug, Clone)]
 pub struct ConfigLayers {
     layers: Vec<Layer>,
+    sections: Sections,
 }
 
 impl Default for ConfigLayers {
     fn default() -> Self {
-        Self::new()
+        Self::new(&Sections::new())
     }
 }
 
-/// Only for validation with spans: deserializing the whole manifest through these types makes
-/// toml report errors inside the metadata table with their position in the file.
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct ManifestDoc {
-    #[serde(default)]
-    package: Option<MetadataHolder>,
-    #[serde(default)]
-    workspace: Option<MetadataHolder>,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct MetadataHolder {
-    #[serde(default)]
-    metadata: Option<MetadataDoc>,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct MetadataDoc {
-    #[serde(rename = "image-runner", default)]
-    image_runner: Option<Config>,
-}
-
 impl ConfigLayers {
-    /// A stack holding only the built-in defaults.
-    pub fn new() -> Self {
-        let table = Table::try_from(Config::default()).unwrap_or_default();
+    /// A stack holding only the built-in defaults: the shared keys' and those of each plugin
+    /// section in `sections` (the sections a source may set).
+    pub fn new(sections: &Sections) -> Self {
+        let mut table = Table::try_from(Config::default()).unwrap_or_default();
+        for (name, section) in sections.iter() {
+            table.insert(name.to_owned(), Value::Table(section.defaults().clone()));
+        }
         ConfigLayers {
+            sections: sections.clone(),
             layers: vec![Layer {
                 kind: LayerKind::Default,
                 label: "default".into(),
@@ -159,13 +145,22 @@ impl ConfigLayers {
         else {
             return Ok(());
         };
-        let Value::Table(table) = table.clone() else {
+        let Value::Table(mut table) = table.clone() else {
             return Err(Error::Config(format!(
                 "{}: `{section}.metadata.image-runner` must be a table",
                 manifest.display()
             )));
         };
-        toml::from_str::<ManifestDoc>(text).map_err(|e| spanned_error(manifest, text, &e))?;
+        let spanned = DeTable::parse(text).map_err(|e| spanned_error(manifest, text, &e, &[]))?;
+        let found = spanned
+            .get_ref()
+            .get(section)
+            .and_then(|v| v.get_ref().get("metadata"))
+            .and_then(|v| v.get_ref().get("image-runner"));
+        if let Some(value) = found {
+            Checker::new(manifest, text, &self.sections).check(value)?;
+        }
+        move_keys(&mut table, &self.sections);
         let label = format!("{} [{section}.metadata.image-runner]", manifest.display());
         self.push(split_profiles(kind, label, table));
         Ok(())
@@ -183,8 +178,12 @@ impl ConfigLayers {
 
     /// Like [`ConfigLayers::add_file`] with the text already read.
     pub fn add_file_str(&mut self, path: &Path, text: &str) -> Result<(), Error> {
-        let table: Table = parse_text(path, text)?;
-        toml::from_str::<Config>(text).map_err(|e| spanned_error(path, text, &e))?;
+        let mut table: Table = parse_text(path, text)?;
+        let spanned = DeTable::parse(text).map_err(|e| spanned_error(path, text, &e, &[]))?;
+        let span = spanned.span();
+        let root = Spanned::new(span, DeValue::Table(spanned.into_inner()));
+        Checker::new(path, text, &self.sections).check(&root)?;
+        move_keys(&mut table, &self.sections);
         self.push(split_profiles(
             LayerKind::File,
             path.display().to_string(),
@@ -273,17 +272,11 @@ impl ConfigLayers {
     ) -> Result<(), Error> {
         for (origin, key, raw) in pairs {
             let value = parse_scalar(&raw);
-            let mut one = Table::new();
-            set_dotted(&mut one, &key, value.clone());
-            if let Err(e) = Value::Table(one).try_into::<Config>() {
-                return Err(Error::Config(format!(
-                    "{origin}: key `{key}`: {}{}",
-                    e.message(),
-                    suggestion(e.message())
-                )));
-            }
             let mut table = Table::new();
             set_dotted(&mut table, &key, value);
+            move_keys(&mut table, &self.sections);
+            check_table(&table, &self.sections)
+                .map_err(|message| Error::Config(format!("{origin}: key `{key}`: {message}")))?;
             self.push(Layer {
                 kind,
                 label: origin,
@@ -349,14 +342,21 @@ impl ConfigLayers {
                 variables.expand_value(value, key)?;
             }
         }
-        let config: Config =
-            Value::Table(merged.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    Error::Config(format!("merged config: {}", e.message()))
-                })?;
+        let mut shared = merged.clone();
+        let mut sections = BTreeMap::new();
+        for (name, _) in self.sections.iter() {
+            if let Some(Value::Table(table)) = shared.remove(name) {
+                sections.insert(name.to_owned(), table);
+            }
+        }
+        let config: Config = Value::Table(shared)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                Error::Config(format!("merged config: {}", e.message()))
+            })?;
         Ok(Resolved {
             config,
+            sections,
             origins,
             table: merged,
             variables,
@@ -466,16 +466,165 @@ fn parse_scalar(raw: &str) -> Value {
 }
 
 fn parse_text(path: &Path, text: &str) -> Result<Table, Error> {
-    toml::from_str::<Table>(text).map_err(|e| spanned_error(path, text, &e))
+    toml::from_str::<Table>(text).map_err(|e| spanned_error(path, text, &e, &[]))
+}
+
+/// Checks one source's image-runner table, with positions: shared keys against [`Config`],
+/// each plugin section against its plugin's schema, profiles likewise.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+    sections: &'a Sections,
+}
+
+impl<'a> Checker<'a> {
+    fn new(path: &'a Path, text: &'a str, sections: &'a Sections) -> Self {
+        Checker {
+            path,
+            text,
+            sections,
+        }
+    }
+
+    fn check(&self, value: &Spanned<DeValue<'_>>) -> Result<(), Error> {
+        let DeValue::Table(table) = value.get_ref() else {
+            return Err(self.at(value.span(), "the image-runner config must be a table", ""));
+        };
+        let mut shared = DeTable::new();
+        for (key, item) in table.iter() {
+            let name: &str = key.get_ref();
+            if name == "profile" {
+                let DeValue::Table(profiles) = item.get_ref() else {
+                    return Err(self.at(item.span(), "`profile` must be a table of profiles, like `[profile.ci]`", ""));
+                };
+                for (_, profile) in profiles.iter() {
+                    self.check(profile)?;
+                }
+                continue;
+            }
+            if let Some(section) = self.sections.get(name) {
+                let mut item = item.clone();
+                let span = item.span();
+                if let DeValue::Table(inner) = item.get_mut() {
+                    let mut kept = DeTable::new();
+                    for (k, v) in std::mem::take(inner) {
+                        match section.moved_keys().iter().find(|(from, _)| **from == **k.get_ref()) {
+                            Some((_, to)) => {
+                                shared.insert(Spanned::new(k.span(), to.clone().into()), v);
+                            }
+                            None => {
+                                kept.insert(k, v);
+                            }
+                        }
+                    }
+                    *inner = kept;
+                }
+                section
+                    .check_spanned(item)
+                    .map_err(|e| self.error(&e, span, &[]))?;
+                continue;
+            }
+            if !SHARED_KEYS.contains(&name) && item.get_ref().is_table() {
+                return Err(self.unknown_section(key.span(), name));
+            }
+            shared.insert(key.clone(), item.clone());
+        }
+        let span = value.span();
+        let names = self.sections.names();
+        Config::deserialize(Spanned::new(span.clone(), DeValue::Table(shared)).into_deserializer())
+            .map(drop)
+            .map_err(|e| self.error(&e, span, &names))
+    }
+
+    fn error(&self, err: &toml::de::Error, fallback: std::ops::Range<usize>, extra: &[&str]) -> Error {
+        let span = err.span().unwrap_or(fallback);
+        let message = err.message().trim_end();
+        self.at(span, message, &suggestion(message, extra))
+    }
+
+    fn unknown_section(&self, span: std::ops::Range<usize>, name: &str) -> Error {
+        let names = self.sections.names();
+        let mut candidates: Vec<&str> = SHARED_KEYS.to_vec();
+        candidates.extend(&names);
+        let hint = nearest(name, &candidates)
+            .map(|n| format!("\nhelp: did you mean `{n}`?"))
+            .unwrap_or_default();
+        self.at(
+            span,
+            &format!(
+                "`{name}` is neither a shared key nor the config section of a loaded plugin (plugins with a section: {}). A plugin's section is named after the plugin: load it (a cargo feature of cargo-image-runner, or a plugin library) or remove the table",
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            ),
+            &hint,
+        )
+    }
+
+    fn at(&self, span: std::ops::Range<usize>, message: &str, hint: &str) -> Error {
+        located(self.path, self.text, span, message, hint)
+    }
+}
+
+/// Moves keys of plugin sections that now live at shared keys (`qemu.attach` → `attach`), in a
+/// table and its profiles. A value set at the shared key itself wins.
+fn move_keys(table: &mut Table, sections: &Sections) {
+    for (name, section) in sections.iter() {
+        for (from, to) in section.moved_keys() {
+            let moved = match table.get_mut(name) {
+                Some(Value::Table(inner)) => inner.remove(from),
+                _ => None,
+            };
+            if let Some(value) = moved {
+                table.entry(to.clone()).or_insert(value);
+            }
+        }
+    }
+    if let Some(Value::Table(profiles)) = table.get_mut("profile") {
+        for (_, profile) in profiles.iter_mut() {
+            if let Value::Table(profile) = profile {
+                move_keys(profile, sections);
+            }
+        }
+    }
+}
+
+/// Checks a table from a source without positions (environment, `--set`): shared keys against
+/// [`Config`], plugin sections against their schemas.
+fn check_table(table: &Table, sections: &Sections) -> Result<(), String> {
+    let mut shared = Table::new();
+    for (key, value) in table {
+        if let Some(section) = sections.get(key) {
+            section
+                .check_value(value.clone())
+                .map_err(|e| format!("{}{}", e.message(), suggestion(e.message(), &[])))?;
+        } else if !SHARED_KEYS.contains(&key.as_str()) && value.is_table() {
+            let names = sections.names();
+            return Err(format!(
+                "`{key}` is neither a shared key nor the config section of a loaded plugin (plugins with a section: {})",
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            ));
+        } else {
+            shared.insert(key.clone(), value.clone());
+        }
+    }
+    let names = sections.names();
+    Value::Table(shared)
+        .try_into::<Config>()
+        .map(drop)
+        .map_err(|e| format!("{}{}", e.message(), suggestion(e.message(), &names)))
 }
 
 /// Formats a TOML error as `file:line:column: message`, the offending line with a caret, and a
 /// "did you mean" hint for unknown keys.
-fn spanned_error(path: &Path, text: &str, err: &toml::de::Error) -> Error {
+fn spanned_error(path: &Path, text: &str, err: &toml::de::Error, extra: &[&str]) -> Error {
     let message = err.message().trim_end();
     let Some(span) = err.span() else {
         return Error::Config(format!("{}: {message}", path.display()));
     };
+    located(path, text, span, message, &suggestion(message, extra))
+}
+
+/// `file:line:column: message`, the source line with a caret under `span`, and `hint`.
+fn located(path: &Path, text: &str, span: std::ops::Range<usize>, message: &str, hint: &str) -> Error {
     let (line, column) = line_column(text, span.start);
     let source_line = text.lines().nth(line - 1).unwrap_or("");
     let width = text[span.clone()]
@@ -483,11 +632,10 @@ fn spanned_error(path: &Path, text: &str, err: &toml::de::Error) -> Error {
         .next()
         .map_or(1, |l| l.chars().count().max(1));
     Error::Config(format!(
-        "{}:{line}:{column}: {message}\n{line:>5} | {source_line}\n      | {}{}{}",
+        "{}:{line}:{column}: {message}\n{line:>5} | {source_line}\n      | {}{}{hint}",
         path.display(),
         " ".repeat(column - 1),
         "^".repeat(width),
-        suggestion(message)
     ))
 }
 
@@ -501,8 +649,8 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`" (and variants), the nearest
-/// expected name as a hint.
-fn suggestion(message: &str) -> String {
+/// expected name (or name in `extra`) as a hint.
+fn suggestion(message: &str, extra: &[&str]) -> String {
     if !message.starts_with("unknown field") && !message.starts_with("unknown variant") {
         return String::new();
     }
@@ -510,36 +658,60 @@ fn suggestion(message: &str) -> String {
     let Some((unknown, expected)) = names.split_first() else {
         return String::new();
     };
-    let best = expected
-        .iter()
-        .map(|candidate| (edit_distance(unknown, candidate), *candidate))
-        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
-        .min();
-    match best {
-        Some((_, name)) => format!("\nhelp: did you mean `{name}`?"),
+    let mut candidates = expected.to_vec();
+    candidates.extend(extra);
+    match nearest(unknown, &candidates) {
+        Some(name) => format!("\nhelp: did you mean `{name}`?"),
         None => String::new(),
     }
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
+/// The candidate closest to `unknown`, if it is close enough to be a likely typo.
+fn nearest<'c>(unknown: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::levenshtein(unknown, c), *c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min()
+        .map(|(_, c)| c)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Section;
+    use serde::Serialize;
+
+    /// A plugin section as a plugin crate would declare it.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+    struct Emu {
+        memory: String,
+        cores: u32,
+        gui: bool,
+        args: Vec<String>,
+    }
+
+    impl Default for Emu {
+        fn default() -> Self {
+            Emu {
+                memory: "256M".into(),
+                cores: 1,
+                gui: false,
+                args: Vec::new(),
+            }
+        }
+    }
+
+    fn sections() -> Sections {
+        let mut sections = Sections::new();
+        sections.insert("qemu", Section::of::<Emu>().with_moved_key("attach", "attach"));
+        sections
+    }
+
+    fn qemu(r: &Resolved) -> Emu {
+        Value::Table(r.sections["qemu"].clone()).try_into().unwrap()
+    }
 
     fn resolve(layers: &ConfigLayers, profile: Option<&str>) -> Result<Resolved, Error> {
         let mut vars = Variables::new();
@@ -568,7 +740,7 @@ timeout = 99
 
     #[test]
     fn layers_merge_key_by_key_and_remember_their_origin() {
-        let mut layers = ConfigLayers::new();
+        let mut layers = ConfigLayers::new(&sections());
         layers
             .add_manifest_str(
                 Path::new("/ws/Cargo.toml"),
@@ -593,12 +765,12 @@ timeout = 99
             ])
             .unwrap();
         let r = resolve(&layers, None).unwrap();
-        assert_eq!(r.config.qemu.memory, "1G");
-        assert_eq!(r.config.qemu.cores, 4);
+        assert_eq!(qemu(&r).memory, "1G");
+        assert_eq!(qemu(&r).cores, 4);
         assert_eq!(r.config.test.timeout, 20);
-        assert_eq!(r.config.test.success_exit_code, 35);
+        assert_eq!(r.config.test.success_exit_code, Some(35));
         assert_eq!(r.config.boot, super::super::BootChoice::Uefi);
-        assert_eq!(r.config.qemu.args, ["-drive", "file=/ws/disk.img"]);
+        assert_eq!(qemu(&r).args, ["-drive", "file=/ws/disk.img"]);
         assert_eq!(
             r.origins["qemu.memory"],
             "/ws/Cargo.toml [workspace.metadata.image-runner]"
@@ -613,7 +785,7 @@ timeout = 99
 
     #[test]
     fn profiles_sit_between_files_and_environment() {
-        let mut layers = ConfigLayers::new();
+        let mut layers = ConfigLayers::new(&sections());
         layers
             .add_manifest_str(
                 Path::new("/k/Cargo.toml"),
@@ -636,7 +808,7 @@ timeout = 99
     #[test]
     fn unknown_key_names_file_line_column_and_suggests() {
         let text = "[package]\nname = \"k\"\n\n[package.metadata.image-runner.test]\ntimout = 5\n";
-        let err = ConfigLayers::new()
+        let err = ConfigLayers::new(&sections())
             .add_manifest_str(Path::new("/k/Cargo.toml"), text, LayerKind::PackageMetadata)
             .unwrap_err()
             .to_string();
@@ -649,7 +821,7 @@ timeout = 99
 
     #[test]
     fn wrong_type_names_file_line_column() {
-        let err = ConfigLayers::new()
+        let err = ConfigLayers::new(&sections())
             .add_file_str(
                 Path::new("/k/image-runner.toml"),
                 "[qemu]\ncores = \"two\"\n",
@@ -664,7 +836,7 @@ timeout = 99
 
     #[test]
     fn bad_toml_names_file_line_column() {
-        let err = ConfigLayers::new()
+        let err = ConfigLayers::new(&sections())
             .add_file_str(
                 Path::new("/k/image-runner.toml"),
                 "boot = \"uefi\"\nformat = \n",
@@ -676,13 +848,13 @@ timeout = 99
 
     #[test]
     fn bad_environment_values_name_the_variable() {
-        let err = ConfigLayers::new()
+        let err = ConfigLayers::new(&sections())
             .add_env([("CARGO_IMAGE_RUNNER_TEST_TIMOUT", "5")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("CARGO_IMAGE_RUNNER_TEST_TIMOUT"), "{err}");
         assert!(err.contains("did you mean `timeout`"), "{err}");
-        let err = ConfigLayers::new()
+        let err = ConfigLayers::new(&sections())
             .add_env([("CARGO_IMAGE_RUNNER_QEMU_CORES", "many")])
             .unwrap_err()
             .to_string();
@@ -691,10 +863,68 @@ timeout = 99
 
     #[test]
     fn unknown_boot_value_is_suggested() {
-        let err = ConfigLayers::new()
+        let err = ConfigLayers::new(&sections())
             .add_file_str(Path::new("f.toml"), "boot = \"uefl\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("did you mean `uefi`?"), "{err}");
+    }
+
+    #[test]
+    fn plugin_section_typo_names_file_line_column_and_suggests() {
+        let text = "[package]\nname = \"k\"\n\n[package.metadata.image-runner.qemu]\nmemroy = \"1G\"\n";
+        let err = ConfigLayers::new(&sections())
+            .add_manifest_str(Path::new("/k/Cargo.toml"), text, LayerKind::PackageMetadata)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/k/Cargo.toml:5:1: unknown field `memroy`"), "{err}");
+        assert!(err.contains("did you mean `memory`?"), "{err}");
+    }
+
+    #[test]
+    fn a_table_of_no_loaded_plugin_is_an_error_that_lists_the_plugins() {
+        let text = "[qemuu]\nmemory = \"1G\"\n";
+        let err = ConfigLayers::new(&sections())
+            .add_file_str(Path::new("/k/image-runner.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/k/image-runner.toml:1:2: `qemuu` is neither"), "{err}");
+        assert!(err.contains("plugins with a section: qemu"), "{err}");
+        assert!(err.contains("did you mean `qemu`?"), "{err}");
+        let err = ConfigLayers::new(&sections())
+            .add_overrides(&["limine.version=v9".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`limine` is neither"), "{err}");
+    }
+
+    #[test]
+    fn a_moved_key_still_works_where_users_wrote_it() {
+        let mut layers = ConfigLayers::new(&sections());
+        layers
+            .add_file_str(Path::new("/k/image-runner.toml"), "[qemu]\nattach = \"disk\"\n")
+            .unwrap();
+        let r = resolve(&layers, None).unwrap();
+        assert_eq!(r.config.attach, super::super::Attach::Disk);
+        let err = ConfigLayers::new(&sections())
+            .add_file_str(Path::new("/k/image-runner.toml"), "[qemu]\nattach = \"dsk\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/k/image-runner.toml:2:10: unknown variant `dsk`"), "{err}");
+        layers.add_overrides(&["qemu.attach=cdrom".into()]).unwrap();
+        assert_eq!(
+            resolve(&layers, None).unwrap().config.attach,
+            super::super::Attach::Cdrom
+        );
+    }
+
+    #[test]
+    fn profiles_are_checked_too() {
+        let text = "[profile.ci.qemu]\ncors = 2\n";
+        let err = ConfigLayers::new(&sections())
+            .add_file_str(Path::new("/k/image-runner.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/k/image-runner.toml:2:1: unknown field `cors`"), "{err}");
     }
 }

@@ -1,12 +1,15 @@
-//! Configuration: the schema, the layered sources it is read from, and template variables.
+//! Configuration: the shared keys, plugin sections, the layered sources both are read from, and
+//! template variables.
 
 mod layers;
 mod schema;
+mod section;
 mod template;
 
-pub use layers::{ConfigLayers, Layer, LayerKind, Resolved};
+pub use layers::{ConfigLayers, ENV_PREFIX, Layer, LayerKind, Resolved};
 pub use schema::{
-    Attach, BootChoice, Config, EntryConfig, GrubConfig, ImageConfig, LimineConfig, ModuleConfig,
-    OvmfConfig, QemuConfig, RunConfig, SendRule, SerialMode, TestConfig,
+    Attach, BootChoice, Config, EntryConfig, ImageConfig, ModeConfig, ModuleConfig,
+    ProtocolChoice, SHARED_KEYS, SendRule,
 };
+pub use section::{Section, Sections};
 pub use template::Variables;

@@ -1,18 +1,22 @@
-//! The config schema: serde types only, no logic. Every key is kebab-case; unknown keys are errors.
+//! The shared config keys: serde types only, no logic. Every key is kebab-case; unknown keys
+//! are errors. Plugins declare their own sections (see [`super::Section`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// The whole configuration, as resolved from all sources.
+pub use crate::protocol::ProtocolChoice;
+
+/// The shared keys of the configuration, as resolved from all sources. Plugin sections
+/// (`[qemu]`, `[limine]`, ...) are kept apart, each read by its plugin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 #[non_exhaustive]
 pub struct Config {
-    /// Bootloader plugin: `none` (built in), `limine`, `grub`, or a dynamic plugin's name.
+    /// Bootloader plugin: `none` (built in), `limine`, `grub`, or another registered one.
     pub bootloader: String,
-    /// Image format plugin: `auto`, `directory`, `fat`, or another registered format.
+    /// Image format plugin: `auto`, `directory`, `fat`, `iso`, `gpt`, `mbr`, or another
+    /// registered format.
     pub format: String,
     /// How the machine boots: `auto`, `bios`, `uefi` or `hybrid`.
     pub boot: BootChoice,
@@ -27,7 +31,7 @@ pub struct Config {
     pub cmdline: String,
     /// Boot protocol bootloaders use for the kernel: `auto` (from the kernel's headers),
     /// `limine`, `multiboot1`, `multiboot2`, `linux`, `efi-chainload`.
-    pub protocol: String,
+    pub protocol: ProtocolChoice,
     /// Modules loaded with the kernel (multiboot modules, a Linux initrd, Limine modules).
     pub modules: Vec<ModuleConfig>,
     /// More boot menu entries after the default one (the kernel).
@@ -41,21 +45,14 @@ pub struct Config {
     pub extra_files: BTreeMap<String, String>,
     /// Image options.
     pub image: ImageConfig,
-    /// QEMU options.
-    pub qemu: QemuConfig,
-    /// UEFI firmware options.
-    pub ovmf: OvmfConfig,
-    /// GRUB options.
-    pub grub: GrubConfig,
-    /// Limine options.
-    pub limine: LimineConfig,
+    /// How the image is attached to the machine: `auto` (an ISO as a CD-ROM, anything else as
+    /// a disk), `cdrom`, or `disk` (boot a hybrid ISO as a USB stick would). `qemu.attach`, where
+    /// it used to live, still sets it.
+    pub attach: Attach,
     /// Options that apply when the executable is a test.
-    pub test: TestConfig,
+    pub test: ModeConfig,
     /// Options that apply when the executable is not a test.
-    pub run: RunConfig,
-    /// Named profiles, each a partial config applied with `--profile NAME`.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub profile: BTreeMap<String, Config>,
+    pub run: ModeConfig,
 }
 
 impl Default for Config {
@@ -68,23 +65,26 @@ impl Default for Config {
             firmware: "ovmf".into(),
             runner: "qemu".into(),
             cmdline: String::new(),
-            protocol: "auto".into(),
+            protocol: ProtocolChoice::Auto,
             modules: Vec::new(),
             entries: Vec::new(),
             offline: false,
             variables: BTreeMap::new(),
             extra_files: BTreeMap::new(),
             image: ImageConfig::default(),
-            qemu: QemuConfig::default(),
-            ovmf: OvmfConfig::default(),
-            grub: GrubConfig::default(),
-            limine: LimineConfig::default(),
-            test: TestConfig::default(),
-            run: RunConfig::default(),
-            profile: BTreeMap::new(),
+            attach: Attach::Auto,
+            test: ModeConfig::test_defaults(),
+            run: ModeConfig::default(),
         }
     }
 }
+
+/// The names of the shared keys, for checks and hints.
+pub const SHARED_KEYS: &[&str] = &[
+    "bootloader", "format", "boot", "arch", "firmware", "runner", "cmdline", "protocol",
+    "modules", "entries", "offline", "variables", "extra-files", "image", "attach", "test",
+    "run", "profile",
+];
 
 /// The boot method asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,8 +123,8 @@ pub struct EntryConfig {
     /// Host path of the kernel this entry boots.
     pub kernel: String,
     /// Boot protocol (as the top-level `protocol`).
-    #[serde(default = "auto")]
-    pub protocol: String,
+    #[serde(default)]
+    pub protocol: ProtocolChoice,
     /// Kernel command line.
     #[serde(default)]
     pub cmdline: String,
@@ -133,75 +133,6 @@ pub struct EntryConfig {
     pub modules: Vec<ModuleConfig>,
 }
 
-fn auto() -> String {
-    "auto".into()
-}
-
-/// GRUB options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-#[non_exhaustive]
-pub struct GrubConfig {
-    /// Where GRUB's platform module folders are (`i386-pc`, `x86_64-efi`, ...);
-    /// `/usr/lib/grub` when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub modules_dir: Option<PathBuf>,
-    /// The `grub-mkimage` program.
-    pub mkimage: String,
-    /// Seconds the menu waits.
-    pub timeout: u32,
-    /// A `grub.cfg` template (with `{{VARS}}`) instead of the generated one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub config: Option<PathBuf>,
-    /// More GRUB modules to embed in the core images.
-    pub extra_modules: Vec<String>,
-}
-
-impl Default for GrubConfig {
-    fn default() -> Self {
-        GrubConfig {
-            modules_dir: None,
-            mkimage: "grub-mkimage".into(),
-            timeout: 0,
-            config: None,
-            extra_modules: Vec::new(),
-        }
-    }
-}
-
-/// Limine options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-#[non_exhaustive]
-pub struct LimineConfig {
-    /// Git repository with Limine's binary branches (URL or local path).
-    pub git: String,
-    /// A binary branch (`v8.x-binary`), a tag (`v8.2.0-binary`) or a commit id.
-    pub version: String,
-    /// A local folder with the Limine binaries instead of git (e.g. `/usr/share/limine`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathBuf>,
-    /// Minutes before a branch is asked again which commit it points at.
-    pub refresh_minutes: u64,
-    /// Seconds the menu waits.
-    pub timeout: u32,
-    /// A `limine.conf` template (with `{{VARS}}`) instead of the generated one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub config: Option<PathBuf>,
-}
-
-impl Default for LimineConfig {
-    fn default() -> Self {
-        LimineConfig {
-            git: "https://github.com/limine-bootloader/limine.git".into(),
-            version: "v8.x-binary".into(),
-            path: None,
-            refresh_minutes: 60,
-            timeout: 0,
-            config: None,
-        }
-    }
-}
 
 /// Image options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,43 +150,12 @@ pub struct ImageConfig {
     pub label: Option<String>,
 }
 
-/// QEMU options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-#[non_exhaustive]
-pub struct QemuConfig {
-    /// QEMU program; `qemu-system-<arch>` when empty.
-    pub binary: String,
-    /// Machine type; `q35` on x86_64, `virt` elsewhere, when empty.
-    pub machine: String,
-    /// CPU model; when empty, `max` under TCG and `host` under KVM/HVF on ARM, QEMU's default
-    /// elsewhere.
-    pub cpu: String,
-    /// Guest memory, as QEMU's `-m` takes it.
-    pub memory: String,
-    /// Number of virtual CPUs.
-    pub cores: u32,
-    /// Accelerator: `auto`, `kvm`, `tcg`, `hvf`, `whpx`, or a fallback list like `kvm,tcg`.
-    pub accel: String,
-    /// Open a window instead of running headless.
-    pub gui: bool,
-    /// Where the guest's serial port goes: `stdio` (terminal and log), `file` (log only), `none`.
-    pub serial: SerialMode,
-    /// Start halted with a gdb stub on this TCP port (0 = any free port).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gdb_port: Option<u16>,
-    /// How the image is attached: `auto` (an ISO as a CD-ROM, anything else as a disk),
-    /// `cdrom` or `disk` (boot a hybrid ISO as a USB stick would).
-    pub attach: Attach,
-    /// Extra arguments for every run.
-    pub args: Vec<String>,
-}
-
-/// How the runner attaches the image to the machine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How the image is attached to the machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Attach {
-    /// An ISO as a CD-ROM, anything else as a disk.
+    /// An ISO as a CD-ROM, anything else as a disk (config only: the decision is never `auto`).
     #[default]
     Auto,
     /// As a CD-ROM drive.
@@ -264,110 +164,19 @@ pub enum Attach {
     Disk,
 }
 
-impl Default for QemuConfig {
-    fn default() -> Self {
-        QemuConfig {
-            binary: String::new(),
-            machine: String::new(),
-            cpu: String::new(),
-            memory: "256M".into(),
-            cores: 1,
-            accel: "auto".into(),
-            gui: false,
-            serial: SerialMode::Stdio,
-            gdb_port: None,
-            attach: Attach::Auto,
-            args: Vec::new(),
-        }
-    }
-}
-
-/// Where the guest's serial output goes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SerialMode {
-    /// Shown on the terminal and saved to `serial.log`.
-    #[default]
-    Stdio,
-    /// Saved to `serial.log` only.
-    File,
-    /// Not connected.
-    None,
-}
-
-/// UEFI firmware options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-#[non_exhaustive]
-pub struct OvmfConfig {
-    /// Firmware code file (read-only pflash), or a unified image when `vars` is absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<PathBuf>,
-    /// Variable store template; copied for each run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vars: Option<PathBuf>,
-    /// Prefer an installed unified image (`-bios OVMF.fd`, variables kept in memory for the
-    /// run) over a code/VARS pair: about a quarter faster to boot under TCG.
-    pub unified: bool,
-    /// Start each run from the variable store the last passing run of the same setup left,
-    /// instead of the empty template: skips the firmware's first-boot work.
-    pub warm_vars: bool,
-}
-
-impl Default for OvmfConfig {
-    fn default() -> Self {
-        OvmfConfig {
-            code: None,
-            vars: None,
-            unified: true,
-            warm_vars: true,
-        }
-    }
-}
-
-/// Test-mode options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-#[non_exhaustive]
-pub struct TestConfig {
-    /// QEMU exit status that means "passed" (`(value << 1) | 1` of the isa-debug-exit write);
-    /// normal runs use it too.
-    pub success_exit_code: i32,
-    /// Seconds before a test run is stopped and counted as timed out.
-    pub timeout: u64,
-    /// Extra QEMU arguments for test runs.
-    pub args: Vec<String>,
-    /// A regex: serial output matching it ends the run as passed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub success_pattern: Option<String>,
-    /// A regex: serial output matching it ends the run as failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure_pattern: Option<String>,
-    /// Text typed into the serial port when the output matches.
-    pub send: Vec<SendRule>,
-}
-
-impl Default for TestConfig {
-    fn default() -> Self {
-        TestConfig {
-            success_exit_code: 33,
-            timeout: 300,
-            args: Vec::new(),
-            success_pattern: None,
-            failure_pattern: None,
-            send: Vec::new(),
-        }
-    }
-}
-
-/// Options for normal (non-test) runs.
+/// Options of one run mode: `[test]` for test binaries, `[run]` for everything else. The mode
+/// is chosen once (see [`crate::decisions::RunMode`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 #[non_exhaustive]
-pub struct RunConfig {
-    /// Seconds before the run is stopped; 0 means no limit.
+pub struct ModeConfig {
+    /// QEMU exit status that means "passed" (`(value << 1) | 1` of the isa-debug-exit write).
+    /// When `[run]` leaves it unset, runs use `[test]`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_exit_code: Option<i32>,
+    /// Seconds before the run is stopped and counted as timed out; 0 means no limit.
     pub timeout: u64,
-    /// Extra QEMU arguments for normal runs.
+    /// Extra emulator arguments for this mode.
     pub args: Vec<String>,
     /// A regex: serial output matching it ends the run as passed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -377,6 +186,17 @@ pub struct RunConfig {
     pub failure_pattern: Option<String>,
     /// Text typed into the serial port when the output matches.
     pub send: Vec<SendRule>,
+}
+
+impl ModeConfig {
+    /// `[test]`'s defaults: exit status 33 passes, 300 s limit.
+    pub fn test_defaults() -> Self {
+        ModeConfig {
+            success_exit_code: Some(33),
+            timeout: 300,
+            ..ModeConfig::default()
+        }
+    }
 }
 
 /// "When the serial output matches `after`, type `text`." Rules fire once each, in order.

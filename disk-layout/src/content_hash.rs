@@ -7,7 +7,6 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::error::Error;
 
 const LANES: usize = 4;
 const BLOCK: usize = 8 * LANES;
@@ -90,11 +89,11 @@ impl Hasher {
     }
 
     /// Adds a file's length and content, streamed.
-    pub fn file(&mut self, path: &Path) -> Result<(), Error> {
-        let mut file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    pub fn file(&mut self, path: &Path) -> std::io::Result<()> {
+        let mut file = std::fs::File::open(path)?;
         let len = file
             .metadata()
-            .map_err(|e| Error::io("read the metadata of", path, e))?
+            ?
             .len();
         self.update(&len.to_le_bytes());
         let mut buf = vec![0u8; 1 << 20];
@@ -103,7 +102,7 @@ impl Hasher {
                 Ok(0) => return Ok(()),
                 Ok(n) => self.update(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io("read", path, e)),
+                Err(e) => return Err(e),
             }
         }
     }

@@ -1,7 +1,7 @@
 use std::io::Cursor;
 
 use super::*;
-use crate::partition::mbr::{self, Chs};
+use crate::mbr::{self, Chs};
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
