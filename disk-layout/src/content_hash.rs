@@ -7,7 +7,6 @@
 use std::io::Read;
 use std::path::Path;
 
-
 const LANES: usize = 4;
 const BLOCK: usize = 8 * LANES;
 const PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -91,10 +90,7 @@ impl Hasher {
     /// Adds a file's length and content, streamed.
     pub fn file(&mut self, path: &Path) -> std::io::Result<()> {
         let mut file = std::fs::File::open(path)?;
-        let len = file
-            .metadata()
-            ?
-            .len();
+        let len = file.metadata()?.len();
         self.update(&len.to_le_bytes());
         let mut buf = vec![0u8; 1 << 20];
         loop {

@@ -8,88 +8,51 @@ pub const CONFIG_PATH: &str = "/boot/grub/grub.cfg";
 /// The `prefix` GRUB gets once the config's device is found.
 pub const PREFIX: &str = "/boot/grub";
 
-/// How GRUB starts a kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// Multiboot 1: `multiboot` and `module`.
-    Multiboot1,
-    /// Multiboot 2: `multiboot2` and `module2`.
-    Multiboot2,
-    /// The Linux x86 boot protocol: `linux` and `initrd` (a bzImage).
-    Linux,
-    /// A UEFI application started with `chainloader` (UEFI only).
-    EfiChainload,
+pub use image_runner_core::Protocol;
+
+/// The protocols GRUB boots (every one but Limine's), for templates that may use any of them.
+pub const PROTOCOLS: [Protocol; 4] = [
+    Protocol::Multiboot1,
+    Protocol::Multiboot2,
+    Protocol::Linux,
+    Protocol::EfiChainload,
+];
+
+/// Whether GRUB can start a kernel with `protocol`.
+pub fn supports(protocol: Protocol) -> bool {
+    PROTOCOLS.contains(&protocol)
 }
 
-impl Protocol {
-    /// Every protocol, for templates that may use any of them.
-    pub const ALL: [Protocol; 4] = [
-        Protocol::Multiboot1,
-        Protocol::Multiboot2,
-        Protocol::Linux,
-        Protocol::EfiChainload,
-    ];
-
-    /// Reads a `protocol` config value; `Ok(None)` for `auto`.
-    pub fn from_config(value: &str) -> Result<Option<Protocol>, String> {
-        Ok(Some(match value {
-            "auto" => return Ok(None),
-            "multiboot1" | "multiboot" => Protocol::Multiboot1,
-            "multiboot2" => Protocol::Multiboot2,
-            "linux" => Protocol::Linux,
-            "efi-chainload" => Protocol::EfiChainload,
-            "limine" => {
-                return Err(
-                    "GRUB cannot boot the Limine protocol; set `bootloader = \"limine\"`, or a protocol GRUB speaks".into(),
-                );
-            }
-            other => {
-                return Err(format!(
-                    "`{other}` is not a boot protocol GRUB knows; use auto, multiboot1, multiboot2, linux or efi-chainload"
-                ));
-            }
-        }))
+/// The GRUB command that loads the kernel; `None` for a protocol GRUB cannot boot.
+fn command(protocol: Protocol) -> Option<&'static str> {
+    match protocol {
+        Protocol::Multiboot1 => Some("multiboot"),
+        Protocol::Multiboot2 => Some("multiboot2"),
+        Protocol::Linux => Some("linux"),
+        Protocol::EfiChainload => Some("chainloader"),
+        _ => None,
     }
+}
 
-    /// The config spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Multiboot1 => "multiboot1",
-            Protocol::Multiboot2 => "multiboot2",
-            Protocol::Linux => "linux",
-            Protocol::EfiChainload => "efi-chainload",
-        }
+/// The GRUB command that loads one module with its string, where the protocol has one.
+fn module_command(protocol: Protocol) -> Option<&'static str> {
+    match protocol {
+        Protocol::Multiboot1 => Some("module"),
+        Protocol::Multiboot2 => Some("module2"),
+        _ => None,
     }
+}
 
-    /// The GRUB command that loads the kernel.
-    fn command(self) -> &'static str {
-        match self {
-            Protocol::Multiboot1 => "multiboot",
-            Protocol::Multiboot2 => "multiboot2",
-            Protocol::Linux => "linux",
-            Protocol::EfiChainload => "chainloader",
-        }
-    }
-
-    /// The GRUB command that loads one module with its string, where the protocol has one.
-    fn module_command(self) -> Option<&'static str> {
-        match self {
-            Protocol::Multiboot1 => Some("module"),
-            Protocol::Multiboot2 => Some("module2"),
-            Protocol::Linux | Protocol::EfiChainload => None,
-        }
-    }
-
-    /// The GRUB module (`.mod`) providing the loader commands, to embed in core images (as the
-    /// platform folders' `command.lst` maps them: `chainloader` lives in `chain`).
-    pub fn grub_module(self) -> &'static str {
-        match self {
-            Protocol::Multiboot1 => "multiboot",
-            Protocol::Multiboot2 => "multiboot2",
-            Protocol::Linux => "linux",
-            Protocol::EfiChainload => "chain",
-        }
+/// The GRUB module (`.mod`) providing the loader commands, to embed in core images (as the
+/// platform folders' `command.lst` maps them: `chainloader` lives in `chain`); `None` for a
+/// protocol GRUB cannot boot.
+pub fn grub_module(protocol: Protocol) -> Option<&'static str> {
+    match protocol {
+        Protocol::Multiboot1 => Some("multiboot"),
+        Protocol::Multiboot2 => Some("multiboot2"),
+        Protocol::Linux => Some("linux"),
+        Protocol::EfiChainload => Some("chain"),
+        _ => None,
     }
 }
 
@@ -178,13 +141,13 @@ pub fn render_entries(entries: &[MenuEntry]) -> Result<String, Error> {
     }
     let mut out = String::new();
     for entry in entries {
-        check(entry)?;
+        let command = check(entry)?;
         out.push_str(&format!("\nmenuentry {} {{\n", quote(&entry.title)));
-        let mut line = format!("\t{} {}", entry.protocol.command(), quote(&entry.kernel));
+        let mut line = format!("\t{command} {}", quote(&entry.kernel));
         push_words(&mut line, &entry.cmdline);
         out.push_str(&line);
         out.push('\n');
-        match entry.protocol.module_command() {
+        match module_command(entry.protocol) {
             Some(command) => {
                 for module in &entry.modules {
                     let mut line = format!("\t{command} {}", quote(&module.path));
@@ -209,7 +172,8 @@ pub fn render_entries(entries: &[MenuEntry]) -> Result<String, Error> {
     Ok(out)
 }
 
-fn check(entry: &MenuEntry) -> Result<(), Error> {
+/// Refuses what GRUB cannot write for `entry`; returns the command that loads its kernel.
+fn check(entry: &MenuEntry) -> Result<&'static str, Error> {
     let bad = |what: String| {
         Error::plugin(
             "grub",
@@ -229,6 +193,12 @@ fn check(entry: &MenuEntry) -> Result<(), Error> {
             )));
         }
     }
+    let command = command(entry.protocol).ok_or_else(|| {
+        bad(format!(
+            "GRUB cannot boot the `{}` protocol",
+            entry.protocol
+        ))
+    })?;
     match entry.protocol {
         Protocol::EfiChainload if !entry.modules.is_empty() => Err(bad(
             "a chainloaded EFI application takes no modules; remove `modules`".into(),
@@ -238,9 +208,9 @@ fn check(entry: &MenuEntry) -> Result<(), Error> {
                 "Linux initrds take no string, so the module string `{}` cannot be passed; remove it",
                 module.cmdline
             ))),
-            None => Ok(()),
+            None => Ok(command),
         },
-        _ => Ok(()),
+        _ => Ok(command),
     }
 }
 
@@ -417,22 +387,29 @@ menuentry Linux {{
     }
 
     #[test]
-    fn protocols_from_config() {
-        assert_eq!(Protocol::from_config("auto"), Ok(None));
-        assert_eq!(
-            Protocol::from_config("multiboot1"),
-            Ok(Some(Protocol::Multiboot1))
-        );
-        assert_eq!(
-            Protocol::from_config("efi-chainload"),
-            Ok(Some(Protocol::EfiChainload))
-        );
+    fn grub_boots_every_protocol_but_limine() {
+        assert!(!supports(Protocol::Limine));
+        assert!(!PROTOCOLS.contains(&Protocol::Limine));
+        for protocol in Protocol::ALL {
+            assert_eq!(
+                supports(protocol),
+                protocol != Protocol::Limine,
+                "{protocol}"
+            );
+            assert_eq!(
+                grub_module(protocol).is_some(),
+                supports(protocol),
+                "{protocol}"
+            );
+        }
+        assert_eq!(grub_module(Protocol::EfiChainload), Some("chain"));
+        let err = render_entries(&[MenuEntry::new("l", Protocol::Limine, "/boot/kernel")])
+            .unwrap_err()
+            .to_string();
         assert!(
-            Protocol::from_config("limine")
-                .unwrap_err()
-                .contains("limine")
+            err.contains("menu entry `l`") && err.contains("cannot boot the `limine` protocol"),
+            "{err}"
         );
-        assert!(Protocol::from_config("pvh").unwrap_err().contains("`pvh`"));
     }
 
     #[test]

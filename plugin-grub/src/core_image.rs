@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use image_runner_disk_layout::content_hash::Hasher;
 use image_runner_core::{CommandSpec, Error};
+use image_runner_disk_layout::content_hash::Hasher;
 
 use crate::cfg::{self, Protocol};
 use crate::host::{Host, Platform};
@@ -103,12 +103,15 @@ impl CoreImage {
         };
         target.media_modules().iter().for_each(|m| add(m));
         BASE_MODULES.iter().for_each(|m| add(m));
-        for protocol in protocols {
-            // BIOS GRUB cannot start EFI applications; stage() refuses that combination.
-            if *protocol == Protocol::EfiChainload && target.platform() != Platform::X86_64Efi {
+        for &protocol in protocols {
+            // BIOS GRUB cannot start EFI applications (stage() refuses that combination), and
+            // a protocol GRUB has no loader for (Limine; refused too) adds no module.
+            if protocol == Protocol::EfiChainload && target.platform() != Platform::X86_64Efi {
                 continue;
             }
-            add(protocol.grub_module());
+            if let Some(module) = cfg::grub_module(protocol) {
+                add(module);
+            }
         }
         extra.iter().for_each(|m| add(m.trim()));
         CoreImage { target, modules }
@@ -363,6 +366,7 @@ mod tests {
                 Protocol::Multiboot1,
                 Protocol::Linux,
                 Protocol::EfiChainload,
+                Protocol::Limine,
             ],
             &["echo".into(), "serial".into()],
         );
@@ -432,7 +436,7 @@ mod tests {
             let dir = host.modules_dir(target.platform()).unwrap_or_else(|e| {
                 panic!("{e} (these tests check the module names against the real GRUB)")
             });
-            let image = CoreImage::new(target, &Protocol::ALL, &[]);
+            let image = CoreImage::new(target, &cfg::PROTOCOLS, &[]);
             for module in &image.modules {
                 assert!(
                     dir.join(format!("{module}.mod")).is_file(),

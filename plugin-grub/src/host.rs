@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use image_runner_core::{Check, CheckStatus, Context, Error};
 
+use crate::config::GrubConfig;
+
 /// Where distributions put GRUB's platform folders (Debian, Ubuntu, Fedora, Arch alike).
 pub const DEFAULT_MODULES_ROOT: &str = "/usr/lib/grub";
 /// The default `grub.mkimage`.
@@ -58,9 +60,14 @@ pub struct Host {
 }
 
 impl Host {
-    /// The host GRUB as `ctx`'s config describes it (relative paths from the package).
-    pub fn from_ctx(ctx: &Context) -> Host {
-        let grub = &ctx.config.grub;
+    /// The host GRUB as `ctx`'s `grub` section describes it (relative paths from the package).
+    pub fn from_ctx(ctx: &Context) -> Result<Host, Error> {
+        Ok(Host::from_config(&ctx.section::<GrubConfig>("grub")?, ctx))
+    }
+
+    /// The host GRUB as the `grub` section `grub` describes it (relative paths from `ctx`'s
+    /// package).
+    pub fn from_config(grub: &GrubConfig, ctx: &Context) -> Host {
         Host {
             mkimage: grub.mkimage.clone(),
             modules_root: grub

@@ -8,6 +8,7 @@
 //! (multiboot is x86-only); the rest of this crate is the same there.
 
 pub mod cfg;
+pub mod config;
 pub mod core_image;
 pub mod host;
 pub mod install;
@@ -18,9 +19,11 @@ use std::path::PathBuf;
 
 use image_runner_core::config::Variables;
 use image_runner_core::{
-    Bootloader, Check, Context, Error, Image, ImageKind, ImagePath, Registry, Source, Staging,
+    Bootloader, Check, Context, Error, Image, ImageKind, ImagePath, Registry, Section, Source,
+    Staged, Staging,
 };
 
+pub use crate::config::GrubConfig;
 use crate::core_image::{CoreImage, Target};
 use crate::host::{Host, Platform};
 use crate::plan::Plan;
@@ -39,12 +42,35 @@ pub struct Grub;
 const BOOT_IMG_PATH: &str = "boot/grub/i386-pc/boot.img";
 const CONFIG_PATH: &str = "boot/grub/grub.cfg";
 
+/// What `stage` hands `finish_image` (the [`Staged`] state): the BIOS boot code to install
+/// into the fresh image, when the boot includes BIOS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    /// The BIOS core image and `boot.img`; `None` for a UEFI-only boot.
+    pub bios: Option<BiosBoot>,
+}
+
+/// GRUB's BIOS boot code for one image, as staged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BiosBoot {
+    /// Which core image.
+    pub target: Target,
+    /// The core image (in the cache under `<output>/grub/`).
+    pub core_image: PathBuf,
+    /// GRUB's `boot.img` (the boot sector).
+    pub boot_img: PathBuf,
+}
+
 impl Bootloader for Grub {
     fn name(&self) -> &str {
         "grub"
     }
 
-    fn stage(&self, ctx: &Context) -> Result<Staging, Error> {
+    fn config_section(&self) -> Option<Section> {
+        Some(Section::of::<GrubConfig>())
+    }
+
+    fn stage(&self, ctx: &Context) -> Result<Staged, Error> {
         let plan = Plan::new(ctx)?;
         let mut staging = Staging::new();
         for (path, host) in plan.files.iter() {
@@ -54,40 +80,56 @@ impl Bootloader for Grub {
             CONFIG_PATH,
             Source::Bytes(config_text(ctx, &plan)?.into_bytes()),
         )?;
-        let host = Host::from_ctx(ctx);
-        for image in plan.core_images(ctx) {
+        let host = Host::from_config(&plan.grub, ctx);
+        let mut bios_core = None;
+        for image in plan.core_images() {
             let path = core_image(ctx, &host, &image, ctx.verbose > 0)?;
+            if Some(image.target) == plan.bios {
+                bios_core = Some(path.clone());
+            }
             staging.add_file(image.target.staged_path(), Source::File(path))?;
         }
+        let mut finish = Finish { bios: None };
         if let Some(target) = plan.bios {
             let boot_img = host.modules_dir(Platform::I386Pc)?.join("boot.img");
-            staging.add_file(BOOT_IMG_PATH, Source::File(boot_img))?;
+            staging.add_file(BOOT_IMG_PATH, Source::File(boot_img.clone()))?;
             if target == Target::I386PcEltorito {
                 staging.hints.bios_cd_image = Some(ImagePath::new(target.staged_path())?);
                 staging.hints.bios_cd_boot_info_table = true;
             }
+            let core_image = bios_core.ok_or_else(|| {
+                Error::plugin(
+                    "grub",
+                    format!(
+                        "no {} core image was made for the BIOS boot",
+                        target.format()
+                    ),
+                )
+            })?;
+            finish.bios = Some(BiosBoot {
+                target,
+                core_image,
+                boot_img,
+            });
         }
-        Ok(staging)
+        Ok(Staged::new(staging).with_state(finish))
     }
 
-    fn finish_image(&self, image: &Image, ctx: &Context) -> Result<(), Error> {
-        let plan = Plan::new(ctx)?;
-        let Some(target) = plan.bios else {
+    fn finish_image(&self, staged: &Staged, image: &Image, ctx: &Context) -> Result<(), Error> {
+        let finish = staged.state::<Finish>().ok_or_else(|| {
+            Error::plugin(
+                "grub",
+                "the files of this image were not staged by GRUB, so there is no BIOS boot code to install",
+            )
+        })?;
+        let Some(bios) = &finish.bios else {
             return Ok(());
         };
-        let host = Host::from_ctx(ctx);
-        let Some(core) = plan
-            .core_images(ctx)
-            .into_iter()
-            .find(|c| c.target == target)
-        else {
-            return Ok(());
-        };
-        // Made when staging: this finds it in the cache.
-        let core = core_image(ctx, &host, &core, false)?;
-        let core = std::fs::read(&core).map_err(|e| Error::io("read", &core, e))?;
-        let boot_path = host.modules_dir(Platform::I386Pc)?.join("boot.img");
-        let boot_img = std::fs::read(&boot_path).map_err(|e| Error::io("read", &boot_path, e))?;
+        let target = bios.target;
+        let core =
+            std::fs::read(&bios.core_image).map_err(|e| Error::io("read", &bios.core_image, e))?;
+        let boot_img =
+            std::fs::read(&bios.boot_img).map_err(|e| Error::io("read", &bios.boot_img, e))?;
         match (image.kind, target) {
             (ImageKind::Disk, Target::I386Pc) => install::into_disk(&image.path, &core, &boot_img),
             (ImageKind::Iso, Target::I386PcEltorito) => {
@@ -97,7 +139,10 @@ impl Bootloader for Grub {
                 "grub",
                 format!(
                     "the `{}` format wrote {} image, which the staged BIOS core image ({}) does not fit; set `format` to \"iso\", \"gpt\" or \"mbr\"",
-                    ctx.config.format,
+                    ctx.decisions
+                        .image
+                        .as_ref()
+                        .map_or("image", |plan| plan.format.as_str()),
                     if image.kind == ImageKind::Iso {
                         "an ISO"
                     } else {
@@ -135,8 +180,8 @@ fn core_image(ctx: &Context, host: &Host, image: &CoreImage, log: bool) -> Resul
 
 /// The `grub.cfg` text: the user's template expanded, or the generated config.
 fn config_text(ctx: &Context, plan: &Plan) -> Result<String, Error> {
-    let timeout = ctx.config.grub.timeout;
-    let Some(template) = &ctx.config.grub.config else {
+    let timeout = plan.grub.timeout;
+    let Some(template) = &plan.grub.config else {
         return cfg::render(&plan.entries, timeout);
     };
     let path = ctx.host_path(template);
@@ -166,7 +211,7 @@ fn template_variables(ctx: &Context, plan: &Plan) -> Result<Variables, Error> {
             .collect::<Vec<_>>()
             .join(" "),
     );
-    vars.set("TIMEOUT", ctx.config.grub.timeout.to_string());
+    vars.set("TIMEOUT", plan.grub.timeout.to_string());
     vars.set("CONSOLE", cfg::console_lines());
     vars.set("ENTRIES", cfg::render_entries(&plan.entries)?);
     Ok(vars)

@@ -1,11 +1,14 @@
-//! What a GRUB boot of one run consists of, decided from the context alone: the files to stage
+//! What a GRUB boot of one run consists of, decided once from the context: the files to stage
 //! (kernel, modules, entry kernels), the menu entries and their protocols, and which core images
-//! the boot kind and image format need. `stage` and `finish_image` both derive it, so they
-//! always agree.
+//! the boot kind and image format need. `stage` derives it and hands `finish_image` what it
+//! needs by value (the staged state), so the two always agree.
 
-use image_runner_core::{Arch, BootKind, Context, Error, HostFiles, Kernel};
+use image_runner_core::{
+    Arch, BootKind, Context, Error, HostFiles, ImageKind, ImagePlan, Kernel, Protocol,
+};
 
-use crate::cfg::{MenuEntry, Module, Protocol};
+use crate::cfg::{self, MenuEntry, Module};
+use crate::config::GrubConfig;
 use crate::core_image::{CoreImage, Target};
 
 /// The main kernel's place in the image. A fixed name keeps the generated config and templates
@@ -15,6 +18,8 @@ pub const KERNEL_PATH: &str = "boot/kernel";
 /// Everything about one GRUB boot except the bytes of the core images.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The `grub` config section.
+    pub grub: GrubConfig,
     /// Image path ← host file: the kernel, entry kernels and modules.
     pub files: HostFiles,
     /// The menu entries, the kernel's first.
@@ -28,12 +33,13 @@ pub struct Plan {
 impl Plan {
     /// Derives the plan from `ctx`, with errors for what GRUB cannot boot.
     pub fn new(ctx: &Context) -> Result<Plan, Error> {
-        if ctx.arch != Arch::X86_64 {
+        let arch = ctx.decisions.arch;
+        let boot = ctx.decisions.boot;
+        if arch != Arch::X86_64 {
             return Err(Error::plugin(
                 "grub",
                 format!(
-                    "GRUB images are built for x86_64 only, and this kernel is {}; use `bootloader = \"limine\"` or `\"none\"`",
-                    ctx.arch
+                    "GRUB images are built for x86_64 only, and this kernel is {arch}; use `bootloader = \"limine\"` or `\"none\"`"
                 ),
             ));
         }
@@ -43,13 +49,24 @@ impl Plan {
                 "is a ready image, which GRUB cannot boot as a kernel; use `bootloader = \"none\"` to boot it as it is",
             ));
         }
-        let (bios, uefi) = match ctx.boot {
+        let image = ctx.decisions.image.as_ref().ok_or_else(|| {
+            Error::plugin(
+                "grub",
+                "GRUB boots the kernel from an image, but this run builds none; set `format` (\"iso\", \"gpt\", \"mbr\" or \"fat\")",
+            )
+        })?;
+        let (bios, uefi) = match boot {
             BootKind::Bios => (true, false),
             BootKind::Uefi => (false, true),
             _ => (true, true),
         };
-        let bios = if bios { Some(bios_target(ctx)?) } else { None };
+        let bios = if bios {
+            Some(bios_target(image, boot)?)
+        } else {
+            None
+        };
         let mut plan = Plan {
+            grub: ctx.section("grub")?,
             files: HostFiles::new(),
             entries: Vec::new(),
             bios,
@@ -57,7 +74,12 @@ impl Plan {
         };
         plan.files.place_at(ctx.kernel.path.clone(), KERNEL_PATH);
 
-        let protocol = resolve(&ctx.kernel, &ctx.config.protocol, "protocol", ctx.boot)?;
+        let protocol = grub_protocol(
+            ctx.decisions.protocol()?,
+            &ctx.kernel.path,
+            "protocol",
+            boot,
+        )?;
         let title = ctx
             .kernel
             .path
@@ -77,20 +99,11 @@ impl Plan {
             let image_path = plan
                 .files
                 .place_at(host.clone(), &format!("boot/entry-{}/kernel", i + 1));
-            let protocol = match Kernel::inspect(&host) {
-                Ok(kernel) => resolve(
-                    &kernel,
-                    &extra.protocol,
-                    &format!("{key}.protocol"),
-                    ctx.boot,
-                )?,
-                // A bzImage without an EFI stub is neither ELF nor PE.
-                Err(_)
-                    if image_runner_core::Kernel::is_bzimage(&host)
-                        && matches!(extra.protocol.as_str(), "auto" | "linux") =>
-                {
-                    Protocol::Linux
-                }
+            // A bzImage without an EFI stub is neither ELF nor PE: the protocol is decided
+            // from the file alone.
+            let kernel = match Kernel::inspect(&host) {
+                Ok(kernel) => Some(kernel),
+                Err(_) if Kernel::is_bzimage(&host) => None,
                 Err(e) => {
                     return Err(Error::Config(format!(
                         "`{key}.kernel = \"{}\"`: {e}",
@@ -98,6 +111,10 @@ impl Plan {
                     )));
                 }
             };
+            let protocol_key = format!("{key}.protocol");
+            let protocol =
+                Protocol::resolve(kernel.as_ref(), &host, extra.protocol, &protocol_key, arch)?;
+            let protocol = grub_protocol(protocol, &host, &protocol_key, boot)?;
             let mut entry = MenuEntry::new(&extra.title, protocol, format!("/{image_path}"))
                 .with_cmdline(&extra.cmdline);
             for (j, module) in extra.modules.iter().enumerate() {
@@ -125,13 +142,13 @@ impl Plan {
 
     /// The core images to make: the BIOS one and the UEFI one, as the boot needs. With a user
     /// template, whose commands are unknown, every loader is embedded.
-    pub fn core_images(&self, ctx: &Context) -> Vec<CoreImage> {
-        let protocols = if ctx.config.grub.config.is_some() {
-            Protocol::ALL.to_vec()
+    pub fn core_images(&self) -> Vec<CoreImage> {
+        let protocols = if self.grub.config.is_some() {
+            cfg::PROTOCOLS.to_vec()
         } else {
             self.protocols()
         };
-        let extra = &ctx.config.grub.extra_modules;
+        let extra = &self.grub.extra_modules;
         self.bios
             .into_iter()
             .chain(self.uefi.then_some(Target::X86_64Efi))
@@ -140,68 +157,45 @@ impl Plan {
     }
 }
 
-/// Which BIOS core image the image format needs: the El Torito one for ISOs (it also boots the
-/// ISO as a disk), the disk one for partitioned disks. FAT volumes and directories have no
-/// place for BIOS boot code.
-fn bios_target(ctx: &Context) -> Result<Target, Error> {
-    match ctx.config.format.as_str() {
-        "iso" => Ok(Target::I386PcEltorito),
-        // The pipeline picks `iso` for BIOS and `fat` for hybrid boots.
-        "auto" if ctx.boot == BootKind::Bios => Ok(Target::I386PcEltorito),
-        format @ ("auto" | "fat" | "directory") => Err(Error::Config(format!(
-            "GRUB boots {} machines from an `iso`, `gpt` or `mbr` image, but the format is `{}`, which has no place for BIOS boot code; set `format = \"iso\"` (or \"gpt\", \"mbr\"), or `boot = \"uefi\"`",
-            ctx.boot,
-            if format == "auto" { "fat" } else { format }
+/// Which BIOS core image the image needs: the El Torito one for ISOs (it also boots the ISO as
+/// a disk), the disk one for partitioned disks. FAT volumes and directories have no place for
+/// BIOS boot code.
+fn bios_target(image: &ImagePlan, boot: BootKind) -> Result<Target, Error> {
+    match image.kind {
+        ImageKind::Iso => Ok(Target::I386PcEltorito),
+        ImageKind::Disk => Ok(Target::I386Pc),
+        _ => Err(Error::Config(format!(
+            "GRUB boots {boot} machines from an `iso`, `gpt` or `mbr` image, but the format is `{}`, which has no place for BIOS boot code; set `format = \"iso\"` (or \"gpt\", \"mbr\"), or `boot = \"uefi\"`",
+            image.format
         ))),
-        _ => Ok(Target::I386Pc),
     }
 }
 
-/// The protocol for `kernel`: the configured one, checked against the kernel's headers, or
-/// with `auto` the first the kernel supports of multiboot2 (64-bit friendly, and boots on UEFI
-/// without a video mode), multiboot1, Linux (a bzImage), an EFI application (UEFI only).
-fn resolve(
-    kernel: &Kernel,
-    configured: &str,
+/// GRUB's own restrictions on `protocol`, decided for the kernel at `path` by the core (`key`
+/// names its config key): no Limine protocol, and EFI applications only under UEFI.
+fn grub_protocol(
+    protocol: Protocol,
+    path: &std::path::Path,
     key: &str,
     boot: BootKind,
 ) -> Result<Protocol, Error> {
-    let chosen = Protocol::from_config(configured)
-        .map_err(|e| Error::Config(format!("`{key} = \"{configured}\"`: {e}")))?;
-    let bzimage = || image_runner_core::Kernel::is_bzimage(&kernel.path);
-    let protocol = match chosen {
-        Some(protocol) => {
-            let (fits, lacks) = match protocol {
-                Protocol::Multiboot1 => (kernel.multiboot1, "has no multiboot1 header"),
-                Protocol::Multiboot2 => (kernel.multiboot2, "has no multiboot2 header"),
-                Protocol::Linux => (
-                    bzimage(),
-                    "is not a Linux bzImage (no \"HdrS\" setup header)",
-                ),
-                Protocol::EfiChainload => (kernel.is_efi_app(), "is not a UEFI application"),
-            };
-            if !fits {
-                return Err(Error::kernel(
-                    &kernel.path,
-                    format!("{lacks}, but `{key}` asks for {}", protocol.name()),
-                ));
-            }
-            protocol
-        }
-        None if kernel.multiboot2 => Protocol::Multiboot2,
-        None if kernel.multiboot1 => Protocol::Multiboot1,
-        None if bzimage() => Protocol::Linux,
-        None if kernel.is_efi_app() => Protocol::EfiChainload,
-        None => {
-            return Err(Error::kernel(
-                &kernel.path,
-                "carries no multiboot2 or multiboot1 header and is no Linux bzImage or UEFI application, so GRUB cannot start it; add a multiboot2 header, or set `protocol`",
-            ));
-        }
-    };
+    if protocol == Protocol::Limine {
+        return Err(Error::kernel(
+            path,
+            format!(
+                "GRUB cannot boot the Limine protocol; set `bootloader = \"limine\"`, or give the kernel a multiboot2 header or set `{key}`"
+            ),
+        ));
+    }
+    if !cfg::supports(protocol) {
+        return Err(Error::kernel(
+            path,
+            format!("GRUB cannot boot the {protocol} protocol; set `{key}` to one GRUB speaks"),
+        ));
+    }
     if protocol == Protocol::EfiChainload && boot != BootKind::Uefi {
         return Err(Error::kernel(
-            &kernel.path,
+            path,
             format!(
                 "is a UEFI application, which GRUB starts only under UEFI, but `boot = \"{boot}\"`; set `boot = \"uefi\"`"
             ),

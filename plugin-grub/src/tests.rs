@@ -1,12 +1,49 @@
-//! Staging through a real [`Context`], with a stand-in GRUB (a module folder of empty files
-//! and a `grub-mkimage` script), so these tests need no GRUB on the host.
+//! Staging through a real [`Context`] (config files read and checked by the core, decisions
+//! made by it), with a stand-in GRUB (a module folder of empty files and a `grub-mkimage`
+//! script) and stand-in image formats, so these tests need no GRUB on the host.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use image_runner_core::{Bootloader, Context, Invocation, Source, Staging};
+use image_runner_core::{
+    Arch, BootKind, BuildRequest, Config, Context, Decisions, ImageFormat, ImagePlan, Invocation,
+    Kernel, Pipeline, Protocol, RunMode, Source, Staging,
+};
 
 use super::*;
+
+/// An image format that only says what it makes: the decisions need it, staging never builds.
+struct Format(&'static str, ImageKind);
+
+impl ImageFormat for Format {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    fn kind(&self) -> ImageKind {
+        self.1
+    }
+
+    fn build(&self, _request: &BuildRequest<'_>) -> Result<Image, Error> {
+        Err(Error::plugin(self.0, "these tests build no image"))
+    }
+}
+
+/// The `grub` bootloader and stand-ins for the formats it meets.
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    register(&mut registry);
+    for (name, kind) in [
+        ("directory", ImageKind::Directory),
+        ("fat", ImageKind::Fat),
+        ("iso", ImageKind::Iso),
+        ("gpt", ImageKind::Disk),
+        ("mbr", ImageKind::Disk),
+    ] {
+        registry.add_format(Format(name, kind));
+    }
+    registry
+}
 
 struct Project {
     dir: tempfile::TempDir,
@@ -52,10 +89,14 @@ impl Project {
             ),
             ("HOME".to_owned(), self.root().display().to_string()),
         ]);
-        Context::new(inv)
+        Pipeline::new(&registry()).context(inv)
     }
 
     fn stage(&self) -> Result<Staging, image_runner_core::Error> {
+        self.staged().map(|staged| staged.staging)
+    }
+
+    fn staged(&self) -> Result<Staged, image_runner_core::Error> {
         Grub.stage(&self.context("kernel.elf")?)
     }
 }
@@ -76,6 +117,25 @@ fn kernel(mb1: bool, mb2: bool) -> Vec<u8> {
         let h = words(&[0xE852_50D6, 0, 16, 0u32.wrapping_sub(0xE852_50D6 + 16)]);
         b[1040..1040 + h.len()].copy_from_slice(&h);
     }
+    b
+}
+
+/// A 64-bit ELF header without multiboot headers: the core's `auto` rule picks the Limine
+/// protocol for it.
+fn elf64() -> Vec<u8> {
+    let mut b = vec![0u8; 4096];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = 1;
+    b[18] = 62;
+    b
+}
+
+/// A bzImage without an EFI stub: neither ELF nor PE, with the setup header's `HdrS`.
+fn bzimage() -> Vec<u8> {
+    let mut b = vec![0u8; 4096];
+    b[0x1FE..0x200].copy_from_slice(&[0x55, 0xAA]);
+    b[0x202..0x206].copy_from_slice(b"HdrS");
     b
 }
 
@@ -343,15 +403,29 @@ fn what_grub_cannot_boot_is_refused_before_anything_is_built() {
             "mb2.elf",
             "has no multiboot1 header",
         ),
+        // GRUB's own restriction, whether the protocol is asked for or picked by `auto`...
+        (
+            "protocol = \"limine\"",
+            "elf64.elf",
+            "GRUB cannot boot the Limine protocol; set `bootloader = \"limine\"`",
+        ),
+        ("", "elf64.elf", "GRUB cannot boot the Limine protocol"),
+        (
+            "[[entries]]\ntitle = \"x\"\nkernel = \"elf64.elf\"",
+            "kernel.elf",
+            "or set `entries[0].protocol`",
+        ),
+        // ... and the core's rule, which checks the kernel first.
         (
             "protocol = \"limine\"",
             "kernel.elf",
-            "GRUB cannot boot the Limine protocol",
+            "is not an ELF64 executable",
         ),
+        ("", "plain.elf", "no boot protocol fits it"),
         (
-            "",
-            "plain.elf",
-            "carries no multiboot2 or multiboot1 header",
+            "[[entries]]\ntitle = \"x\"\nkernel = \"mb2.elf\"\nprotocol = \"multiboot1\"",
+            "kernel.elf",
+            "has no multiboot1 header, but `entries[0].protocol` asks for multiboot1",
         ),
         (
             "modules = [{ path = \"missing.img\" }]",
@@ -364,6 +438,7 @@ fn what_grub_cannot_boot_is_refused_before_anything_is_built() {
         let project = Project::new(metadata, "");
         std::fs::write(project.root().join("mb2.elf"), kernel(false, true)).unwrap();
         std::fs::write(project.root().join("plain.elf"), kernel(false, false)).unwrap();
+        std::fs::write(project.root().join("elf64.elf"), elf64()).unwrap();
         let err = Grub
             .stage(&project.context(kernel_name).unwrap())
             .unwrap_err()
@@ -386,4 +461,178 @@ fn missing_grub_names_the_package() {
     std::fs::remove_dir_all(project.root().join("grub-lib/x86_64-efi")).unwrap();
     let err = project.stage().unwrap_err().to_string();
     assert!(err.contains("grub-efi-amd64-bin"), "{err}");
+}
+
+#[test]
+fn a_bzimage_entry_boots_with_linux() {
+    let project = Project::new(
+        "[[entries]]\ntitle = \"Linux\"\nkernel = \"bzImage\"\ncmdline = \"console=ttyS0\"",
+        "",
+    );
+    std::fs::write(project.root().join("bzImage"), bzimage()).unwrap();
+    let staging = project.stage().unwrap();
+    assert_eq!(
+        file(&staging, "boot/entry-1/kernel"),
+        project.root().join("bzImage")
+    );
+    assert!(
+        text(&staging, "boot/grub/grub.cfg").ends_with(
+            "\nmenuentry Linux {\n\tlinux /boot/entry-1/kernel console=ttyS0\n\tboot\n}\n"
+        )
+    );
+    let core = std::fs::read_to_string(file(&staging, "boot/grub/i386-pc/eltorito.img")).unwrap();
+    assert!(core.ends_with(" boot multiboot2 linux\n"), "{core}");
+}
+
+#[test]
+fn the_grub_section_is_checked_by_the_core() {
+    let project = Project::new("", ", modules-dirs = \"x\"");
+    let err = project.context("kernel.elf").unwrap_err().to_string();
+    assert!(
+        err.contains("modules-dirs") && err.contains("image-runner.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn finish_image_gets_the_bios_boot_code_from_the_staged_state() {
+    let project = Project::new("", "");
+    let ctx = project.context("kernel.elf").unwrap();
+    let staged = Grub.stage(&ctx).unwrap();
+    let finish = staged.state::<Finish>().unwrap();
+    assert_eq!(
+        finish.bios,
+        Some(BiosBoot {
+            target: Target::I386PcEltorito,
+            core_image: file(&staged.staging, "boot/grub/i386-pc/eltorito.img"),
+            boot_img: project.root().join("grub-lib/i386-pc/boot.img"),
+        })
+    );
+    // The image is not read before the staged core image is found not to fit it.
+    let disk = Image::new(project.root().join("no-such.img"), ImageKind::Disk);
+    let err = Grub
+        .finish_image(&staged, &disk, &ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the `iso` format wrote a disk image")
+            && err.contains("(i386-pc-eltorito) does not fit"),
+        "{err}"
+    );
+    // Without GRUB's state there is nothing to install: an error, not a guess.
+    let err = Grub
+        .finish_image(&Staged::new(Staging::new()), &disk, &ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not staged by GRUB"), "{err}");
+}
+
+#[test]
+fn a_uefi_boot_leaves_the_image_as_it_is() {
+    let project = Project::new("boot = \"uefi\"", "");
+    let ctx = project.context("kernel.elf").unwrap();
+    let staged = Grub.stage(&ctx).unwrap();
+    assert_eq!(staged.state::<Finish>(), Some(&Finish { bios: None }));
+    let fat = Image::new(project.root().join("no-such.img"), ImageKind::Fat);
+    Grub.finish_image(&staged, &fat, &ctx).unwrap();
+}
+
+/// A context made in memory: the multiboot2 kernel with `image` and `protocol` decided.
+fn memory_context(
+    dir: &Path,
+    boot: BootKind,
+    image: Option<ImagePlan>,
+    protocol: Protocol,
+) -> Context {
+    fake_grub(dir);
+    std::fs::write(dir.join("kernel.elf"), kernel(false, true)).unwrap();
+    let decisions = Decisions::new(
+        boot,
+        Arch::X86_64,
+        image,
+        RunMode::choose(&Config::default(), true),
+    )
+    .with_protocol(protocol);
+    let grub = GrubConfig {
+        modules_dir: Some(dir.join("grub-lib")),
+        mkimage: dir.join("grub-mkimage").display().to_string(),
+        timeout: 7,
+        ..GrubConfig::default()
+    };
+    Context::for_tests(
+        Kernel::inspect(&dir.join("kernel.elf")).unwrap(),
+        decisions,
+        dir,
+    )
+    .with_section("grub", &grub)
+    .unwrap()
+}
+
+#[test]
+fn the_plan_follows_the_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let iso = || Some(ImagePlan::new("iso", ImageKind::Iso));
+    let ctx = memory_context(dir.path(), BootKind::Bios, iso(), Protocol::Multiboot2);
+    let plan = Plan::new(&ctx).unwrap();
+    assert_eq!(plan.grub.timeout, 7);
+    assert_eq!(plan.bios, Some(Target::I386PcEltorito));
+    assert!(!plan.uefi);
+    assert_eq!(plan.protocols(), [Protocol::Multiboot2]);
+    let staging = Grub.stage(&ctx).unwrap().staging;
+    assert!(text(&staging, "boot/grub/grub.cfg").contains("set timeout=7\n"));
+
+    let disk = Some(ImagePlan::new("my-disk", ImageKind::Disk));
+    let ctx = memory_context(dir.path(), BootKind::Hybrid, disk, Protocol::Multiboot1);
+    let plan = Plan::new(&ctx).unwrap();
+    assert_eq!(plan.bios, Some(Target::I386Pc));
+    assert!(plan.uefi);
+    assert_eq!(plan.protocols(), [Protocol::Multiboot1]);
+
+    // UEFI alone needs no BIOS boot code, so any image will do.
+    let dir_image = Some(ImagePlan::new("directory", ImageKind::Directory));
+    let ctx = memory_context(dir.path(), BootKind::Uefi, dir_image, Protocol::Multiboot2);
+    assert_eq!(Plan::new(&ctx).unwrap().bios, None);
+}
+
+#[test]
+fn the_plan_refuses_what_grub_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let iso = || Some(ImagePlan::new("iso", ImageKind::Iso));
+    let cases = [
+        (
+            BootKind::Bios,
+            Some(ImagePlan::new("my-dir", ImageKind::Directory)),
+            Protocol::Multiboot2,
+            "the format is `my-dir`, which has no place for BIOS boot code",
+        ),
+        (
+            BootKind::Hybrid,
+            Some(ImagePlan::new("fat", ImageKind::Fat)),
+            Protocol::Multiboot2,
+            "GRUB boots hybrid machines",
+        ),
+        (
+            BootKind::Uefi,
+            None,
+            Protocol::Multiboot2,
+            "this run builds none; set `format`",
+        ),
+        (
+            BootKind::Bios,
+            iso(),
+            Protocol::Limine,
+            "GRUB cannot boot the Limine protocol",
+        ),
+        (
+            BootKind::Hybrid,
+            iso(),
+            Protocol::EfiChainload,
+            "GRUB starts only under UEFI, but `boot = \"hybrid\"`",
+        ),
+    ];
+    for (boot, image, protocol, expected) in cases {
+        let ctx = memory_context(dir.path(), boot, image, protocol);
+        let err = Plan::new(&ctx).unwrap_err().to_string();
+        assert!(err.contains(expected), "{boot} {protocol}: {err}");
+    }
 }

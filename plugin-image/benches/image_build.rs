@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use image_runner_image::reuse::BuildCheck;
 use image_runner_core::{Image, ImageKind, Source, Staging};
+use image_runner_image::reuse::BuildCheck;
 use image_runner_image::{fat, iso};
 
 const RUNS: usize = 7;

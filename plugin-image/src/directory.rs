@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use image_runner_core::{Context, Error, Image, ImageFormat, ImageKind, Source, Staging};
+use image_runner_core::{BuildRequest, Error, Image, ImageFormat, ImageKind, Source, Staging};
 
 /// Writes the staging list as a directory.
 #[derive(Debug, Clone, Copy, Default)]
@@ -14,46 +14,65 @@ impl ImageFormat for DirectoryFormat {
         "directory"
     }
 
-    fn build(&self, staging: &Staging, ctx: &Context) -> Result<Image, Error> {
-        let dir = ctx.output_dir.join("image");
-        write_tree(staging, &dir)?;
-        Ok(Image::new(dir, ImageKind::Directory))
+    fn kind(&self) -> ImageKind {
+        ImageKind::Directory
+    }
+
+    fn build(&self, request: &BuildRequest<'_>) -> Result<Image, Error> {
+        let dir = request.ctx.output_dir.join("image");
+        crate::reuse::build_or_reuse(request, "directory", ImageKind::Directory, &dir, |temp| {
+            fill_tree(request.staging, temp)
+        })
     }
 }
 
 /// Writes the tree beside `dir` and swaps it in, so `dir` is always a whole tree: the old
 /// one or the new one.
 pub fn write_tree(staging: &Staging, dir: &Path) -> Result<(), Error> {
-    let temp = image_runner_core::fs::temp_path(dir);
-    let _ = std::fs::remove_dir_all(&temp);
-    let result = (|| {
-        std::fs::create_dir_all(&temp).map_err(|e| Error::io("create", &temp, e))?;
-        for sub in staging.directories() {
-            let path = temp.join(&sub);
-            std::fs::create_dir_all(&path).map_err(|e| Error::io("create", &path, e))?;
-        }
-        for (image_path, source) in &staging.entries {
-            let to = temp.join(image_path.as_str());
-            match source {
-                Source::File(from) => {
-                    // A hard link costs nothing; fall back to a copy across file systems.
-                    if std::fs::hard_link(from, &to).is_err() {
-                        std::fs::copy(from, &to).map_err(|e| Error::io("copy", from, e))?;
-                    }
-                }
-                Source::Bytes(bytes) => {
-                    std::fs::write(&to, bytes).map_err(|e| Error::io("write", &to, e))?;
-                }
-                other => {
-                    return Err(Error::plugin(
-                        "directory",
-                        format!("unsupported source for {image_path}: {other:?}"),
-                    ));
+    publish_tree(dir, |temp| fill_tree(staging, temp))
+}
+
+/// Fills the empty folder `root` with the staging list.
+pub fn fill_tree(staging: &Staging, root: &Path) -> Result<(), Error> {
+    let temp = root;
+    for sub in staging.directories() {
+        let path = temp.join(&sub);
+        std::fs::create_dir_all(&path).map_err(|e| Error::io("create", &path, e))?;
+    }
+    for (image_path, source) in &staging.entries {
+        let to = temp.join(image_path.as_str());
+        match source {
+            Source::File(from) => {
+                // A hard link costs nothing; fall back to a copy across file systems.
+                if std::fs::hard_link(from, &to).is_err() {
+                    std::fs::copy(from, &to).map_err(|e| Error::io("copy", from, e))?;
                 }
             }
+            Source::Bytes(bytes) => {
+                std::fs::write(&to, bytes).map_err(|e| Error::io("write", &to, e))?;
+            }
+            other => {
+                return Err(Error::plugin(
+                    "directory",
+                    format!("unsupported source for {image_path}: {other:?}"),
+                ));
+            }
         }
-        Ok(())
-    })();
+    }
+    Ok(())
+}
+
+/// Makes a fresh folder beside `dir`, lets `fill` write it, and swaps it in for `dir`; on
+/// failure the half-written folder is removed and `dir` is left as it was.
+pub fn publish_tree(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let temp = image_runner_core::fs::temp_path(dir);
+    let _ = std::fs::remove_dir_all(&temp);
+    let result = std::fs::create_dir_all(&temp)
+        .map_err(|e| Error::io("create", &temp, e))
+        .and_then(|()| fill(&temp));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&temp);
         return Err(e);

@@ -7,8 +7,10 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use image_runner_core::{
+    BootKind, BuildRequest, Context, Error, Image, ImageFormat, ImageKind, Staging,
+};
 use image_runner_disk_layout::{self as partition, GuidSeed, Mbr, gpt, mbr};
-use image_runner_core::{BootKind, Context, Error, Image, ImageFormat, ImageKind, Staging};
 
 use crate::fat::{self, FatInfo, FatOptions, FatType};
 pub use image_runner_disk_layout::Guid;
@@ -151,8 +153,12 @@ impl ImageFormat for GptFormat {
         "gpt"
     }
 
-    fn build(&self, staging: &Staging, ctx: &Context) -> Result<Image, Error> {
-        build(Scheme::Gpt, staging, ctx)
+    fn kind(&self) -> ImageKind {
+        ImageKind::Disk
+    }
+
+    fn build(&self, request: &BuildRequest<'_>) -> Result<Image, Error> {
+        build(Scheme::Gpt, request)
     }
 }
 
@@ -165,22 +171,30 @@ impl ImageFormat for MbrFormat {
         "mbr"
     }
 
-    fn build(&self, staging: &Staging, ctx: &Context) -> Result<Image, Error> {
-        build(Scheme::Mbr, staging, ctx)
+    fn kind(&self) -> ImageKind {
+        ImageKind::Disk
+    }
+
+    fn build(&self, request: &BuildRequest<'_>) -> Result<Image, Error> {
+        build(Scheme::Mbr, request)
     }
 }
 
-fn build(scheme: Scheme, staging: &Staging, ctx: &Context) -> Result<Image, Error> {
+fn build(scheme: Scheme, request: &BuildRequest<'_>) -> Result<Image, Error> {
+    let ctx = request.ctx;
     let opts = options_from(ctx)?;
     // One file name per scheme: the build stamps are per format, so two formats sharing a file
     // could each believe the other's image is theirs.
     let path = ctx
         .output_dir
         .join(format!("image-{}.img", scheme.format_name()));
-    image_runner_core::fs::write_atomic(&path, |_, temp| {
-        write_disk(scheme, temp, staging, &opts).map(|_| ())
-    })?;
-    Ok(Image::new(path, ImageKind::Disk))
+    crate::reuse::build_or_reuse(
+        request,
+        scheme.format_name(),
+        ImageKind::Disk,
+        &path,
+        |temp| write_disk(scheme, temp, request.staging, &opts).map(|_| ()),
+    )
 }
 
 fn options_from(ctx: &Context) -> Result<DiskOptions, Error> {
@@ -190,7 +204,7 @@ fn options_from(ctx: &Context) -> Result<DiskOptions, Error> {
         fat_type,
         size: image.size,
         label: image.label.clone(),
-        boot: ctx.boot,
+        boot: ctx.decisions.boot,
     })
 }
 

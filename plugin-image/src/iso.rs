@@ -18,10 +18,10 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use image_runner_disk_layout::gpt;
 use image_runner_core::{
-    BootKind, Context, Error, Image, ImageFormat, ImageKind, ImagePath, Source, Staging,
+    BootKind, BuildRequest, Error, Image, ImageFormat, ImageKind, ImagePath, Source, Staging,
 };
+use image_runner_disk_layout::gpt;
 
 use image_runner_disk_layout::content_hash::Hasher as ContentHash;
 use tree::{Addresses, Tree};
@@ -36,18 +36,22 @@ impl ImageFormat for IsoFormat {
         "iso"
     }
 
-    fn build(&self, staging: &Staging, ctx: &Context) -> Result<Image, Error> {
+    fn kind(&self) -> ImageKind {
+        ImageKind::Iso
+    }
+
+    fn build(&self, request: &BuildRequest<'_>) -> Result<Image, Error> {
+        let ctx = request.ctx;
         let options = IsoOptions {
             volume_id: ctx.config.image.label.clone(),
-            boot: Some(ctx.boot),
+            boot: Some(ctx.decisions.boot),
             size: ctx.config.image.size,
             ..IsoOptions::default()
         };
         let path = ctx.output_dir.join("image.iso");
-        image_runner_core::fs::write_atomic(&path, |_, temp| {
-            write_iso(temp, staging, &options).map(|_| ())
-        })?;
-        Ok(Image::new(path, ImageKind::Iso))
+        crate::reuse::build_or_reuse(request, "iso", ImageKind::Iso, &path, |temp| {
+            write_iso(temp, request.staging, &options).map(|_| ())
+        })
     }
 }
 

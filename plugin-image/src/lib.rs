@@ -5,11 +5,12 @@ pub mod directory;
 pub mod disk;
 pub mod fat;
 pub mod iso;
+pub mod reuse;
 #[cfg(test)]
 mod test_support;
 mod timestamp;
 
-use image_runner_core::{Context, Error, Image, ImageFormat, ImageKind, Registry, Staging};
+use image_runner_core::{BuildRequest, Context, Error, Image, ImageFormat, ImageKind, Registry};
 
 pub use directory::DirectoryFormat;
 
@@ -31,7 +32,12 @@ impl ImageFormat for FatFormat {
         "fat"
     }
 
-    fn build(&self, staging: &Staging, ctx: &Context) -> Result<Image, Error> {
+    fn kind(&self) -> ImageKind {
+        ImageKind::Fat
+    }
+
+    fn build(&self, request: &BuildRequest<'_>) -> Result<Image, Error> {
+        let ctx = request.ctx;
         let image = &ctx.config.image;
         let fat_type = configured_fat_type(ctx)?;
         let options = fat::FatOptions {
@@ -41,10 +47,9 @@ impl ImageFormat for FatFormat {
             ..Default::default()
         };
         let path = ctx.output_dir.join("image.fat");
-        image_runner_core::fs::write_atomic(&path, |_, temp| {
-            fat::write_fat_file(temp, staging, &options).map(|_| ())
-        })?;
-        Ok(Image::new(path, ImageKind::Fat))
+        reuse::build_or_reuse(request, "fat", ImageKind::Fat, &path, |temp| {
+            fat::write_fat_file(temp, request.staging, &options).map(|_| ())
+        })
     }
 }
 

@@ -5,10 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
-use crate::fingerprint::Hasher;
-use crate::plugin::{Image, ImageKind};
-use crate::staging::{Source, Staging};
+use image_runner_core::{BuildRequest, Error, Image, ImageKind, Source, Staging};
+use image_runner_disk_layout::content_hash::Hasher;
 
 /// What a stamp file holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,22 +52,11 @@ impl Stamp {
 }
 
 fn kind_name(kind: ImageKind) -> &'static str {
-    match kind {
-        ImageKind::Directory => "directory",
-        ImageKind::Fat => "fat",
-        ImageKind::Iso => "iso",
-        ImageKind::Disk => "disk",
-    }
+    kind.name()
 }
 
 fn kind_from(name: &str) -> Option<ImageKind> {
-    Some(match name {
-        "directory" => ImageKind::Directory,
-        "fat" => ImageKind::Fat,
-        "iso" => ImageKind::Iso,
-        "disk" => ImageKind::Disk,
-        _ => return None,
-    })
+    ImageKind::from_name(name)
 }
 
 /// A file's identity: if it is unchanged, its content is too (as make and cargo assume).
@@ -120,7 +107,7 @@ impl BuildCheck {
                         Some(known) => known.clone(),
                         None => {
                             let mut h = Hasher::new();
-                            h.file(file)?;
+                            h.file(file).map_err(|e| Error::io("read", file, e))?;
                             h.finish()
                         }
                     };
@@ -128,6 +115,7 @@ impl BuildCheck {
                     files.insert(id, content);
                 }
                 Source::Bytes(bytes) => hash.bytes(bytes),
+                other => hash.bytes(&other.read()?),
             }
         }
         Ok(BuildCheck {
@@ -165,12 +153,64 @@ impl BuildCheck {
     pub fn record(mut self, image: &Image) -> Result<(), Error> {
         self.new.image = Some((image.path.clone(), kind_name(image.kind).to_owned()));
         let text = self.new.render();
-        crate::fs::write_atomic(&self.stamp_path, |file, temp| {
+        image_runner_core::fs::write_atomic(&self.stamp_path, |file, temp| {
             use std::io::Write;
             file.write_all(text.as_bytes())
                 .map_err(|e| Error::io("write", temp, e))
         })
     }
+}
+
+/// Builds the image of format `name` at `path` through `write` (which writes the file or folder
+/// at the temporary path it is given), lets the bootloader finish it, and publishes it; or, when
+/// the staging list and every setting the image depends on are unchanged since the last build,
+/// reuses that image without writing anything.
+pub fn build_or_reuse(
+    request: &BuildRequest<'_>,
+    name: &str,
+    kind: ImageKind,
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), Error>,
+) -> Result<Image, Error> {
+    let ctx = request.ctx;
+    let decisions = &ctx.decisions;
+    let options = format!(
+        "format={name}\nbootloader={}\nboot={}\narch={}\nattach={:?}\nimage={:?}\nrunner-version={}\nsource-date-epoch={}",
+        ctx.config.bootloader,
+        decisions.boot,
+        decisions.arch,
+        decisions.attach,
+        ctx.config.image,
+        env!("CARGO_PKG_VERSION"),
+        // Image timestamps come from it, so a different value is a different image.
+        ctx.env.get("SOURCE_DATE_EPOCH").map_or("", String::as_str)
+    );
+    let check = BuildCheck::new(
+        &ctx.output_dir.join(format!("{name}.stamp")),
+        request.staging,
+        &options,
+    )?;
+    if let Some(image) = check.reusable() {
+        if ctx.verbose > 0 {
+            eprintln!("     Reusing {} (inputs unchanged)", image.path.display());
+        }
+        return Ok(image);
+    }
+    check.invalidate()?;
+    if kind == ImageKind::Directory {
+        crate::directory::publish_tree(path, |temp| {
+            write(temp)?;
+            request.finish(&Image::new(temp, kind))
+        })?;
+    } else {
+        image_runner_core::fs::write_atomic(path, |_, temp| {
+            write(temp)?;
+            request.finish(&Image::new(temp, kind))
+        })?;
+    }
+    let image = Image::new(path, kind);
+    check.record(&image)?;
+    Ok(image)
 }
 
 #[cfg(test)]

@@ -1,79 +1,89 @@
 //! The `limine` bootloader plugin: gets Limine for the run's settings, stages the kernel with
 //! Limine's files and `limine.conf`, and installs the BIOS stages into finished images.
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use image_runner_core::config::Attach;
 use image_runner_core::{
-    Bootloader, Check, CheckStatus, Context, Error, Image, ImageKind, Staging,
+    Bootloader, Check, CheckStatus, Config, Context, Error, Image, ImageKind, Section, Staged,
 };
 
 use crate::files::{FilesSource, LimineFiles};
 use crate::install::{self, Installed, TableKind};
 use crate::stage::Plan;
 use crate::stages::BiosStages;
-use crate::{LimineSettings, acquire, offline_from_env};
+use crate::{LimineConfig, LimineSettings, acquire, offline_from_env};
 
 /// Boots kernels through Limine, fetched with git (or taken from `limine.path`).
-#[derive(Debug, Default)]
-pub struct Limine {
-    /// The files `stage` used, so `finish_image` of the same run installs stages of the same
-    /// commit even if the branch moved in between.
-    acquired: Mutex<Option<(LimineSettings, LimineFiles)>>,
+#[derive(Debug, Default, Clone, Copy)]
+#[non_exhaustive]
+pub struct Limine;
+
+/// What `stage` hands to `finish_image`: the plan and the Limine files it staged, so the BIOS
+/// stages installed are those of the same commit even if the branch moved in between.
+#[derive(Debug)]
+struct StagedLimine {
+    plan: Plan,
+    files: LimineFiles,
 }
 
 impl Limine {
-    /// A plugin that has acquired nothing yet.
+    /// The plugin.
     pub fn new() -> Self {
-        Self::default()
+        Limine
     }
 
-    /// The Limine files for `ctx`: those of the last call with the same settings, else
-    /// acquired (warnings printed, the choice reported with `-v`).
+    /// The Limine files for `ctx`, acquired as its settings say (warnings printed, the choice
+    /// reported with `-v`).
     pub fn files(&self, ctx: &Context) -> Result<LimineFiles, Error> {
-        let settings = settings(ctx);
-        if let Ok(guard) = self.acquired.lock()
-            && let Some((known, files)) = guard.as_ref()
-            && *known == settings
-        {
-            return Ok(files.clone());
-        }
-        let files = acquire(&settings)?;
-        for warning in &files.warnings {
-            eprintln!("warning: {warning}");
-        }
-        if ctx.verbose > 0 {
-            let how = match files.source {
-                FilesSource::Fetched => "fetched now",
-                FilesSource::Cache => "cached",
-                FilesSource::Directory => "limine.path",
-            };
-            eprintln!("     Using {files} ({how})");
-        }
-        if let Ok(mut guard) = self.acquired.lock() {
-            *guard = Some((settings, files.clone()));
-        }
-        Ok(files)
+        acquire_reported(&settings(ctx)?, ctx.verbose)
     }
+}
+
+/// Acquires Limine for `settings`, printing its warnings and, when `verbose`, where the files
+/// came from.
+fn acquire_reported(settings: &LimineSettings, verbose: u8) -> Result<LimineFiles, Error> {
+    let files = acquire(settings)?;
+    for warning in &files.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if verbose > 0 {
+        let how = match files.source {
+            FilesSource::Fetched => "fetched now",
+            FilesSource::Cache => "cached",
+            FilesSource::Directory => "limine.path",
+        };
+        eprintln!("     Using {files} ({how})");
+    }
+    Ok(files)
 }
 
 /// The acquisition settings `ctx` asks for: `[limine]` `git`, `version`, `path` (relative to
 /// the package), `refresh-minutes`; offline from `offline` (`--offline`) or
 /// `CARGO_NET_OFFLINE`; the user cache.
-pub fn settings(ctx: &Context) -> LimineSettings {
-    settings_from(&ctx.config, &ctx.manifest_dir, &ctx.cache_dir, &ctx.env)
+pub fn settings(ctx: &Context) -> Result<LimineSettings, Error> {
+    let limine: LimineConfig = ctx.section("limine")?;
+    Ok(settings_from(
+        &ctx.config,
+        &limine,
+        &ctx.manifest_dir,
+        &ctx.cache_dir,
+        &ctx.env,
+    ))
 }
 
-/// [`settings`] without a kernel at hand (for `cargo-image-runner limine fetch`): relative
-/// `limine.path` values start at `manifest_dir`.
+/// [`settings`] without a kernel at hand (for `cargo-image-runner limine fetch`): `limine` is
+/// the `[limine]` section, `config` the shared keys (for `offline`); relative `limine.path`
+/// values start at `manifest_dir`.
 pub fn settings_from(
-    config: &image_runner_core::Config,
-    manifest_dir: &std::path::Path,
-    cache_dir: &std::path::Path,
-    env: &std::collections::BTreeMap<String, String>,
+    config: &Config,
+    limine: &LimineConfig,
+    manifest_dir: &Path,
+    cache_dir: &Path,
+    env: &BTreeMap<String, String>,
 ) -> LimineSettings {
-    let limine = &config.limine;
     let mut settings = LimineSettings::new(cache_dir);
     settings.git = limine.git.clone();
     settings.version = limine.version.clone();
@@ -88,16 +98,34 @@ impl Bootloader for Limine {
         "limine"
     }
 
-    fn stage(&self, ctx: &Context) -> Result<Staging, Error> {
-        // Everything that can be refused without Limine is, before any network access.
-        let plan = Plan::new(ctx)?;
-        let files = self.files(ctx)?;
-        let config = plan.config_text(ctx, files.major())?;
-        plan.staging(&files, config)
+    fn config_section(&self) -> Option<Section> {
+        Some(Section::of::<LimineConfig>())
     }
 
-    fn finish_image(&self, image: &Image, ctx: &Context) -> Result<(), Error> {
+    fn stage(&self, ctx: &Context) -> Result<Staged, Error> {
+        // Everything that can be refused without Limine is, before any network access.
+        let limine: LimineConfig = ctx.section("limine")?;
         let plan = Plan::new(ctx)?;
+        let settings = settings_from(
+            &ctx.config,
+            &limine,
+            &ctx.manifest_dir,
+            &ctx.cache_dir,
+            &ctx.env,
+        );
+        let files = acquire_reported(&settings, ctx.verbose)?;
+        let config = plan.config_text(ctx, &limine, files.major())?;
+        let staging = plan.staging(&files, config)?;
+        Ok(Staged::new(staging).with_state(StagedLimine { plan, files }))
+    }
+
+    fn finish_image(&self, staged: &Staged, image: &Image, ctx: &Context) -> Result<(), Error> {
+        let Some(StagedLimine { plan, files }) = staged.state::<StagedLimine>() else {
+            return Err(Error::plugin(
+                "limine",
+                "asked to finish an image whose staging list Limine did not make (its plan and files are missing)",
+            ));
+        };
         if !plan.bios {
             return Ok(());
         }
@@ -106,7 +134,7 @@ impl Bootloader for Limine {
                 "limine",
                 format!(
                     "the `{}` format made {}, which has no place for Limine's BIOS stages; set `format = \"iso\"` (or \"gpt\", \"mbr\"), or `boot = \"uefi\"`",
-                    ctx.config.format,
+                    plan.format,
                     match image.kind {
                         ImageKind::Fat => "a bare FAT volume",
                         ImageKind::Directory => "a directory",
@@ -115,11 +143,10 @@ impl Bootloader for Limine {
                 ),
             ));
         }
-        let files = self.files(ctx)?;
-        let stages = match BiosStages::load(&files) {
+        let stages = match BiosStages::load(files) {
             Ok(stages) => stages,
             // A CD boot does not need them; only booting the ISO as a disk does.
-            Err(e) if image.kind == ImageKind::Iso && ctx.config.qemu.attach != Attach::Disk => {
+            Err(e) if image.kind == ImageKind::Iso && ctx.decisions.attach != Attach::Disk => {
                 eprintln!("warning: the ISO boots on BIOS as a CD only: {e}");
                 return Ok(());
             }

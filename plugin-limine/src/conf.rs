@@ -32,50 +32,38 @@ pub const DEFAULT_SERIAL: bool = true;
 /// The oldest Limine major version whose config syntax this module writes.
 pub const OLDEST_MAJOR: u32 = 8;
 
-/// A boot protocol of a Limine entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// The Limine boot protocol.
-    Limine,
-    /// Multiboot 1 (x86 only).
-    Multiboot1,
-    /// Multiboot 2 (x86 only).
-    Multiboot2,
-    /// The Linux boot protocol.
-    Linux,
-    /// Chainloading an EFI application (UEFI only).
-    EfiChainload,
+/// The boot protocols, as the core decides them ([`Protocol::resolve`] and
+/// `ctx.decisions.protocol()`); this module only spells them for `limine.conf`.
+pub use image_runner_core::Protocol;
+
+/// The value of the `protocol:` option for `protocol`; `None` for a protocol Limine has no
+/// name for.
+pub fn limine_name(protocol: Protocol) -> Option<&'static str> {
+    match protocol {
+        Protocol::Limine => Some("limine"),
+        Protocol::Multiboot1 => Some("multiboot1"),
+        Protocol::Multiboot2 => Some("multiboot2"),
+        Protocol::Linux => Some("linux"),
+        Protocol::EfiChainload => Some("efi_chainload"),
+        _ => None,
+    }
 }
 
-impl Protocol {
-    /// The value of the `protocol:` option.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Limine => "limine",
-            Protocol::Multiboot1 => "multiboot1",
-            Protocol::Multiboot2 => "multiboot2",
-            Protocol::Linux => "linux",
-            Protocol::EfiChainload => "efi_chainload",
-        }
+/// The option naming the executable of a `protocol` entry, in the syntax of `major`.
+pub fn path_key(protocol: Protocol, major: u32) -> &'static str {
+    match (protocol, major) {
+        (_, 9..) => "path",
+        (Protocol::EfiChainload, _) => "image_path",
+        _ => "kernel_path",
     }
+}
 
-    /// The option naming the executable, in the syntax of `major`.
-    pub fn path_key(self, major: u32) -> &'static str {
-        match (self, major) {
-            (_, 9..) => "path",
-            (Protocol::EfiChainload, _) => "image_path",
-            _ => "kernel_path",
-        }
-    }
-
-    /// The option carrying a module's string, if the protocol has one.
-    pub fn module_string_key(self) -> Option<&'static str> {
-        match self {
-            Protocol::Limine => Some("module_cmdline"),
-            Protocol::Multiboot1 | Protocol::Multiboot2 => Some("module_string"),
-            Protocol::Linux | Protocol::EfiChainload => None,
-        }
+/// The option carrying a module's string under `protocol`, if the protocol has one.
+pub fn module_string_key(protocol: Protocol) -> Option<&'static str> {
+    match protocol {
+        Protocol::Limine => Some("module_cmdline"),
+        Protocol::Multiboot1 | Protocol::Multiboot2 => Some("module_string"),
+        _ => None,
     }
 }
 
@@ -178,18 +166,18 @@ pub fn render_conf(
         out.push_str("serial: yes\n");
     }
     for entry in entries {
-        check_entry(entry)?;
+        let name = check_entry(entry)?;
         let protocol = entry.protocol;
         out.push('\n');
         out.push_str(&format!("/{}\n", entry.title.trim()));
-        push_option(&mut out, "protocol", protocol.name());
-        push_option(&mut out, protocol.path_key(major), &entry.kernel_path);
+        push_option(&mut out, "protocol", name);
+        push_option(&mut out, path_key(protocol, major), &entry.kernel_path);
         if !entry.cmdline.is_empty() {
             push_option(&mut out, "cmdline", &entry.cmdline);
         }
         for module in &entry.modules {
             push_option(&mut out, "module_path", &module.path);
-            if let (Some(key), false) = (protocol.module_string_key(), module.cmdline.is_empty()) {
+            if let (Some(key), false) = (module_string_key(protocol), module.cmdline.is_empty()) {
                 push_option(&mut out, key, &module.cmdline);
             }
         }
@@ -205,7 +193,8 @@ fn push_option(out: &mut String, key: &str, value: &str) {
     out.push('\n');
 }
 
-fn check_entry(entry: &LimineEntry) -> Result<(), LimineError> {
+/// Checks that `entry` can be written, and returns its protocol's `limine.conf` name.
+fn check_entry(entry: &LimineEntry) -> Result<&'static str, LimineError> {
     let title = entry.title.trim();
     let bad =
         |what: String| LimineError::Conf(format!("entry `{}`: {what}", entry.title.escape_debug()));
@@ -237,6 +226,12 @@ fn check_entry(entry: &LimineEntry) -> Result<(), LimineError> {
     if entry.kernel_path.trim().is_empty() {
         return Err(bad("the executable path is empty".into()));
     }
+    let Some(name) = limine_name(entry.protocol) else {
+        return Err(bad(format!(
+            "Limine has no `{}` boot protocol",
+            entry.protocol
+        )));
+    };
     if entry.protocol == Protocol::EfiChainload && !entry.modules.is_empty() {
         return Err(bad(
             "an EFI application (efi_chainload) takes no modules".into()
@@ -246,15 +241,14 @@ fn check_entry(entry: &LimineEntry) -> Result<(), LimineError> {
         if module.path.trim().is_empty() {
             return Err(bad("a module path is empty".into()));
         }
-        if !module.cmdline.is_empty() && entry.protocol.module_string_key().is_none() {
+        if !module.cmdline.is_empty() && module_string_key(entry.protocol).is_none() {
             return Err(bad(format!(
-                "the {} protocol gives modules no string, so the module string `{}` cannot be passed",
-                entry.protocol.name(),
+                "the {name} protocol gives modules no string, so the module string `{}` cannot be passed",
                 module.cmdline
             )));
         }
     }
-    Ok(())
+    Ok(name)
 }
 
 /// Expands `{{NAME}}` variables in a user's `limine.conf` template, with runner-core's
@@ -275,6 +269,21 @@ mod tests {
             .with_cmdline("console=ttyS0 quiet")
             .with_module(Module::new("boot():/boot/initrd").with_cmdline("initrd"))
             .with_module(Module::new("boot():/boot/font.psf"))
+    }
+
+    #[test]
+    fn every_core_protocol_has_a_limine_name() {
+        let names: Vec<_> = Protocol::ALL.iter().map(|&p| limine_name(p)).collect();
+        assert_eq!(
+            names,
+            [
+                Some("limine"),
+                Some("multiboot1"),
+                Some("multiboot2"),
+                Some("linux"),
+                Some("efi_chainload"),
+            ]
+        );
     }
 
     #[test]

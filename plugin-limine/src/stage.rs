@@ -5,11 +5,12 @@ use std::path::Path;
 
 use image_runner_core::config::Variables;
 use image_runner_core::{
-    Arch, BootKind, Context, Error, HostFiles, ImageKind, ImagePath, Kernel, KernelFormat, Source,
+    Arch, BootKind, Context, Error, HostFiles, ImageKind, ImagePath, Kernel, Protocol, Source,
     Staging,
 };
 
-use crate::conf::{self, LimineEntry, Module, Protocol};
+use crate::LimineConfig;
+use crate::conf::{self, LimineEntry, Module};
 use crate::files::LimineFiles;
 
 /// The kernel's place in the image. A fixed name keeps `limine.conf` and templates
@@ -29,44 +30,41 @@ pub const UEFI_CD_PATH: &str = "boot/limine/limine-uefi-cd.bin";
 /// understood by later majors (as an alias of `path`).
 pub const FALLBACK_MAJOR: u32 = 8;
 
-/// What the configured image format makes, as far as staging is concerned.
+/// What the image format of the run makes, as far as staging is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Target {
-    /// `iso`: El Torito images for CD boots, and a GPT system area for the BIOS stages.
+    /// An ISO 9660 image: El Torito images for CD boots, and a GPT system area for the BIOS
+    /// stages.
     Iso,
-    /// `gpt` or `mbr`: the BIOS stages go into the partition table's sectors.
+    /// A partitioned disk (`gpt`, `mbr`): the BIOS stages go into the partition table's
+    /// sectors.
     Disk,
-    /// `fat`: a bare FAT volume, UEFI only.
+    /// A bare FAT volume, UEFI only.
     Fat,
-    /// `directory`: a host folder, UEFI only.
+    /// A host folder, UEFI only.
     Directory,
-    /// A format of another plugin: everything is staged, the image kind decides the install.
-    Other,
 }
 
 impl Target {
-    /// The target of `format` for `boot` (`auto` as the pipeline picks: `iso` for BIOS, `fat`
-    /// otherwise).
-    pub fn from_format(format: &str, boot: BootKind) -> Target {
-        match format {
-            "iso" => Target::Iso,
-            "gpt" | "mbr" => Target::Disk,
-            "fat" => Target::Fat,
-            "directory" => Target::Directory,
-            "auto" if boot == BootKind::Bios => Target::Iso,
-            "auto" => Target::Fat,
-            _ => Target::Other,
+    /// The target for an image of `kind`; `None` for a kind Limine does not know.
+    pub fn of(kind: ImageKind) -> Option<Target> {
+        match kind {
+            ImageKind::Iso => Some(Target::Iso),
+            ImageKind::Disk => Some(Target::Disk),
+            ImageKind::Fat => Some(Target::Fat),
+            ImageKind::Directory => Some(Target::Directory),
+            _ => None,
         }
     }
 
     fn cd_images(self) -> bool {
-        matches!(self, Target::Iso | Target::Other)
+        self == Target::Iso
     }
 }
 
-/// Everything about one Limine boot except the Limine files. `stage` and `finish_image` both
-/// derive it from the context, so they always agree.
+/// Everything about one Limine boot except the Limine files, derived from the context once by
+/// `stage` and handed to `finish_image` with the staging list.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Plan {
@@ -80,6 +78,8 @@ pub struct Plan {
     pub uefi: bool,
     /// What the image format makes.
     pub target: Target,
+    /// The image format plugin's name (`iso`, `gpt`, ...), for messages.
+    pub format: String,
     /// The guest architecture.
     pub arch: Arch,
 }
@@ -87,26 +87,37 @@ pub struct Plan {
 impl Plan {
     /// Derives the plan from `ctx`, with errors for what Limine cannot boot.
     pub fn new(ctx: &Context) -> Result<Plan, Error> {
-        let (bios, uefi) = match ctx.boot {
+        let boot = ctx.decisions.boot;
+        let arch = ctx.decisions.arch;
+        let (bios, uefi) = match boot {
             BootKind::Bios => (true, false),
             BootKind::Uefi => (false, true),
             _ => (true, true),
         };
-        let target = Target::from_format(&ctx.config.format, ctx.boot);
-        if bios && ctx.arch != Arch::X86_64 {
+        let Some(image) = &ctx.decisions.image else {
+            return Err(Error::plugin(
+                "limine",
+                "Limine boots the kernel from an image, but this run builds none; set `format` (`iso`, `gpt`, `mbr`, `fat` or `directory`)",
+            ));
+        };
+        let target = Target::of(image.kind).ok_or_else(|| {
+            Error::plugin(
+                "limine",
+                format!(
+                    "the `{}` format makes a kind of image Limine cannot stage for ({:?}); use `format = \"iso\"`, \"gpt\", \"mbr\", \"fat\" or \"directory\"",
+                    image.format, image.kind
+                ),
+            )
+        })?;
+        if bios && arch != Arch::X86_64 {
             return Err(Error::Config(format!(
-                "`boot = \"{}\"` but the kernel is {}: BIOS exists on x86_64 only; set `boot = \"uefi\"`",
-                ctx.boot, ctx.arch
+                "`boot = \"{boot}\"` but the kernel is {arch}: BIOS exists on x86_64 only; set `boot = \"uefi\"`"
             )));
         }
         if bios && matches!(target, Target::Fat | Target::Directory) {
-            let format = match ctx.config.format.as_str() {
-                "auto" => "`auto` (a FAT volume for hybrid boots)".to_owned(),
-                other => format!("`{other}`"),
-            };
             return Err(Error::Config(format!(
-                "Limine boots {} machines from an `iso`, `gpt` or `mbr` image, but the format is {format}, which has no place for Limine's BIOS stages; set `format = \"iso\"` (or \"gpt\", \"mbr\"), or `boot = \"uefi\"`",
-                ctx.boot
+                "Limine boots {boot} machines from an `iso`, `gpt` or `mbr` image, but the format is `{}`, which has no place for Limine's BIOS stages; set `format = \"iso\"` (or \"gpt\", \"mbr\"), or `boot = \"uefi\"`",
+                image.format
             )));
         }
         if ctx.kernel.prebuilt_image().is_some() {
@@ -121,17 +132,12 @@ impl Plan {
             bios,
             uefi,
             target,
-            arch: ctx.arch,
+            format: image.format.clone(),
+            arch,
         };
         plan.files.place_at(ctx.kernel.path.clone(), KERNEL_PATH);
 
-        let protocol = resolve(
-            Some(&ctx.kernel),
-            &ctx.kernel.path,
-            &ctx.config.protocol,
-            "protocol",
-            ctx,
-        )?;
+        let protocol = restrict(ctx.decisions.protocol()?, &ctx.kernel.path, "protocol", ctx)?;
         let title = ctx
             .kernel
             .path
@@ -153,13 +159,14 @@ impl Plan {
                 .place_at(host.clone(), &format!("boot/entry-{}/kernel", i + 1));
             // A bzImage without an EFI stub is neither ELF nor PE: it cannot be inspected.
             let kernel = Kernel::inspect(&host).ok();
-            let protocol = resolve(
+            let protocol = Protocol::resolve(
                 kernel.as_ref(),
                 &host,
-                &extra.protocol,
+                extra.protocol,
                 &format!("{key}.protocol"),
-                ctx,
+                arch,
             )?;
+            let protocol = restrict(protocol, &host, &format!("{key}.protocol"), ctx)?;
             let mut entry = LimineEntry::new(&extra.title, protocol, limine_path(&image_path))
                 .with_cmdline(&extra.cmdline);
             for (j, module) in extra.modules.iter().enumerate() {
@@ -223,12 +230,18 @@ impl Plan {
         self.bios && matches!(kind, ImageKind::Disk | ImageKind::Iso)
     }
 
-    /// The `limine.conf` text: the user's template (`limine.config`) expanded, or the
-    /// generated config in the syntax of `major` ([`FALLBACK_MAJOR`] when unknown).
-    pub fn config_text(&self, ctx: &Context, major: Option<u32>) -> Result<String, Error> {
+    /// The `limine.conf` text: the user's template (`limine.config` of `limine`, the run's
+    /// `[limine]` section) expanded, or the generated config in the syntax of `major`
+    /// ([`FALLBACK_MAJOR`] when unknown).
+    pub fn config_text(
+        &self,
+        ctx: &Context,
+        limine: &LimineConfig,
+        major: Option<u32>,
+    ) -> Result<String, Error> {
         let major = major.unwrap_or(FALLBACK_MAJOR);
-        let timeout = ctx.config.limine.timeout;
-        let Some(template) = &ctx.config.limine.config else {
+        let timeout = limine.timeout;
+        let Some(template) = &limine.config else {
             return Ok(conf::render_conf(
                 &self.entries,
                 timeout,
@@ -244,7 +257,7 @@ impl Plan {
                 path.display()
             ))
         })?;
-        let vars = self.template_variables(ctx, major)?;
+        let vars = self.template_variables(ctx, timeout, major)?;
         conf::render_template(&text, &vars).map_err(|e| match e {
             Error::UnknownVariable { name, known, .. } => Error::UnknownVariable {
                 name,
@@ -259,14 +272,25 @@ impl Plan {
     /// `variables`, plus `KERNEL` (`boot():/boot/kernel`), `PROTOCOL`, `CMDLINE`, `TIMEOUT`,
     /// `PATH_KEY` (`kernel_path` or `path`, by version) and `ENTRIES` (the generated entries).
     /// These last win over user variables of the same name.
-    fn template_variables(&self, ctx: &Context, major: u32) -> Result<Variables, Error> {
+    fn template_variables(
+        &self,
+        ctx: &Context,
+        timeout: u32,
+        major: u32,
+    ) -> Result<Variables, Error> {
         let mut vars = ctx.variables.clone();
         let kernel = &self.entries[0];
+        let protocol = conf::limine_name(kernel.protocol).ok_or_else(|| {
+            Error::plugin(
+                "limine",
+                format!("Limine has no `{}` boot protocol", kernel.protocol),
+            )
+        })?;
         vars.set("KERNEL", limine_path(KERNEL_PATH));
-        vars.set("PROTOCOL", kernel.protocol.name());
+        vars.set("PROTOCOL", protocol);
         vars.set("CMDLINE", &ctx.config.cmdline);
-        vars.set("TIMEOUT", ctx.config.limine.timeout.to_string());
-        vars.set("PATH_KEY", kernel.protocol.path_key(major));
+        vars.set("TIMEOUT", timeout.to_string());
+        vars.set("PATH_KEY", conf::path_key(kernel.protocol, major));
         vars.set("ENTRIES", entries_text(&self.entries, major)?);
         Ok(vars)
     }
@@ -286,106 +310,31 @@ pub fn limine_path(image_path: &str) -> String {
     format!("boot():/{image_path}")
 }
 
-/// Reads a `protocol` config value.
-pub fn protocol_from_config(value: &str) -> Result<Option<Protocol>, String> {
-    Ok(Some(match value {
-        "auto" => return Ok(None),
-        "limine" => Protocol::Limine,
-        "multiboot1" | "multiboot" => Protocol::Multiboot1,
-        "multiboot2" => Protocol::Multiboot2,
-        "linux" => Protocol::Linux,
-        "efi-chainload" | "efi_chainload" | "efi" => Protocol::EfiChainload,
-        other => {
-            return Err(format!(
-                "`{other}` is not a boot protocol Limine knows; use auto, limine, multiboot1, multiboot2, linux or efi-chainload"
-            ));
-        }
-    }))
-}
-
-/// The protocol for the kernel at `path` (`kernel` is `None` when it is neither ELF nor PE):
-/// the configured one, checked against the kernel, or with `auto` the first that fits of
-/// multiboot2 (a multiboot2 header), multiboot1 (a multiboot1 header), the Limine protocol
-/// (any other ELF64), Linux (a bzImage: `HdrS` at byte 0x202) and an EFI application (UEFI
-/// only). A kernel with both a multiboot header and Limine requests needs `protocol = "limine"`.
-fn resolve(
-    kernel: Option<&Kernel>,
-    path: &Path,
-    configured: &str,
-    key: &str,
-    ctx: &Context,
-) -> Result<Protocol, Error> {
-    let chosen = protocol_from_config(configured)
-        .map_err(|e| Error::Config(format!("`{key} = \"{configured}\"`: {e}")))?;
-    let elf_bits = kernel.and_then(|k| match k.format {
-        KernelFormat::Elf { bits } => Some(bits),
-        _ => None,
-    });
-    let efi_app = kernel.is_some_and(Kernel::is_efi_app);
-    let has = |f: fn(&Kernel) -> bool| kernel.is_some_and(f);
-    let protocol = match chosen {
-        Some(protocol) => {
-            let (fits, lacks) = match protocol {
-                Protocol::Limine => (
-                    elf_bits == Some(64),
-                    "is not an ELF64 executable, which the Limine protocol loads",
-                ),
-                Protocol::Multiboot1 => (has(|k| k.multiboot1), "has no multiboot1 header"),
-                Protocol::Multiboot2 => (has(|k| k.multiboot2), "has no multiboot2 header"),
-                Protocol::Linux => (
-                    ctx.arch != Arch::X86_64 || image_runner_core::Kernel::is_bzimage(path),
-                    "is not a Linux bzImage (no \"HdrS\" setup header)",
-                ),
-                Protocol::EfiChainload => (efi_app, "is not a UEFI application"),
-            };
-            if !fits {
-                return Err(Error::kernel(
-                    path,
-                    format!("{lacks}, but `{key}` asks for {}", protocol.name()),
-                ));
-            }
-            protocol
-        }
-        None if has(|k| k.multiboot2) => Protocol::Multiboot2,
-        None if has(|k| k.multiboot1) => Protocol::Multiboot1,
-        None if elf_bits == Some(64) => Protocol::Limine,
-        None if elf_bits.is_none() && image_runner_core::Kernel::is_bzimage(path) => {
-            Protocol::Linux
-        }
-        None if efi_app => Protocol::EfiChainload,
-        None => {
-            let what = match kernel {
-                None => "is neither ELF nor PE, nor a Linux bzImage",
-                Some(_) if elf_bits == Some(32) => {
-                    "is a 32-bit ELF without a multiboot header (the Limine protocol loads ELF64 kernels)"
-                }
-                Some(_) => {
-                    "is no ELF64 kernel, multiboot kernel, Linux bzImage or UEFI application"
-                }
-            };
-            return Err(Error::kernel(
-                path,
-                format!(
-                    "{what}, so Limine cannot start it; build it as an ELF64 kernel for the Limine protocol, add a multiboot2 header, or set `{key}`"
-                ),
-            ));
-        }
-    };
-    if matches!(protocol, Protocol::Multiboot1 | Protocol::Multiboot2) && ctx.arch != Arch::X86_64 {
+/// Limine's own limits on `protocol`, which the core decided for the kernel at `path` from
+/// config key `key`: multiboot kernels on x86_64 only, EFI applications under UEFI only.
+fn restrict(protocol: Protocol, path: &Path, key: &str, ctx: &Context) -> Result<Protocol, Error> {
+    let (boot, arch) = (ctx.decisions.boot, ctx.decisions.arch);
+    if conf::limine_name(protocol).is_none() {
         return Err(Error::kernel(
             path,
             format!(
-                "Limine boots multiboot kernels on x86 only, and the machine is {}; use the Limine protocol",
-                ctx.arch
+                "is to be booted with the {protocol} protocol, which Limine does not have; set `{key}` to one Limine knows (limine, multiboot1, multiboot2, linux, efi-chainload)"
             ),
         ));
     }
-    if protocol == Protocol::EfiChainload && ctx.boot != BootKind::Uefi {
+    if matches!(protocol, Protocol::Multiboot1 | Protocol::Multiboot2) && arch != Arch::X86_64 {
         return Err(Error::kernel(
             path,
             format!(
-                "is a UEFI application, which Limine starts only under UEFI, but `boot = \"{}\"`; set `boot = \"uefi\"`",
-                ctx.boot
+                "Limine boots multiboot kernels on x86 only, and the machine is {arch}; use the Limine protocol"
+            ),
+        ));
+    }
+    if protocol == Protocol::EfiChainload && boot != BootKind::Uefi {
+        return Err(Error::kernel(
+            path,
+            format!(
+                "is a UEFI application, which Limine starts only under UEFI, but `boot = \"{boot}\"`; set `boot = \"uefi\"`"
             ),
         ));
     }

@@ -1,6 +1,7 @@
-//! The `limine` bootloader's staging, through a real `Context` of a throw-away project and the
-//! fixture repository: the layout per image format × boot kind × architecture, the generated
-//! and templated `limine.conf`, and the refusals.
+//! The `limine` bootloader's staging, through a real `Context` of a throw-away project (made by
+//! the pipeline, with plugin-image's formats registered) and the fixture repository: the layout
+//! per image format × boot kind × architecture, the generated and templated `limine.conf`, the
+//! refusals, and the BIOS stage install into the image the pipeline builds.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::Fixture;
-use image_runner_core::{Bootloader, Context, Invocation, Source, Staging};
+use image_runner_core::{
+    Bootloader, Context, Image, ImageKind, Invocation, Pipeline, Registry, Source, Staged, Staging,
+};
 use image_runner_limine::Limine;
 
 /// An ELF header (no program headers) for `machine` (62 x86_64, 183 aarch64, 243 riscv64,
@@ -64,6 +67,8 @@ enum K {
     /// ELF32 with multiboot1 and multiboot2 headers.
     Multiboot,
     Aarch64,
+    /// ELF64 aarch64 with multiboot1 and multiboot2 headers.
+    Aarch64Multiboot,
     Riscv64,
     LoongArch64,
     EfiApp,
@@ -75,6 +80,7 @@ impl K {
             K::X86 => elf(62, true, b"limine kernel"),
             K::Multiboot => elf(3, false, &multiboot_headers()),
             K::Aarch64 => elf(183, true, b""),
+            K::Aarch64Multiboot => elf(183, true, &multiboot_headers()),
             K::Riscv64 => elf(243, true, b""),
             K::LoongArch64 => elf(258, true, b""),
             K::EfiApp => efi_app(),
@@ -86,6 +92,7 @@ impl K {
             K::X86 => "kernel-x86_64",
             K::Multiboot => "kernel-mb.elf",
             K::Aarch64 => "kernel-aarch64",
+            K::Aarch64Multiboot => "kernel-aarch64-mb",
             K::Riscv64 => "kernel-riscv64",
             K::LoongArch64 => "kernel-loongarch64",
             K::EfiApp => "app.efi",
@@ -136,6 +143,11 @@ impl Project {
     }
 
     fn context(&self, kernel: K) -> Result<Context, image_runner_core::Error> {
+        self.context_with(kernel, &[])
+    }
+
+    /// The context, with `--set` overrides `sets` after the fixture's `limine.git`.
+    fn context_with(&self, kernel: K, sets: &[&str]) -> Result<Context, image_runner_core::Error> {
         let exe = self.write(
             &format!("target/debug/{}", kernel.file_name()),
             &kernel.bytes(),
@@ -144,16 +156,27 @@ impl Project {
         inv.manifest_dir = Some(self.root().to_path_buf());
         inv.test = Some(false);
         inv.overrides = vec![format!("limine.git={}", self.git)];
+        inv.overrides.extend(sets.iter().map(|s| s.to_string()));
         inv.env = BTreeMap::from([(
             "CARGO_IMAGE_RUNNER_CACHE".to_owned(),
             self.cache.to_string_lossy().into_owned(),
         )]);
-        Context::new(inv)
+        Pipeline::new(&registry()).context(inv)
     }
 
     fn stage(&self, kernel: K) -> Result<Staging, image_runner_core::Error> {
-        Limine::new().stage(&self.context(kernel)?)
+        Limine::new()
+            .stage(&self.context(kernel)?)
+            .map(|staged| staged.staging)
     }
+}
+
+/// The `limine` bootloader and plugin-image's formats.
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    image_runner_limine::register(&mut registry);
+    image_runner_image::register(&mut registry);
+    registry
 }
 
 fn paths(staging: &Staging) -> Vec<&str> {
@@ -206,7 +229,7 @@ fn layout_per_format_boot_and_architecture() {
                 if bios && matches!(effective, "fat" | "directory") {
                     let err = result.unwrap_err().to_string();
                     assert!(
-                        err.contains(&format!("the format is `{format}`"))
+                        err.contains(&format!("the format is `{effective}`"))
                             && err.contains("no place for Limine's BIOS stages"),
                         "{case}: {err}"
                     );
@@ -426,10 +449,12 @@ fn protocol_mismatches_are_refused_before_fetching() {
             "is not an ELF64 executable",
         ),
         (K::X86, "protocol = \"linux\"\n", "is not a Linux bzImage"),
+        // The core reads `protocol` (one list of spellings for every bootloader) and says
+        // where the value is and which are accepted.
         (
             K::X86,
             "protocol = \"stivale2\"\n",
-            "not a boot protocol Limine knows",
+            "Cargo.toml:8:12: unknown variant `stivale2`, expected one of `auto`, `limine`",
         ),
         (
             K::Aarch64,
@@ -510,4 +535,140 @@ fn offline_without_a_cache_says_what_is_missing() {
         err.contains("offline") && err.contains("v8.x-binary") && err.contains("not in the cache"),
         "{err}"
     );
+}
+
+#[test]
+fn multiboot_kernels_are_refused_off_x86() {
+    let fixture = Fixture::new();
+    let _hidden = fixture.hide();
+    // The core's auto rule picks multiboot2 for the kernel; Limine has it on x86 only.
+    let project = Project::new(&fixture, "boot = \"uefi\"\n");
+    let err = project.stage(K::Aarch64Multiboot).unwrap_err().to_string();
+    assert!(
+        err.contains("kernel-aarch64-mb")
+            && err
+                .contains("Limine boots multiboot kernels on x86 only, and the machine is aarch64"),
+        "{err}"
+    );
+    // The same for an entry's kernel, named by its own path.
+    let project = Project::new(
+        &fixture,
+        "boot = \"uefi\"\n[[entries]]\ntitle = \"mb\"\nkernel = \"mb.elf\"\n",
+    );
+    project.write("mb.elf", &K::Aarch64Multiboot.bytes());
+    let err = project.stage(K::Aarch64).unwrap_err().to_string();
+    assert!(
+        err.contains("mb.elf") && err.contains("multiboot kernels on x86 only"),
+        "{err}"
+    );
+    // An entry's protocol is checked against its own kernel, naming its key.
+    let project = Project::new(
+        &fixture,
+        "boot = \"uefi\"\n[[entries]]\ntitle = \"x\"\nkernel = \"x.elf\"\nprotocol = \"multiboot2\"\n",
+    );
+    project.write("x.elf", &K::X86.bytes());
+    let err = project.stage(K::X86).unwrap_err().to_string();
+    assert!(
+        err.contains("x.elf")
+            && err.contains("has no multiboot2 header")
+            && err.contains("`entries[0].protocol`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_run_without_an_image_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("kernel-x86_64");
+    std::fs::write(&exe, K::X86.bytes()).unwrap();
+    let kernel = image_runner_core::Kernel::inspect(&exe).unwrap();
+    let decisions = image_runner_core::Decisions::new(
+        image_runner_core::BootKind::Uefi,
+        image_runner_core::Arch::X86_64,
+        None,
+        image_runner_core::RunMode::choose(&image_runner_core::Config::default(), false),
+    )
+    .with_protocol(image_runner_core::Protocol::Limine);
+    let ctx = Context::for_tests(kernel, decisions, dir.path());
+    let err = Limine::new().stage(&ctx).unwrap_err().to_string();
+    assert!(
+        err.contains("Limine boots the kernel from an image, but this run builds none")
+            && err.contains("set `format`"),
+        "{err}"
+    );
+}
+
+/// The first 512 bytes of the image the pipeline builds for `kernel` in `project`.
+fn boot_sector(project: &Project, kernel: K, sets: &[&str]) -> Vec<u8> {
+    let ctx = project.context_with(kernel, sets).unwrap();
+    let media = Pipeline::new(&registry()).prepare(&ctx).unwrap();
+    let image = media.image.expect("an image");
+    let bytes = std::fs::read(&image.path).unwrap();
+    bytes[..512].to_vec()
+}
+
+#[test]
+fn the_bios_stages_of_the_staged_release_go_into_the_built_image() {
+    let fixture = Fixture::new();
+    let stage1 = b"LIMINE-STAGE1 8.2.0 (fixture)";
+    for (format, attach) in [("gpt", "auto"), ("mbr", "auto"), ("iso", "disk")] {
+        let project = Project::new(
+            &fixture,
+            &format!("boot = \"bios\"\nformat = \"{format}\"\nattach = \"{attach}\"\n"),
+        );
+        let sector = boot_sector(&project, K::X86, &[]);
+        assert_eq!(&sector[..stage1.len()], stage1, "{format}");
+        assert_eq!(sector[510..], [0x55, 0xAA], "{format}");
+    }
+    // A UEFI-only boot installs nothing: the disk keeps its own (protective) MBR.
+    let project = Project::new(&fixture, "boot = \"uefi\"\nformat = \"gpt\"\n");
+    let ctx = project.context(K::X86).unwrap();
+    let staged = Limine::new().stage(&ctx).unwrap();
+    let image = ctx.output_dir.join("uefi.img");
+    std::fs::create_dir_all(&ctx.output_dir).unwrap();
+    std::fs::write(&image, vec![0u8; 4096]).unwrap();
+    Limine::new()
+        .finish_image(&staged, &Image::new(&image, ImageKind::Disk), &ctx)
+        .unwrap();
+    assert_eq!(std::fs::read(&image).unwrap(), vec![0u8; 4096]);
+}
+
+#[test]
+fn an_iso_booted_as_a_cd_does_without_the_disk_stages() {
+    let fixture = Fixture::new();
+    let dir = fixture.dir.path().join("no-hdd-stages");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in common::release_files("8.2.0") {
+        if name != image_runner_limine::HDD_STAGES_FILE {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    let metadata = format!(
+        "boot = \"bios\"\nformat = \"iso\"\n[limine]\npath = \"{}\"\n",
+        dir.display()
+    );
+    let project = Project::new(&fixture, &metadata);
+    // Attached as a CD (the default for an ISO): built, without the disk stages.
+    let sector = boot_sector(&project, K::X86, &[]);
+    assert!(!sector.starts_with(b"LIMINE-STAGE1"));
+    // Attached as a disk, the missing stages are an error naming the file.
+    let ctx = project.context_with(K::X86, &["attach=disk"]).unwrap();
+    let err = Pipeline::new(&registry())
+        .prepare(&ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(image_runner_limine::HDD_STAGES_FILE), "{err}");
+}
+
+#[test]
+fn finishing_needs_what_stage_handed_over() {
+    let fixture = Fixture::new();
+    let project = Project::new(&fixture, "boot = \"bios\"\nformat = \"gpt\"\n");
+    let ctx = project.context(K::X86).unwrap();
+    let image = Image::new(ctx.output_dir.join("none.img"), ImageKind::Disk);
+    let err = Limine::new()
+        .finish_image(&Staged::new(Staging::new()), &image, &ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Limine did not make"), "{err}");
 }

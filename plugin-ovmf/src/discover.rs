@@ -55,12 +55,13 @@ pub struct Search {
 impl Search {
     /// The search for this run: config paths (relative to the package), the process
     /// environment and the system's usual places.
-    pub fn from_context(ctx: &Context) -> Search {
-        let mut search = Search::system(ctx.arch, ctx.env.clone());
-        search.code = ctx.config.ovmf.code.as_ref().map(|p| ctx.host_path(p));
-        search.vars = ctx.config.ovmf.vars.as_ref().map(|p| ctx.host_path(p));
-        search.prefer_unified = ctx.config.ovmf.unified;
-        search
+    pub fn from_context(ctx: &Context) -> Result<Search, Error> {
+        let config: crate::OvmfConfig = ctx.section("ovmf")?;
+        let mut search = Search::system(ctx.decisions.arch, ctx.env.clone());
+        search.code = config.code.as_ref().map(|p| ctx.host_path(p));
+        search.vars = config.vars.as_ref().map(|p| ctx.host_path(p));
+        search.prefer_unified = config.unified;
+        Ok(search)
     }
 
     /// A search of the system's usual places only.

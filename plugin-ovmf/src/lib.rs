@@ -1,15 +1,18 @@
 //! UEFI firmware for cargo-image-runner: finds OVMF/AAVMF on the host and gives each run its
 //! own copy of the variable store, warmed by the last passing run of the same setup.
 
+mod config;
 mod descriptor;
 mod discover;
 
 use std::path::{Path, PathBuf};
 
 use image_runner_core::{
-    Check, CheckStatus, Context, Error, Firmware, FirmwareFiles, Outcome, Registry, Verdict,
+    Check, CheckStatus, Context, Error, Firmware, FirmwareFiles, Outcome, Registry, Section,
+    Verdict,
 };
 
+pub use config::OvmfConfig;
 pub use discover::{Candidate, FirmwarePair, Search, find};
 
 /// The `ovmf` firmware provider.
@@ -26,8 +29,12 @@ impl Firmware for Ovmf {
         "ovmf"
     }
 
+    fn config_section(&self) -> Option<Section> {
+        Some(Section::of::<OvmfConfig>())
+    }
+
     fn resolve(&self, ctx: &Context) -> Result<FirmwareFiles, Error> {
-        let search = Search::from_context(ctx);
+        let search = Search::from_context(ctx)?;
         let found = find(&search)?;
         match found {
             FirmwarePair::Unified(path) => Ok(FirmwareFiles::Unified(path)),
@@ -86,7 +93,7 @@ impl Firmware for Ovmf {
         let FirmwareFiles::Pflash { vars, .. } = files else {
             return Ok(());
         };
-        if outcome.verdict != Verdict::Success || !ctx.config.ovmf.warm_vars {
+        if outcome.verdict != Verdict::Success || !warm_vars(ctx) {
             return Ok(());
         }
         match std::fs::read_to_string(vars.with_extension("key")) {
@@ -107,7 +114,7 @@ fn write_text(path: &Path, text: &str) -> Result<(), Error> {
 /// What a warmed variable store is valid for: the same firmware files (path, size, time),
 /// architecture, boot kind and image format. `None` when warming is off or a file is unreadable.
 fn setup_key(ctx: &Context, code: &Path, template: &Path) -> Option<String> {
-    if !ctx.config.ovmf.warm_vars {
+    if !warm_vars(ctx) {
         return None;
     }
     let stamp = |p: &Path| {
@@ -128,10 +135,19 @@ fn setup_key(ctx: &Context, code: &Path, template: &Path) -> Option<String> {
         "{}\n{}\n{}\n{}\n{}\n",
         stamp(code)?,
         stamp(template)?,
-        ctx.arch,
-        ctx.boot,
-        ctx.config.format
+        ctx.decisions.arch,
+        ctx.decisions.boot,
+        ctx.decisions
+            .image
+            .as_ref()
+            .map_or("none", |plan| plan.format.as_str())
     ))
+}
+
+/// `ovmf.warm-vars`; on when the section cannot be read (the core checked it already).
+fn warm_vars(ctx: &Context) -> bool {
+    ctx.section::<OvmfConfig>("ovmf")
+        .map_or(true, |c| c.warm_vars)
 }
 
 fn warm_store(ctx: &Context) -> WarmVars {

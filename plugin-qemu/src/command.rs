@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use image_runner_core::command::qemu_escape;
-use image_runner_core::config::{Attach, SerialMode};
+use image_runner_core::config::Attach;
 use image_runner_core::{Arch, BootMedia, CommandSpec, Context, Error, FirmwareFiles, ImageKind};
 
 use crate::accel::Accel;
+use crate::config::{QemuConfig, SerialMode};
 
 /// The port and size of the exit device; a guest write of v makes QEMU exit with `(v << 1) | 1`.
 pub const DEBUG_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=0x04";
@@ -74,7 +75,8 @@ pub struct QemuOptions {
     pub gui: bool,
     /// Serial wiring.
     pub serial: SerialWiring,
-    /// How the image is attached.
+    /// How the image is attached (`Auto`: an ISO as a CD-ROM, anything else as a disk; a run
+    /// uses the shared decision, which is never `Auto`).
     pub attach: Attach,
     /// Start halted with a gdb stub on this port.
     pub gdb_port: Option<u16>,
@@ -105,44 +107,37 @@ impl QemuOptions {
         }
     }
 
-    /// Options for the run described by `ctx`, with `accel` and the gdb port already decided.
-    pub fn from_context(ctx: &Context, accel: Accel, gdb_port: Option<u16>) -> Result<Self, Error> {
-        let cfg = &ctx.config;
-        let extra_args = extra_args(ctx)?;
+    /// Options for the run described by `ctx` with the `qemu` section `cfg`, with `accel` and
+    /// the gdb port already decided.
+    pub fn from_context(
+        ctx: &Context,
+        cfg: &QemuConfig,
+        accel: Accel,
+        gdb_port: Option<u16>,
+    ) -> Result<Self, Error> {
+        let extra_args = extra_args(ctx, cfg)?;
         Ok(QemuOptions {
-            arch: ctx.arch,
-            binary: cfg.qemu.binary.clone(),
-            machine: cfg.qemu.machine.clone(),
-            cpu: cfg.qemu.cpu.clone(),
-            memory: cfg.qemu.memory.clone(),
-            cores: cfg.qemu.cores,
+            arch: ctx.decisions.arch,
+            binary: cfg.binary.clone(),
+            machine: cfg.machine.clone(),
+            cpu: cfg.cpu.clone(),
+            memory: cfg.memory.clone(),
+            cores: cfg.cores,
             accel,
-            gui: cfg.qemu.gui,
-            serial: serial_wiring(
-                cfg.qemu.serial,
-                &extra_args,
-                &ctx.output_dir.join("serial.log"),
-            ),
-            attach: cfg.qemu.attach,
+            gui: cfg.gui,
+            serial: serial_wiring(cfg.serial, &extra_args, &ctx.output_dir.join("serial.log")),
+            attach: ctx.decisions.attach,
             gdb_port,
-            cmdline: cfg.cmdline.clone(),
+            cmdline: ctx.config.cmdline.clone(),
             extra_args,
         })
     }
 }
 
 /// The user's extra arguments in their documented order.
-pub fn extra_args(ctx: &Context) -> Result<Vec<String>, Error> {
-    let cfg = &ctx.config;
-    let mut args = cfg.qemu.args.clone();
-    args.extend(
-        if ctx.is_test {
-            cfg.test.args.iter()
-        } else {
-            cfg.run.args.iter()
-        }
-        .cloned(),
-    );
+pub fn extra_args(ctx: &Context, cfg: &QemuConfig) -> Result<Vec<String>, Error> {
+    let mut args = cfg.args.clone();
+    args.extend(ctx.decisions.mode.args.iter().cloned());
     if let Some(words) = ctx.env.get("CARGO_IMAGE_RUNNER_QEMU_ARGS") {
         let split = shlex::split(words).ok_or_else(|| {
             Error::Config(format!(
@@ -527,8 +522,18 @@ mod tests {
         let mut media = BootMedia::new(BootKind::Uefi);
         media.image = Some(Image::new("/o/x.iso", ImageKind::Iso));
         let cmd = build_command(&media, &QemuOptions::new(Arch::Aarch64)).unwrap();
-        let text = cmd.to_string();
-        assert!(text.contains("-device virtio-scsi-pci,id=scsi0 -drive if=none,id=boot0,media=cdrom,format=raw,file=/o/x.iso -device scsi-cd,drive=boot0"), "{text}");
+        let words = words(&cmd);
+        assert!(
+            words.ends_with(&[
+                "-device",
+                "virtio-scsi-pci,id=scsi0",
+                "-drive",
+                "if=none,id=boot0,media=cdrom,format=raw,file=/o/x.iso",
+                "-device",
+                "scsi-cd,drive=boot0"
+            ]),
+            "{words:?}"
+        );
     }
 
     #[test]

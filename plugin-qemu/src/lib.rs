@@ -1,20 +1,23 @@
 //! The `qemu` runner: picks the accelerator, builds the QEMU command as a value, runs it in
-//! its own process group with a host-side time limit, tees and watches the serial port, and
-//! judges the exit.
+//! its own process group with a host-side time limit, tees and watches the serial port and
+//! streams it to the run's serial handler (which may type into it and end the run), and
+//! judges the exit. Its config section is [`QemuConfig`] (`[…image-runner.qemu]`).
 
 mod accel;
 mod command;
+mod config;
 mod process;
 mod serial;
 mod verdict;
 
-use image_runner_core::config::SerialMode;
 use image_runner_core::{
-    BootMedia, Check, CheckStatus, CommandSpec, Context, Error, Outcome, Registry, Runner,
+    BootMedia, Check, CheckStatus, CommandSpec, Context, Error, Outcome, Registry, Runner, Section,
+    SerialHandler,
 };
 
 pub use accel::{Accel, AccelPlan, HostEvidence, is_accel_failure, plan};
 pub use command::{DEBUG_EXIT_DEVICE, QemuOptions, SerialWiring, build_command, serial_wiring};
+pub use config::{QemuConfig, SerialMode};
 pub use serial::{Hit, Watch};
 pub use verdict::{Ended, judge};
 
@@ -27,17 +30,22 @@ pub fn register(registry: &mut Registry) {
     registry.add_runner(Qemu);
 }
 
-fn accel_plan(ctx: &Context) -> Result<AccelPlan, Error> {
+/// The `qemu` config section of the run.
+fn section(ctx: &Context) -> Result<QemuConfig, Error> {
+    ctx.section::<QemuConfig>("qemu")
+}
+
+fn accel_plan(ctx: &Context, cfg: &QemuConfig) -> Result<AccelPlan, Error> {
     plan(
-        &ctx.config.qemu.accel,
-        ctx.arch.name(),
+        &cfg.accel,
+        ctx.decisions.arch.name(),
         &HostEvidence::probe(),
     )
 }
 
 /// The gdb port: the configured one, or a free one when 0 was asked for.
-fn gdb_port(ctx: &Context) -> Result<Option<u16>, Error> {
-    match ctx.config.qemu.gdb_port {
+fn gdb_port(cfg: &QemuConfig) -> Result<Option<u16>, Error> {
+    match cfg.gdb_port {
         Some(0) => {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")
                 .map_err(|e| Error::io("find a free TCP port on", "127.0.0.1", e))?;
@@ -66,11 +74,17 @@ impl Runner for Qemu {
     }
 
     fn command(&self, media: &BootMedia, ctx: &Context) -> Result<CommandSpec, Error> {
-        let plan = accel_plan(ctx)?;
+        let cfg = section(ctx)?;
+        let plan = accel_plan(ctx, &cfg)?;
         build_command(
             media,
-            &QemuOptions::from_context(ctx, plan.first(), gdb_port(ctx)?)?,
+            &QemuOptions::from_context(ctx, &cfg, plan.first(), gdb_port(&cfg)?)?,
         )
+    }
+
+    fn config_section(&self) -> Option<Section> {
+        // `qemu.attach` moved to the shared key `attach`; users' `qemu.attach` still sets it.
+        Some(Section::of::<QemuConfig>().with_moved_key("attach", "attach"))
     }
 
     fn checks(&self) -> Vec<Check> {
@@ -122,34 +136,35 @@ impl Runner for Qemu {
         checks
     }
 
-    fn run(&self, media: &BootMedia, ctx: &Context) -> Result<Outcome, Error> {
-        let plan = accel_plan(ctx)?;
+    fn run(
+        &self,
+        media: &BootMedia,
+        ctx: &Context,
+        handler: &mut dyn SerialHandler,
+    ) -> Result<Outcome, Error> {
+        let cfg = section(ctx)?;
+        let plan = accel_plan(ctx, &cfg)?;
         if ctx.verbose > 0 {
             eprintln!("  Accelerator {} ({})", plan.first(), plan.reason);
         }
-        let gdb = gdb_port(ctx)?;
+        let gdb = gdb_port(&cfg)?;
         if let Some(port) = gdb {
             print_gdb_help(ctx, port);
         }
         std::fs::create_dir_all(&ctx.output_dir)
             .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
         let log = ctx.output_dir.join("serial.log");
-        let (mode, success_pattern, failure_pattern, sends) = if ctx.is_test {
-            let t = &ctx.config.test;
-            ("test", &t.success_pattern, &t.failure_pattern, &t.send)
-        } else {
-            let r = &ctx.config.run;
-            ("run", &r.success_pattern, &r.failure_pattern, &r.send)
-        };
-        let timeout = if gdb.is_some() { None } else { ctx.timeout() };
+        let mode = &ctx.decisions.mode;
+        let timeout = if gdb.is_some() { None } else { mode.timeout };
         let mut attempts = plan.order.iter().peekable();
         loop {
             let Some(&accel) = attempts.next() else {
                 return Err(Error::plugin("qemu", "no accelerator to try"));
             };
-            let options = QemuOptions::from_context(ctx, accel, gdb)?;
-            let watching =
-                success_pattern.is_some() || failure_pattern.is_some() || !sends.is_empty();
+            let options = QemuOptions::from_context(ctx, &cfg, accel, gdb)?;
+            let watching = mode.success_pattern.is_some()
+                || mode.failure_pattern.is_some()
+                || !mode.send.is_empty();
             if watching
                 && matches!(
                     options.serial,
@@ -157,7 +172,8 @@ impl Runner for Qemu {
                 )
             {
                 return Err(Error::Config(format!(
-                    "`{mode}` patterns or send rules need the serial port, but it is {}; remove them or let the runner wire the serial port",
+                    "`{}` patterns or send rules need the serial port, but it is {}; remove them or let the runner wire the serial port",
+                    mode.name(),
                     if options.serial == SerialWiring::Off {
                         "off (`qemu.serial = \"none\"`)"
                     } else {
@@ -174,17 +190,20 @@ impl Runner for Qemu {
                 timeout,
                 serial: &options.serial,
                 log: &log,
-                echo: ctx.config.qemu.serial == SerialMode::Stdio,
-                interactive: !ctx.is_test,
+                echo: cfg.serial == SerialMode::Stdio,
+                interactive: !mode.is_test,
                 watch: Watch::new(
-                    success_pattern.as_deref(),
-                    failure_pattern.as_deref(),
-                    sends,
-                    mode,
+                    mode.success_pattern.as_deref(),
+                    mode.failure_pattern.as_deref(),
+                    &mode.send,
+                    mode.name(),
                 )?,
+                handler: &mut *handler,
             })?;
-            let verdict = judge(&ended, ctx.is_test, ctx.config.test.success_exit_code);
-            let failed_at_start = matches!(verdict, image_runner_core::Verdict::Crashed { .. })
+            let verdict = judge(&ended, mode.is_test, mode.success_exit_code);
+            // A verdict the handler gave is its own, never an accelerator's failure to start.
+            let failed_at_start = ended.handler.is_none()
+                && matches!(verdict, image_runner_core::Verdict::Crashed { .. })
                 && is_accel_failure(accel, &ended.stderr);
             if failed_at_start && let Some(next) = attempts.peek() {
                 eprintln!(
@@ -207,5 +226,129 @@ impl Runner for Qemu {
             .then(|| log.clone());
             return Ok(outcome);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use image_runner_core::config::{Attach, ConfigLayers, Sections, Variables};
+    use image_runner_core::{
+        Arch, BootKind, Config, Decisions, Image, ImageKind, ImagePlan, Kernel, RunMode,
+    };
+
+    use super::*;
+
+    /// A context for `dir` whose "kernel" is a ready disk image there.
+    fn context(dir: &Path, image: Option<ImagePlan>) -> Context {
+        let disk = dir.join("disk.img");
+        let mut sector = vec![0u8; 512];
+        sector[510..].copy_from_slice(&[0x55, 0xaa]);
+        std::fs::write(&disk, sector).unwrap();
+        let mode = RunMode::choose(&Config::default(), true);
+        Context::for_tests(
+            Kernel::inspect(&disk).unwrap(),
+            Decisions::new(BootKind::Bios, Arch::X86_64, image, mode),
+            dir,
+        )
+    }
+
+    #[test]
+    fn qemu_attach_where_users_wrote_it_sets_the_shared_key() {
+        let mut sections = Sections::new();
+        sections.insert("qemu", Qemu.config_section().unwrap());
+        let mut layers = ConfigLayers::new(&sections);
+        layers
+            .add_file_str(
+                Path::new("/k/image-runner.toml"),
+                "[qemu]\nattach = \"disk\"\ncores = 2\n",
+            )
+            .unwrap();
+        let resolved = layers.resolve(None, &Variables::new()).unwrap();
+        assert_eq!(resolved.config.attach, Attach::Disk);
+        let cfg: QemuConfig = toml::Value::Table(resolved.sections["qemu"].clone())
+            .try_into()
+            .unwrap();
+        assert_eq!(cfg.cores, 2);
+        assert_eq!(cfg.memory, "256M", "defaults fill the rest");
+        let err = ConfigLayers::new(&sections)
+            .add_file_str(Path::new("/k/image-runner.toml"), "[qemu]\ncors = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/k/image-runner.toml:2:1"), "{err}");
+    }
+
+    #[test]
+    fn options_come_from_the_decisions_and_the_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = context(dir.path(), Some(ImagePlan::new("iso", ImageKind::Iso)));
+        // No section: the defaults.
+        let options =
+            QemuOptions::from_context(&ctx, &section(&ctx).unwrap(), Accel::Tcg, None).unwrap();
+        assert_eq!(options.memory, "256M");
+        assert_eq!(
+            options.attach,
+            Attach::Cdrom,
+            "an ISO is a CD-ROM by default"
+        );
+
+        let cfg = QemuConfig {
+            memory: "512M".into(),
+            accel: "tcg".into(),
+            serial: SerialMode::File,
+            args: vec!["-a".into()],
+            ..QemuConfig::default()
+        };
+        ctx = ctx.with_section("qemu", &cfg).unwrap();
+        ctx.decisions = ctx.decisions.clone().with_attach(Attach::Disk);
+        ctx.decisions.mode.args = vec!["-t".into()];
+        ctx.env
+            .insert("CARGO_IMAGE_RUNNER_QEMU_ARGS".into(), "-e 'x y'".into());
+        ctx.runner_args = vec!["-r".into()];
+        let options =
+            QemuOptions::from_context(&ctx, &section(&ctx).unwrap(), Accel::Tcg, None).unwrap();
+        assert_eq!(options.memory, "512M");
+        assert_eq!(options.attach, Attach::Disk);
+        assert_eq!(
+            options.serial,
+            SerialWiring::Stdio,
+            "`file` is wired by the runner"
+        );
+        assert_eq!(options.extra_args, ["-a", "-t", "-e", "x y", "-r"]);
+
+        let mut media = BootMedia::new(BootKind::Bios);
+        media.image = Some(Image::new("/o/x.iso", ImageKind::Iso));
+        let cmd = Qemu.command(&media, &ctx).unwrap();
+        assert!(
+            cmd.args.contains(&"format=raw,file=/o/x.iso".to_owned()),
+            "attached as a disk: {cmd}"
+        );
+    }
+
+    #[test]
+    fn patterns_need_the_serial_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = QemuConfig {
+            serial: SerialMode::None,
+            accel: "tcg".into(),
+            ..QemuConfig::default()
+        };
+        let mut ctx = context(dir.path(), None)
+            .with_section("qemu", &cfg)
+            .unwrap();
+        ctx.decisions.mode.success_pattern = Some("ok".into());
+        let err = Qemu
+            .run(
+                &BootMedia::new(BootKind::Bios),
+                &ctx,
+                &mut image_runner_core::serial::Ignore,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`test` patterns or send rules need the serial port"),
+            "{err}"
+        );
     }
 }

@@ -1,17 +1,21 @@
 //! Running QEMU: its own process group, a host-side time limit, Ctrl-C/SIGTERM forwarding,
-//! serial output teed to the terminal and a log and watched for patterns. No QEMU process
-//! outlives the runner: every way out stops the whole group before QEMU is reaped.
+//! serial output teed to the terminal and a log, watched for patterns and streamed to the
+//! serial handler, which may type into the serial port and end the run. No QEMU process
+//! outlives the runner: every way out (a panicking handler included) stops the whole group
+//! before QEMU is reaped.
 
+use std::any::Any;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use image_runner_core::{CommandSpec, Error};
+use image_runner_core::{CommandSpec, Control, Error, SerialHandler, Verdict};
 
 use crate::command::SerialWiring;
 use crate::serial::{Hit, Watch};
@@ -31,10 +35,13 @@ enum Event {
     Signal,
     /// The serial watch reached a verdict.
     Pattern(Hit),
+    /// The serial handler ended the run with a verdict.
+    Finish(Verdict),
+    /// The serial handler panicked: the run stops, and the panic goes on once QEMU is reaped.
+    HandlerPanicked,
 }
 
 /// How to run QEMU and what to do with its serial port.
-#[derive(Debug)]
 pub(crate) struct Supervision<'a> {
     pub command: &'a CommandSpec,
     pub timeout: Option<Duration>,
@@ -46,6 +53,9 @@ pub(crate) struct Supervision<'a> {
     /// Pass the terminal's input to the guest.
     pub interactive: bool,
     pub watch: Watch,
+    /// Gets the guest's serial output as it arrives; may type into the serial port and end
+    /// the run.
+    pub handler: &'a mut dyn SerialHandler,
 }
 
 type SharedStdin = Arc<Mutex<Option<ChildStdin>>>;
@@ -61,16 +71,42 @@ fn spawn_error(spec: &CommandSpec, e: std::io::Error) -> Error {
     }
 }
 
-/// Serial bytes go to the terminal (if echoing), the log (if we write it) and the watch.
-struct SerialSink {
-    echo: bool,
-    log: Option<File>,
-    watch: Watch,
-    stdin: SharedStdin,
-    events: mpsc::Sender<Event>,
+/// Types `bytes` into QEMU's stdin (the serial port's input under `-serial stdio`), if it is
+/// still open.
+fn type_into(stdin: &SharedStdin, bytes: &[u8]) {
+    if let Ok(mut guard) = stdin.lock()
+        && let Some(stdin) = guard.as_mut()
+    {
+        let _ = stdin.write_all(bytes).and_then(|()| stdin.flush());
+    }
 }
 
-impl SerialSink {
+/// The serial handler as a serial sink drives it.
+struct HandlerLink<'h> {
+    handler: &'h mut dyn SerialHandler,
+    control: Control,
+    /// QEMU's stdin is the serial port's input (`-serial stdio`). With `-serial file:` the
+    /// user's own use of stdio (a monitor, say) has it, and the handler's input is dropped.
+    can_type: bool,
+    noted_no_input: bool,
+    /// A verdict was passed on; later ones are too late.
+    finished: bool,
+}
+
+/// Serial bytes go to the terminal (if echoing), the log (if we write it), the watch and the
+/// handler.
+struct SerialSink<'h> {
+    echo: bool,
+    log: Option<File>,
+    watch: Option<Watch>,
+    handler: Option<HandlerLink<'h>>,
+    stdin: SharedStdin,
+    events: mpsc::Sender<Event>,
+    /// What the handler panicked with, to go on with once QEMU is stopped.
+    panic: Option<Box<dyn Any + Send>>,
+}
+
+impl SerialSink<'_> {
     fn take(&mut self, bytes: &[u8]) {
         if self.echo {
             let mut out = std::io::stdout().lock();
@@ -80,58 +116,94 @@ impl SerialSink {
         if let Some(log) = &mut self.log {
             let _ = log.write_all(bytes);
         }
-        for hit in self.watch.feed(bytes) {
+        for hit in self
+            .watch
+            .as_mut()
+            .map(|w| w.feed(bytes))
+            .unwrap_or_default()
+        {
             match hit {
-                Hit::Send(text) => {
-                    if let Ok(mut guard) = self.stdin.lock()
-                        && let Some(stdin) = guard.as_mut()
-                    {
-                        let _ = stdin
-                            .write_all(text.as_bytes())
-                            .and_then(|()| stdin.flush());
-                    }
-                }
+                Hit::Send(text) => type_into(&self.stdin, text.as_bytes()),
                 verdict => {
                     let _ = self.events.send(Event::Pattern(verdict));
                 }
             }
         }
+        self.hand_over(bytes);
+    }
+
+    /// Gives `bytes` to the handler, types what it sends and passes its verdict on.
+    fn hand_over(&mut self, bytes: &[u8]) {
+        let Some(link) = self.handler.as_mut() else {
+            return;
+        };
+        let HandlerLink {
+            handler, control, ..
+        } = link;
+        if let Err(panic) =
+            std::panic::catch_unwind(AssertUnwindSafe(|| handler.output(bytes, control)))
+        {
+            self.handler = None;
+            self.panic = Some(panic);
+            let _ = self.events.send(Event::HandlerPanicked);
+            return;
+        }
+        let input = link.control.take_input();
+        if !input.is_empty() {
+            if link.can_type {
+                type_into(&self.stdin, &input);
+            } else if !link.noted_no_input {
+                link.noted_no_input = true;
+                eprintln!(
+                    "note: the serial port is wired to a file because your QEMU arguments use stdio, so what the serial handler types cannot reach the guest"
+                );
+            }
+        }
+        if let Some(verdict) = link.control.take_verdict()
+            && !link.finished
+        {
+            link.finished = true;
+            let _ = self.events.send(Event::Finish(verdict));
+        }
     }
 }
 
-/// Reads a pipe to its end into `sink`.
-fn pump(mut from: impl Read + Send + 'static, mut sink: SerialSink) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => sink.take(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
+/// Reads a pipe to its end into `sink`; returns what the handler panicked with, if it did.
+fn pump(mut from: impl Read, mut sink: SerialSink<'_>) -> Option<Box<dyn Any + Send>> {
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => sink.take(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
-    })
+    }
+    sink.panic
 }
 
-/// Follows a log file QEMU writes (`-serial file:`) until `finished` is set, then reads the rest.
-fn follow(path: PathBuf, mut sink: SerialSink, finished: Arc<AtomicBool>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let Ok(mut file) = File::open(&path) else {
-            return;
-        };
-        let mut buf = [0u8; 8192];
-        loop {
-            let last_round = finished.load(Ordering::Acquire);
-            match file.read(&mut buf) {
-                Ok(0) if last_round => break,
-                Ok(0) => std::thread::sleep(TAIL_INTERVAL),
-                Ok(n) => sink.take(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
+/// Follows a log file QEMU writes (`-serial file:`) until `finished` is set, then reads the
+/// rest; returns what the handler panicked with, if it did.
+fn follow(
+    path: &Path,
+    mut sink: SerialSink<'_>,
+    finished: &AtomicBool,
+) -> Option<Box<dyn Any + Send>> {
+    let Ok(mut file) = File::open(path) else {
+        return None;
+    };
+    let mut buf = [0u8; 8192];
+    loop {
+        let last_round = finished.load(Ordering::Acquire);
+        match file.read(&mut buf) {
+            Ok(0) if last_round => break,
+            Ok(0) => std::thread::sleep(TAIL_INTERVAL),
+            Ok(n) => sink.take(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
-    })
+    }
+    sink.panic
 }
 
 /// Copies QEMU's stderr to ours and keeps it (it explains a failed start).
@@ -341,12 +413,16 @@ fn next_event(
     }
 }
 
-/// Runs QEMU to its end and reports how it ended.
+/// Runs QEMU to its end and reports how it ended. A panic of the handler goes on from here,
+/// after QEMU is stopped and reaped.
 pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
     let (tx, rx) = mpsc::channel();
     // Installed before the spawn, so that a Ctrl-C at any moment reaches the loop below.
     let signals = platform::watch_signals(tx.clone())?;
-    let needs_stdin = s.interactive || s.watch.is_active();
+    // When the runner wires the serial port to stdio, QEMU's stdin is its input: always kept
+    // open then, so that the handler can type in tests too.
+    let serial_input = matches!(s.serial, SerialWiring::Stdio);
+    let needs_stdin = s.interactive || s.watch.is_active() || serial_input;
 
     let mut command = s.command.to_command();
     platform::prepare(&mut command);
@@ -381,56 +457,114 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
     if s.interactive {
         forward_terminal(Arc::clone(&stdin));
     }
-    let sink = SerialSink {
+    let serial_sink = SerialSink {
         echo: s.echo,
         log,
-        watch: s.watch,
+        watch: Some(s.watch),
+        handler: Some(HandlerLink {
+            handler: s.handler,
+            control: Control::new(),
+            can_type: serial_input,
+            noted_no_input: false,
+            finished: false,
+        }),
         stdin: Arc::clone(&stdin),
         events: tx.clone(),
+        panic: None,
     };
-    let finished = Arc::new(AtomicBool::new(false));
-    let mut readers = Vec::new();
     let stdout = child.stdout.take();
-    match (s.serial, stdout) {
-        (SerialWiring::Stdio, Some(out)) => readers.push(pump(out, sink)),
-        (other, out) => {
-            if let SerialWiring::LogFile(path) = other {
-                readers.push(follow(path.clone(), sink, Arc::clone(&finished)));
-            }
-            // QEMU's own stdout (the user's monitor, say) goes straight to the terminal.
-            if let Some(out) = out {
-                readers.push(pump(
-                    out,
-                    SerialSink {
-                        echo: true,
-                        log: None,
-                        watch: Watch::new(None, None, &[], "run")?,
-                        stdin: Arc::clone(&stdin),
-                        events: tx.clone(),
-                    },
-                ));
-            }
-        }
-    }
     let stderr = child.stderr.take().map(tee_stderr);
     let waiter = platform::watch_exit(&child, tx.clone());
-    drop(tx);
+    let finished = AtomicBool::new(false);
 
-    let deadline = s.timeout.map(|t| start + t);
+    // The readers borrow the handler, so they live in a scope that ends once QEMU is reaped
+    // and its pipes are closed.
+    let (ended, panic) = std::thread::scope(|scope| {
+        let mut readers = Vec::new();
+        match (s.serial, stdout) {
+            (SerialWiring::Stdio, Some(out)) => {
+                readers.push(scope.spawn(move || pump(out, serial_sink)));
+            }
+            (other, out) => {
+                if let SerialWiring::LogFile(path) = other {
+                    let finished = &finished;
+                    readers.push(scope.spawn(move || follow(path, serial_sink, finished)));
+                } else {
+                    drop(serial_sink);
+                }
+                // QEMU's own stdout (the user's monitor, say) goes straight to the terminal.
+                if let Some(out) = out {
+                    let plain_sink = SerialSink {
+                        echo: true,
+                        log: None,
+                        watch: None,
+                        handler: None,
+                        stdin: Arc::clone(&stdin),
+                        events: tx.clone(),
+                        panic: None,
+                    };
+                    readers.push(scope.spawn(move || pump(out, plain_sink)));
+                }
+            }
+        }
+        drop(tx);
+        let ended = supervise(&rx, &mut child, start, s.timeout)
+            .map_err(|e| Error::io("wait for", &s.command.program, e));
+        if let Some(waiter) = waiter {
+            let _ = waiter.join();
+        }
+        signals.stop();
+        // QEMU is gone: its pipes are closed, and a followed log has its last bytes.
+        finished.store(true, Ordering::Release);
+        if let Ok(mut guard) = stdin.lock() {
+            guard.take();
+        }
+        let mut panic = None;
+        for reader in readers {
+            if let Ok(Some(payload)) = reader.join() {
+                panic.get_or_insert(payload);
+            }
+        }
+        (ended, panic)
+    });
+    if let Some(payload) = panic {
+        std::panic::resume_unwind(payload);
+    }
+    let mut ended = ended?;
+    ended.stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    Ok(ended)
+}
+
+/// Waits for QEMU's end, stops it when a verdict, the user or the time limit says so, and
+/// reaps it.
+fn supervise(
+    rx: &mpsc::Receiver<Event>,
+    child: &mut Child,
+    start: Instant,
+    timeout: Option<Duration>,
+) -> std::io::Result<Ended> {
+    let deadline = timeout.map(|t| start + t);
     let mut ended = Ended::default();
     let mut exit_status = None;
-    match next_event(&rx, &mut child, deadline) {
+    let mut handler_panicked = false;
+    match next_event(rx, child, deadline) {
         Some(Event::Exited(status)) => exit_status = status,
         Some(Event::Signal) => ended.interrupted = true,
         Some(Event::Pattern(hit)) => ended.pattern = Some(hit),
-        None => ended.timed_out = s.timeout,
+        Some(Event::Finish(verdict)) => ended.handler = Some(verdict),
+        Some(Event::HandlerPanicked) => handler_panicked = true,
+        None => ended.timed_out = timeout,
     }
-    let stopped_by_us = ended.interrupted || ended.pattern.is_some() || ended.timed_out.is_some();
+    let stopped_by_us = ended.interrupted
+        || ended.pattern.is_some()
+        || ended.handler.is_some()
+        || handler_panicked
+        || ended.timed_out.is_some();
     if stopped_by_us {
-        platform::stop_group(&child, false);
+        platform::stop_group(child, false);
         let grace_end = Instant::now() + GRACE;
         let mut exited = false;
-        while let Some(event) = next_event(&rx, &mut child, Some(grace_end)) {
+        while let Some(event) = next_event(rx, child, Some(grace_end)) {
             if let Event::Exited(status) = event {
                 exit_status = status;
                 exited = true;
@@ -438,8 +572,8 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
             }
         }
         if !exited {
-            platform::stop_group(&child, true);
-            while let Some(event) = next_event(&rx, &mut child, None) {
+            platform::stop_group(child, true);
+            while let Some(event) = next_event(rx, child, None) {
                 if let Event::Exited(status) = event {
                     exit_status = status;
                     break;
@@ -449,26 +583,190 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
     }
     let status = match exit_status {
         Some(status) => status,
-        None => platform::reap(&mut child, None)
-            .map_err(|e| Error::io("wait for", &s.command.program, e))?,
+        None => platform::reap(child, None)?,
     };
     ended.duration = start.elapsed();
-    if let Some(waiter) = waiter {
-        let _ = waiter.join();
-    }
-    signals.stop();
-    // QEMU is gone: its pipes are closed, and a followed log has its last bytes.
-    finished.store(true, Ordering::Release);
-    if let Ok(mut guard) = stdin.lock() {
-        guard.take();
-    }
-    for reader in readers {
-        let _ = reader.join();
-    }
-    ended.stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
     if !stopped_by_us {
         ended.status = status.code();
         ended.signal = platform::signal_of(&status);
     }
     Ok(ended)
+}
+
+/// The supervision with `sh` standing in for QEMU: the handler path, the send rules and the
+/// serial log, with the serial port wired as QEMU would wire it.
+#[cfg(test)]
+#[cfg(unix)]
+mod tests {
+    use super::*;
+    use image_runner_core::config::SendRule;
+    use image_runner_core::serial::{AnswerOn, Capture, EndOn};
+
+    /// `sh -c script args…`: a QEMU whose serial port is its stdio.
+    fn sh(script: &str, args: &[&str]) -> CommandSpec {
+        let mut command = CommandSpec::new("sh");
+        command.args(["-c", script]).args(args.iter().copied());
+        command
+    }
+
+    fn no_watch() -> Watch {
+        Watch::new(None, None, &[], "test").unwrap()
+    }
+
+    /// Runs `command` as a test run (no terminal input) with a 20 s limit.
+    fn supervise_test(
+        command: &CommandSpec,
+        serial: &SerialWiring,
+        log: &Path,
+        watch: Watch,
+        handler: &mut dyn SerialHandler,
+    ) -> Ended {
+        run(Supervision {
+            command,
+            timeout: Some(Duration::from_secs(20)),
+            serial,
+            log,
+            echo: false,
+            interactive: false,
+            watch,
+            handler,
+        })
+        .unwrap()
+    }
+
+    const ASKS_NAME: &str =
+        r#"printf 'name? '; read name; printf 'hello %s\n' "$name"; exec sleep 30"#;
+
+    #[test]
+    fn the_handler_types_and_ends_the_run_in_test_mode_without_send_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serial.log");
+        let capture = Capture::new();
+        let mut handler = (
+            capture.clone(),
+            (
+                AnswerOn::new("name? ", "world\n"),
+                EndOn::new("hello world\n", Verdict::Success),
+            ),
+        );
+        let start = Instant::now();
+        let ended = supervise_test(
+            &sh(ASKS_NAME, &[]),
+            &SerialWiring::Stdio,
+            &log,
+            no_watch(),
+            &mut handler,
+        );
+        assert!(start.elapsed() < Duration::from_secs(10), "{ended:?}");
+        assert_eq!(ended.handler, Some(Verdict::Success), "{ended:?}");
+        assert_eq!(ended.timed_out, None);
+        assert_eq!(ended.status, None, "stopped by the runner, not exited");
+        assert_eq!(capture.text(), "name? hello world\n");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "name? hello world\n"
+        );
+    }
+
+    #[test]
+    fn the_handlers_verdict_is_reported_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let failure = Verdict::GuestFailure {
+            code: Some(7),
+            reason: "the handler saw a panic".into(),
+        };
+        let mut handler = EndOn::new("PANIC", failure.clone());
+        let ended = supervise_test(
+            &sh("printf 'boot\\nPANIC\\n'; exec sleep 30", &[]),
+            &SerialWiring::Stdio,
+            &dir.path().join("serial.log"),
+            no_watch(),
+            &mut handler,
+        );
+        assert_eq!(ended.handler, Some(failure.clone()));
+        assert_eq!(crate::judge(&ended, true, 33), failure);
+    }
+
+    #[test]
+    fn send_rules_and_patterns_work_beside_the_handler() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule: SendRule = toml::from_str("after = 'name\\? '\ntext = \"rules\\n\"").unwrap();
+        let watch = Watch::new(Some("^hello rules$"), None, &[rule], "test").unwrap();
+        let capture = Capture::new();
+        let mut handler = capture.clone();
+        let ended = supervise_test(
+            &sh(ASKS_NAME, &[]),
+            &SerialWiring::Stdio,
+            &dir.path().join("serial.log"),
+            watch,
+            &mut handler,
+        );
+        assert_eq!(ended.pattern, Some(Hit::Success("hello rules".into())));
+        assert_eq!(ended.handler, None);
+        assert_eq!(capture.text(), "name? hello rules\n");
+    }
+
+    #[test]
+    fn the_handler_reads_a_serial_log_qemu_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serial.log");
+        let log_arg = log.to_str().unwrap();
+        // The user's arguments took stdio (a monitor), so the serial port goes to the log file:
+        // what the handler types cannot reach the guest there and must not go to QEMU's stdin
+        // (open here for the watch's send rules).
+        let watch = Watch::new(None, Some("never printed"), &[], "test").unwrap();
+        let mut handler = (
+            AnswerOn::new("booted", "typed\n"),
+            EndOn::new("ready\n", Verdict::Success),
+        );
+        let ended = supervise_test(
+            &sh(
+                r#"printf 'booted\n' >> "$0"; timeout 1 head -c 6 >> "$0"; printf 'ready\n' >> "$0"; exec sleep 30"#,
+                &[log_arg],
+            ),
+            &SerialWiring::LogFile(log.clone()),
+            &log,
+            watch,
+            &mut handler,
+        );
+        assert_eq!(ended.handler, Some(Verdict::Success), "{ended:?}");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "booted\nready\n");
+    }
+
+    struct Panics;
+
+    impl SerialHandler for Panics {
+        fn output(&mut self, _: &[u8], _: &mut Control) {
+            panic!("handler bug");
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_stops_qemu_and_the_panic_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let start = Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            supervise_test(
+                &sh(
+                    r#"echo $$ > "$0"; printf 'output'; exec sleep 30"#,
+                    &[pid_file.to_str().unwrap()],
+                ),
+                &SerialWiring::Stdio,
+                &dir.path().join("serial.log"),
+                no_watch(),
+                &mut Panics,
+            )
+        }));
+        let payload = result.unwrap_err();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"handler bug"));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let pid: libc::pid_t = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: signal 0 only asks whether the process exists.
+        assert_eq!(unsafe { libc::kill(pid, 0) }, -1, "QEMU outlived the run");
+    }
 }

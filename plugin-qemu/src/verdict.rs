@@ -19,6 +19,8 @@ pub struct Ended {
     pub interrupted: bool,
     /// We stopped it because a serial pattern matched.
     pub pattern: Option<Hit>,
+    /// We stopped it because the serial handler ended the run with this verdict.
+    pub handler: Option<Verdict>,
     /// Run time.
     pub duration: Duration,
     /// What QEMU wrote on stderr.
@@ -32,10 +34,13 @@ impl Ended {
 }
 
 /// Judges a run. Only the success code or the success pattern pass; outside tests a clean
-/// power-off (status 0) passes too.
+/// power-off (status 0) passes too. A verdict the serial handler gave is taken as it is.
 pub fn judge(ended: &Ended, is_test: bool, success: i32) -> Verdict {
     if ended.interrupted {
         return Verdict::Interrupted;
+    }
+    if let Some(verdict) = &ended.handler {
+        return verdict.clone();
     }
     match &ended.pattern {
         Some(Hit::Success(_)) => return Verdict::Success,
@@ -151,6 +156,30 @@ mod tests {
             Verdict::GuestFailure { code: None, .. }
         ));
         e.interrupted = true;
+        assert_eq!(judge(&e, true, 33), Verdict::Interrupted);
+    }
+
+    #[test]
+    fn the_handlers_verdict_is_taken_as_it_is() {
+        let reason = "the handler saw a kernel panic".to_owned();
+        let e = Ended {
+            handler: Some(Verdict::Crashed {
+                reason: reason.clone(),
+            }),
+            ..Ended::default()
+        };
+        // Even in a normal run, where no status was seen, and whatever the exit code says.
+        assert_eq!(judge(&e, false, 33), Verdict::Crashed { reason });
+        let e = Ended {
+            handler: Some(Verdict::Success),
+            status: Some(3),
+            ..Ended::default()
+        };
+        assert_eq!(judge(&e, true, 33), Verdict::Success);
+        let e = Ended {
+            interrupted: true,
+            ..e
+        };
         assert_eq!(judge(&e, true, 33), Verdict::Interrupted);
     }
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use image_runner_core::context::Project;
-use image_runner_core::plugin::exit_code;
-use image_runner_core::{CheckStatus, Context, Error, Invocation, Pipeline, Verdict};
+use image_runner_core::exit_code;
+use image_runner_core::{CheckStatus, Error, Invocation, Pipeline, Verdict};
 
 use args::{CleanArgs, Command, Common, ConfigArgs, RunArgs};
 
@@ -69,17 +69,17 @@ fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
         inv.overrides
             .push(format!("qemu.gdb-port={}", port.unwrap_or(0)));
     }
-    let ctx = Context::new(inv)?;
     let registry = plugins::registry();
     let pipeline = Pipeline::new(&registry);
+    let ctx = pipeline.context(inv)?;
     if ctx.verbose > 0 {
         eprintln!(
             "   Preparing {} ({}, {} boot, bootloader {}, {})",
             ctx.kernel.path.display(),
-            ctx.arch,
-            ctx.boot,
+            ctx.decisions.arch,
+            ctx.decisions.boot,
             ctx.config.bootloader,
-            if ctx.is_test { "test" } else { "run" }
+            ctx.decisions.mode.name()
         );
     }
     let media = pipeline.prepare(&ctx)?;
@@ -95,7 +95,7 @@ fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
         println!("{}", pipeline.command(&media, &ctx)?);
         return Ok(exit_code::SUCCESS);
     }
-    let outcome = pipeline.run(&media, &ctx)?;
+    let outcome = pipeline.run(&media, &ctx, &mut image_runner_core::serial::Ignore)?;
     let name = ctx
         .kernel
         .path
@@ -127,15 +127,32 @@ fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
     let common = &config_args.common;
     match &config_args.executable {
         Some(executable) => {
-            let ctx = Context::new(invocation(common, Some(executable), &[], None))?;
-            print!("{}", show_config::render(&ctx.config, &ctx.origins)?);
+            let registry = plugins::registry();
+            let ctx = Pipeline::new(&registry).context(invocation(
+                common,
+                Some(executable),
+                &[],
+                None,
+            ))?;
+            print!(
+                "{}",
+                show_config::render(&ctx.config, &ctx.sections, &ctx.origins)?
+            );
+            let d = &ctx.decisions;
             println!(
-                "# kernel: {} ({}, {:?}); boot: {}; test: {}; output: {}",
+                "# kernel: {} ({}, {:?}); boot: {}; image: {}; attach: {:?}; protocol: {}; test: {}; output: {}",
                 ctx.kernel.path.display(),
-                ctx.arch,
+                d.arch,
                 ctx.kernel.format,
-                ctx.boot,
-                ctx.is_test,
+                d.boot,
+                d.image.as_ref().map_or_else(
+                    || "none".to_owned(),
+                    |p| format!("{} ({})", p.format, p.kind)
+                ),
+                d.attach,
+                d.protocol()
+                    .map_or_else(|_| "none fits".to_owned(), |p| p.to_string()),
+                d.mode.is_test,
                 ctx.output_dir.display()
             );
         }
@@ -148,10 +165,11 @@ fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
                 &project.manifest_dir,
                 &project.workspace_root,
                 &vars,
+                &plugins::registry().sections(),
             )?;
             print!(
                 "{}",
-                show_config::render(&resolved.config, &resolved.origins)?
+                show_config::render(&resolved.config, &resolved.sections, &resolved.origins)?
             );
         }
     }
@@ -164,7 +182,7 @@ fn limine(limine_args: &args::LimineArgs) -> Result<i32, Error> {
     use args::LimineAction;
     let inv = invocation(&limine_args.common, None, &[], None);
     let cache_dir = image_runner_core::context::cache_dir(&inv.env);
-    let (config, manifest_dir) = match Project::discover(&inv, None) {
+    let (config, limine, manifest_dir) = match Project::discover(&inv, None) {
         Ok(project) => {
             let vars = show_config::placeholder_variables(&project);
             let resolved = image_runner_core::context::load_config(
@@ -172,18 +190,34 @@ fn limine(limine_args: &args::LimineArgs) -> Result<i32, Error> {
                 &project.manifest_dir,
                 &project.workspace_root,
                 &vars,
+                &plugins::registry().sections(),
             )?;
-            (resolved.config, project.manifest_dir)
+            let limine: image_runner_limine::LimineConfig =
+                match resolved.sections.get("limine") {
+                    Some(table) => toml::Value::Table(table.clone()).try_into().map_err(
+                        |e: toml::de::Error| {
+                            Error::Config(format!("section `limine`: {}", e.message()))
+                        },
+                    )?,
+                    None => Default::default(),
+                };
+            (resolved.config, limine, project.manifest_dir)
         }
         Err(_) => (
             image_runner_core::Config::default(),
+            image_runner_limine::LimineConfig::default(),
             std::env::current_dir().map_err(|e| Error::io("read the current directory", ".", e))?,
         ),
     };
     match &limine_args.action {
         LimineAction::Fetch { version } => {
-            let mut settings =
-                image_runner_limine::settings_from(&config, &manifest_dir, &cache_dir, &inv.env);
+            let mut settings = image_runner_limine::settings_from(
+                &config,
+                &limine,
+                &manifest_dir,
+                &cache_dir,
+                &inv.env,
+            );
             if let Some(version) = version {
                 settings.version = version.clone();
             }

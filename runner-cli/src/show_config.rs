@@ -6,10 +6,17 @@ use image_runner_core::config::Variables;
 use image_runner_core::context::Project;
 use image_runner_core::{Config, Error};
 
-/// Renders `config` as dotted `key = value  # source` lines.
-pub fn render(config: &Config, origins: &BTreeMap<String, String>) -> Result<String, Error> {
-    let table = toml::Table::try_from(config)
+/// Renders `config` and the plugin `sections` as dotted `key = value  # source` lines.
+pub fn render(
+    config: &Config,
+    sections: &BTreeMap<String, toml::Table>,
+    origins: &BTreeMap<String, String>,
+) -> Result<String, Error> {
+    let mut table = toml::Table::try_from(config)
         .map_err(|e| Error::Config(format!("could not render the config: {e}")))?;
+    for (name, section) in sections {
+        table.insert(name.clone(), toml::Value::Table(section.clone()));
+    }
     let mut lines = Vec::new();
     flatten(&table, "", &mut lines);
     let width = lines

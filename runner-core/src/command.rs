@@ -58,9 +58,14 @@ impl fmt::Display for CommandSpec {
     }
 }
 
-/// Quotes one word for a POSIX shell; words made only of safe characters stay bare. (A word
-/// with a NUL byte, which no shell can pass, is quoted as text.)
+/// Quotes one word for a POSIX shell; words made only of characters no shell treats specially
+/// stay bare (commas and `=` included, so QEMU option lists read as typed). (A word with a NUL
+/// byte, which no shell can pass, is quoted as text.)
 pub fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_owned();
+    }
     match shlex::try_quote(word) {
         Ok(quoted) => quoted.into_owned(),
         Err(_) => format!("'{}'", word.replace('\'', r"'\''")),

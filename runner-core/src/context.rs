@@ -120,7 +120,11 @@ impl Context {
     }
 
     /// The same context with plugin `name`'s section set to `section` (serialized).
-    pub fn with_section<T: serde::Serialize>(mut self, name: &str, section: &T) -> Result<Context, Error> {
+    pub fn with_section<T: serde::Serialize>(
+        mut self,
+        name: &str,
+        section: &T,
+    ) -> Result<Context, Error> {
         let table = Table::try_from(section)
             .map_err(|e| Error::Config(format!("section `{name}`: {e}")))?;
         self.sections.insert(name.to_owned(), table);
@@ -130,14 +134,19 @@ impl Context {
     /// Plugin `name`'s section as its type `T`; `T::default()` when the config has none. An
     /// error names the section when the table does not fit `T` (the core checked it against
     /// the plugin's schema already, so this means `T` is not that schema).
-    pub fn section<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> Result<T, Error> {
+    pub fn section<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        name: &str,
+    ) -> Result<T, Error> {
         match self.sections.get(name) {
             None => Ok(T::default()),
-            Some(table) => toml::Value::Table(table.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    Error::Config(format!("section `{name}`: {}", e.message()))
-                }),
+            Some(table) => {
+                toml::Value::Table(table.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        Error::Config(format!("section `{name}`: {}", e.message()))
+                    })
+            }
         }
     }
 

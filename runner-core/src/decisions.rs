@@ -156,8 +156,13 @@ impl Decisions {
         let image = format
             .map(|name| Ok::<_, Error>(ImagePlan::new(name, format_kind(name)?)))
             .transpose()?;
-        let attach = match (config.attach, &image) {
-            (Attach::Auto, Some(plan)) if plan.kind == ImageKind::Iso => Attach::Cdrom,
+        // The image is the one built, or a ready image handed over as the kernel.
+        let kind = image
+            .as_ref()
+            .map(|plan| plan.kind)
+            .or_else(|| kernel.prebuilt_image());
+        let attach = match (config.attach, kind) {
+            (Attach::Auto, Some(ImageKind::Iso)) => Attach::Cdrom,
             (Attach::Auto, _) => Attach::Disk,
             (chosen, _) => chosen,
         };

@@ -54,6 +54,36 @@ pub enum ImageKind {
     Disk,
 }
 
+impl ImageKind {
+    /// A short name: `directory`, `fat`, `iso`, `disk`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageKind::Directory => "directory",
+            ImageKind::Fat => "fat",
+            ImageKind::Iso => "iso",
+            ImageKind::Disk => "disk",
+        }
+    }
+
+    /// The kind called `name` (see [`ImageKind::name`]).
+    pub fn from_name(name: &str) -> Option<ImageKind> {
+        [
+            ImageKind::Directory,
+            ImageKind::Fat,
+            ImageKind::Iso,
+            ImageKind::Disk,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+}
+
+impl fmt::Display for ImageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A built image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -243,4 +273,3 @@ impl Check {
         }
     }
 }
-

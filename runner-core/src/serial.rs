@@ -166,7 +166,10 @@ impl<W: Write + Send> Tee<W> {
 impl<W: Write + Send> SerialHandler for Tee<W> {
     fn output(&mut self, bytes: &[u8], _control: &mut Control) {
         // The run goes on when the copy cannot be written; the serial log has everything.
-        let _ = self.writer.write_all(bytes).and_then(|()| self.writer.flush());
+        let _ = self
+            .writer
+            .write_all(bytes)
+            .and_then(|()| self.writer.flush());
     }
 }
 

@@ -115,6 +115,23 @@ impl<'r> Builder<'r> {
         self
     }
 
+    /// Cargo's target directory (outputs go to `<dir>/image-runner/<executable stem>/`);
+    /// otherwise `CARGO_TARGET_DIR`, the one holding the executable, or `<project>/target`.
+    pub fn target_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        let dir: PathBuf = dir.into();
+        self.inv.env.insert(
+            "CARGO_TARGET_DIR".into(),
+            dir.to_string_lossy().into_owned(),
+        );
+        self
+    }
+
+    /// An environment variable as the run sees it (`CARGO_IMAGE_RUNNER_*` config among them).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.inv.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
     /// Test mode on or off (detected from the executable's path otherwise).
     pub fn test(mut self, test: bool) -> Self {
         self.inv.test = Some(test);
@@ -123,7 +140,9 @@ impl<'r> Builder<'r> {
 
     /// Extra arguments for the runner (QEMU), last in order.
     pub fn runner_args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
-        self.inv.runner_args.extend(args.into_iter().map(Into::into));
+        self.inv
+            .runner_args
+            .extend(args.into_iter().map(Into::into));
         self
     }
 
@@ -230,7 +249,8 @@ impl Session<'_> {
             let mut both = (capture.clone(), &mut self.handler);
             self.pipeline.run(&self.media, &self.ctx, &mut both)?
         } else {
-            self.pipeline.run(&self.media, &self.ctx, &mut self.handler)?
+            self.pipeline
+                .run(&self.media, &self.ctx, &mut self.handler)?
         };
         Ok(RunResult {
             exit_code: outcome.verdict.exit_code(),

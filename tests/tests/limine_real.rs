@@ -90,17 +90,17 @@ boot_tests! {
     limine_bios_cd: Kernel::Limine, "format = \"iso\"\nboot = \"bios\"";
     limine_bios_gpt: Kernel::Limine, "format = \"gpt\"\nboot = \"bios\"";
     limine_bios_mbr: Kernel::Limine, "format = \"mbr\"\nboot = \"bios\"";
-    limine_bios_iso_as_disk: Kernel::Limine, "format = \"iso\"\nboot = \"bios\"\n[qemu]\nattach = \"disk\"";
+    limine_bios_iso_as_disk: Kernel::Limine, "format = \"iso\"\nboot = \"bios\"\nattach = \"disk\"";
     limine_uefi_cd: Kernel::Limine, "format = \"iso\"\nboot = \"uefi\"";
     limine_uefi_gpt: Kernel::Limine, "format = \"gpt\"\nboot = \"uefi\"";
-    limine_hybrid_iso_as_disk: Kernel::Limine, "format = \"iso\"\nboot = \"hybrid\"\n[qemu]\nattach = \"disk\"";
+    limine_hybrid_iso_as_disk: Kernel::Limine, "format = \"iso\"\nboot = \"hybrid\"\nattach = \"disk\"";
     multiboot2_bios_cd: Kernel::Multiboot, &format!("{MB2}format = \"iso\"\nboot = \"bios\"");
     multiboot2_bios_gpt: Kernel::Multiboot, &format!("{MB2}format = \"gpt\"\nboot = \"bios\"");
     multiboot2_bios_mbr: Kernel::Multiboot, &format!("{MB2}format = \"mbr\"\nboot = \"bios\"");
-    multiboot2_bios_iso_as_disk: Kernel::Multiboot, &format!("{MB2}format = \"iso\"\nboot = \"bios\"\n[qemu]\nattach = \"disk\"");
+    multiboot2_bios_iso_as_disk: Kernel::Multiboot, &format!("{MB2}format = \"iso\"\nboot = \"bios\"\nattach = \"disk\"");
     multiboot2_uefi_cd: Kernel::Multiboot, &format!("{MB2}format = \"iso\"\nboot = \"uefi\"");
     multiboot2_uefi_gpt: Kernel::Multiboot, &format!("{MB2}format = \"gpt\"\nboot = \"uefi\"");
-    multiboot2_hybrid_iso_as_disk: Kernel::Multiboot, &format!("{MB2}format = \"iso\"\nboot = \"hybrid\"\n[qemu]\nattach = \"disk\"");
+    multiboot2_hybrid_iso_as_disk: Kernel::Multiboot, &format!("{MB2}format = \"iso\"\nboot = \"hybrid\"\nattach = \"disk\"");
 }
 
 /// The release, through plugin-limine's own acquisition.

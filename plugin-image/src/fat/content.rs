@@ -21,8 +21,8 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use image_runner_disk_layout::content_hash::Hasher as ContentHash;
 use image_runner_core::{Error, Source};
+use image_runner_disk_layout::content_hash::Hasher as ContentHash;
 
 use super::tree;
 

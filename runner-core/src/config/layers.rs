@@ -495,7 +495,11 @@ impl<'a> Checker<'a> {
             let name: &str = key.get_ref();
             if name == "profile" {
                 let DeValue::Table(profiles) = item.get_ref() else {
-                    return Err(self.at(item.span(), "`profile` must be a table of profiles, like `[profile.ci]`", ""));
+                    return Err(self.at(
+                        item.span(),
+                        "`profile` must be a table of profiles, like `[profile.ci]`",
+                        "",
+                    ));
                 };
                 for (_, profile) in profiles.iter() {
                     self.check(profile)?;
@@ -508,7 +512,11 @@ impl<'a> Checker<'a> {
                 if let DeValue::Table(inner) = item.get_mut() {
                     let mut kept = DeTable::new();
                     for (k, v) in std::mem::take(inner) {
-                        match section.moved_keys().iter().find(|(from, _)| **from == **k.get_ref()) {
+                        match section
+                            .moved_keys()
+                            .iter()
+                            .find(|(from, _)| **from == **k.get_ref())
+                        {
                             Some((_, to)) => {
                                 shared.insert(Spanned::new(k.span(), to.clone().into()), v);
                             }
@@ -536,7 +544,12 @@ impl<'a> Checker<'a> {
             .map_err(|e| self.error(&e, span, &names))
     }
 
-    fn error(&self, err: &toml::de::Error, fallback: std::ops::Range<usize>, extra: &[&str]) -> Error {
+    fn error(
+        &self,
+        err: &toml::de::Error,
+        fallback: std::ops::Range<usize>,
+        extra: &[&str],
+    ) -> Error {
         let span = err.span().unwrap_or(fallback);
         let message = err.message().trim_end();
         self.at(span, message, &suggestion(message, extra))
@@ -600,7 +613,11 @@ fn check_table(table: &Table, sections: &Sections) -> Result<(), String> {
             let names = sections.names();
             return Err(format!(
                 "`{key}` is neither a shared key nor the config section of a loaded plugin (plugins with a section: {})",
-                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
             ));
         } else {
             shared.insert(key.clone(), value.clone());
@@ -624,7 +641,13 @@ fn spanned_error(path: &Path, text: &str, err: &toml::de::Error, extra: &[&str])
 }
 
 /// `file:line:column: message`, the source line with a caret under `span`, and `hint`.
-fn located(path: &Path, text: &str, span: std::ops::Range<usize>, message: &str, hint: &str) -> Error {
+fn located(
+    path: &Path,
+    text: &str,
+    span: std::ops::Range<usize>,
+    message: &str,
+    hint: &str,
+) -> Error {
     let (line, column) = line_column(text, span.start);
     let source_line = text.lines().nth(line - 1).unwrap_or("");
     let width = text[span.clone()]
@@ -705,7 +728,10 @@ mod tests {
 
     fn sections() -> Sections {
         let mut sections = Sections::new();
-        sections.insert("qemu", Section::of::<Emu>().with_moved_key("attach", "attach"));
+        sections.insert(
+            "qemu",
+            Section::of::<Emu>().with_moved_key("attach", "attach"),
+        );
         sections
     }
 
@@ -872,12 +898,16 @@ timeout = 99
 
     #[test]
     fn plugin_section_typo_names_file_line_column_and_suggests() {
-        let text = "[package]\nname = \"k\"\n\n[package.metadata.image-runner.qemu]\nmemroy = \"1G\"\n";
+        let text =
+            "[package]\nname = \"k\"\n\n[package.metadata.image-runner.qemu]\nmemroy = \"1G\"\n";
         let err = ConfigLayers::new(&sections())
             .add_manifest_str(Path::new("/k/Cargo.toml"), text, LayerKind::PackageMetadata)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("/k/Cargo.toml:5:1: unknown field `memroy`"), "{err}");
+        assert!(
+            err.starts_with("/k/Cargo.toml:5:1: unknown field `memroy`"),
+            "{err}"
+        );
         assert!(err.contains("did you mean `memory`?"), "{err}");
     }
 
@@ -888,7 +918,10 @@ timeout = 99
             .add_file_str(Path::new("/k/image-runner.toml"), text)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("/k/image-runner.toml:1:2: `qemuu` is neither"), "{err}");
+        assert!(
+            err.starts_with("/k/image-runner.toml:1:2: `qemuu` is neither"),
+            "{err}"
+        );
         assert!(err.contains("plugins with a section: qemu"), "{err}");
         assert!(err.contains("did you mean `qemu`?"), "{err}");
         let err = ConfigLayers::new(&sections())
@@ -902,15 +935,24 @@ timeout = 99
     fn a_moved_key_still_works_where_users_wrote_it() {
         let mut layers = ConfigLayers::new(&sections());
         layers
-            .add_file_str(Path::new("/k/image-runner.toml"), "[qemu]\nattach = \"disk\"\n")
+            .add_file_str(
+                Path::new("/k/image-runner.toml"),
+                "[qemu]\nattach = \"disk\"\n",
+            )
             .unwrap();
         let r = resolve(&layers, None).unwrap();
         assert_eq!(r.config.attach, super::super::Attach::Disk);
         let err = ConfigLayers::new(&sections())
-            .add_file_str(Path::new("/k/image-runner.toml"), "[qemu]\nattach = \"dsk\"\n")
+            .add_file_str(
+                Path::new("/k/image-runner.toml"),
+                "[qemu]\nattach = \"dsk\"\n",
+            )
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("/k/image-runner.toml:2:10: unknown variant `dsk`"), "{err}");
+        assert!(
+            err.starts_with("/k/image-runner.toml:2:10: unknown variant `dsk`"),
+            "{err}"
+        );
         layers.add_overrides(&["qemu.attach=cdrom".into()]).unwrap();
         assert_eq!(
             resolve(&layers, None).unwrap().config.attach,
@@ -925,6 +967,9 @@ timeout = 99
             .add_file_str(Path::new("/k/image-runner.toml"), text)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("/k/image-runner.toml:2:1: unknown field `cors`"), "{err}");
+        assert!(
+            err.starts_with("/k/image-runner.toml:2:1: unknown field `cors`"),
+            "{err}"
+        );
     }
 }

@@ -8,8 +8,8 @@ mod template;
 
 pub use layers::{ConfigLayers, ENV_PREFIX, Layer, LayerKind, Resolved};
 pub use schema::{
-    Attach, BootChoice, Config, EntryConfig, ImageConfig, ModeConfig, ModuleConfig,
-    ProtocolChoice, SHARED_KEYS, SendRule,
+    Attach, BootChoice, Config, EntryConfig, ImageConfig, ModeConfig, ModuleConfig, ProtocolChoice,
+    SHARED_KEYS, SendRule,
 };
 pub use section::{Section, Sections};
 pub use template::Variables;

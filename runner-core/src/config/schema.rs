@@ -81,9 +81,24 @@ impl Default for Config {
 
 /// The names of the shared keys, for checks and hints.
 pub const SHARED_KEYS: &[&str] = &[
-    "bootloader", "format", "boot", "arch", "firmware", "runner", "cmdline", "protocol",
-    "modules", "entries", "offline", "variables", "extra-files", "image", "attach", "test",
-    "run", "profile",
+    "bootloader",
+    "format",
+    "boot",
+    "arch",
+    "firmware",
+    "runner",
+    "cmdline",
+    "protocol",
+    "modules",
+    "entries",
+    "offline",
+    "variables",
+    "extra-files",
+    "image",
+    "attach",
+    "test",
+    "run",
+    "profile",
 ];
 
 /// The boot method asked for.
@@ -133,7 +148,6 @@ pub struct EntryConfig {
     pub modules: Vec<ModuleConfig>,
 }
 
-
 /// Image options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -165,7 +179,7 @@ pub enum Attach {
 }
 
 /// Options of one run mode: `[test]` for test binaries, `[run]` for everything else. The mode
-/// is chosen once (see [`crate::decisions::RunMode`]).
+/// is chosen once (see `RunMode` in the decisions module).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 #[non_exhaustive]
