@@ -138,6 +138,30 @@ impl Hasher {
     }
 }
 
+/// A file's identity: device, inode, size, modification time and path. When it is unchanged,
+/// the content is taken to be unchanged too (as make and cargo assume), so a content hash can be
+/// kept per identity instead of reading the file again.
+pub fn file_identity(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let (dev, ino) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    };
+    #[cfg(not(unix))]
+    let (dev, ino) = (0u64, 0u64);
+    Ok(format!(
+        "{dev}:{ino}:{}:{modified}:{}",
+        meta.len(),
+        path.display()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -275,26 +275,8 @@ fn cache_key(
 }
 
 fn identity(path: &Path) -> Result<String, Error> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io("read the metadata of", path, e))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    #[cfg(unix)]
-    let inode = {
-        use std::os::unix::fs::MetadataExt;
-        (meta.dev(), meta.ino())
-    };
-    #[cfg(not(unix))]
-    let inode = (0u64, 0u64);
-    Ok(format!(
-        "{}:{}:{}:{modified}:{}",
-        inode.0,
-        inode.1,
-        meta.len(),
-        path.display()
-    ))
+    image_runner_disk_layout::content_hash::file_identity(path)
+        .map_err(|e| Error::io("read the metadata of", path, e))
 }
 
 fn short_hash(parts: &[&str]) -> String {

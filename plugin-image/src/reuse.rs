@@ -59,26 +59,9 @@ fn kind_from(name: &str) -> Option<ImageKind> {
     ImageKind::from_name(name)
 }
 
-/// A file's identity: if it is unchanged, its content is too (as make and cargo assume).
 fn identity(path: &Path) -> Result<String, Error> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io("read the metadata of", path, e))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    #[cfg(unix)]
-    let (dev, ino) = {
-        use std::os::unix::fs::MetadataExt;
-        (meta.dev(), meta.ino())
-    };
-    #[cfg(not(unix))]
-    let (dev, ino) = (0u64, 0u64);
-    Ok(format!(
-        "{dev}:{ino}:{}:{modified}:{}",
-        meta.len(),
-        path.display()
-    ))
+    image_runner_disk_layout::content_hash::file_identity(path)
+        .map_err(|e| Error::io("read the metadata of", path, e))
 }
 
 /// The inputs of one image build and what the last build left.
