@@ -350,6 +350,35 @@ pub fn cache_dir(env: &BTreeMap<String, String>) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decisions::{ImagePlan, RunMode};
+    use crate::kernel::{Arch, KernelFormat};
+    use crate::media::{BootKind, ImageKind};
+
+    #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[serde(default)]
+    struct Demo {
+        level: u32,
+    }
+
+    #[test]
+    fn a_context_is_made_in_memory_with_a_plugin_section() {
+        let kernel = Kernel::described("/k/kernel", KernelFormat::Elf { bits: 64 }, Arch::X86_64);
+        let decisions = Decisions::new(
+            BootKind::Uefi,
+            Arch::X86_64,
+            Some(ImagePlan::new("fat", ImageKind::Fat)),
+            RunMode::choose(&Config::default(), true),
+        );
+        let ctx = Context::for_tests(kernel, decisions, Path::new("/work"))
+            .with_section("demo", &Demo { level: 3 })
+            .unwrap();
+        assert_eq!(ctx.section::<Demo>("demo").unwrap(), Demo { level: 3 });
+        assert_eq!(ctx.section::<Demo>("absent").unwrap(), Demo::default());
+        assert_eq!(ctx.decisions.attach, crate::config::Attach::Disk);
+        assert!(ctx.is_test());
+        assert_eq!(ctx.timeout(), Some(Duration::from_secs(300)));
+        assert_eq!(ctx.host_path("a.txt"), Path::new("/work/a.txt"));
+    }
 
     #[test]
     fn test_binaries_are_recognised_by_path() {

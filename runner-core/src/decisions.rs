@@ -219,3 +219,152 @@ impl Decisions {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::KernelFormat;
+
+    fn elf64() -> Kernel {
+        Kernel::described("/k/kernel", KernelFormat::Elf { bits: 64 }, Arch::X86_64)
+    }
+
+    fn kind(name: &str) -> Result<ImageKind, Error> {
+        match name {
+            "iso" => Ok(ImageKind::Iso),
+            "fat" => Ok(ImageKind::Fat),
+            "gpt" | "mbr" => Ok(ImageKind::Disk),
+            other => Err(Error::Config(format!("no format `{other}`"))),
+        }
+    }
+
+    fn decide(config: &Config, kernel: &Kernel, wants_image: bool) -> Result<Decisions, Error> {
+        Decisions::resolve(
+            config,
+            kernel,
+            false,
+            PluginFacts::new(wants_image),
+            |_| "test".into(),
+            kind,
+        )
+    }
+
+    fn format_of(d: &Decisions) -> Option<(&str, ImageKind)> {
+        d.image.as_ref().map(|p| (p.format.as_str(), p.kind))
+    }
+
+    #[test]
+    fn auto_format_follows_the_bootloader_and_the_boot_kind() {
+        let mut config = Config::default();
+        let kernel = elf64();
+        let d = decide(&config, &kernel, true).unwrap();
+        assert_eq!(format_of(&d), Some(("iso", ImageKind::Iso)));
+        assert_eq!(d.attach, Attach::Cdrom);
+        config.boot = BootChoice::Uefi;
+        assert_eq!(
+            format_of(&decide(&config, &kernel, true).unwrap()),
+            Some(("fat", ImageKind::Fat))
+        );
+        config.boot = BootChoice::Hybrid;
+        assert_eq!(
+            format_of(&decide(&config, &kernel, true).unwrap()),
+            Some(("fat", ImageKind::Fat))
+        );
+        // A kernel that boots directly gets no image, unless extra files need one.
+        config.boot = BootChoice::Bios;
+        assert_eq!(format_of(&decide(&config, &kernel, false).unwrap()), None);
+        config
+            .extra_files
+            .insert("data.txt".into(), "data.txt".into());
+        let d = decide(&config, &kernel, false).unwrap();
+        assert_eq!(format_of(&d), Some(("fat", ImageKind::Fat)));
+        assert_eq!(d.attach, Attach::Disk);
+    }
+
+    #[test]
+    fn a_named_format_asks_the_registry_for_its_kind() {
+        let config = Config {
+            format: "gpt".into(),
+            attach: Attach::Cdrom,
+            ..Config::default()
+        };
+        let d = decide(&config, &elf64(), true).unwrap();
+        assert_eq!(format_of(&d), Some(("gpt", ImageKind::Disk)));
+        assert_eq!(d.attach, Attach::Cdrom, "an explicit attach is kept");
+        let config = Config {
+            format: "qcow9".into(),
+            ..Config::default()
+        };
+        let err = decide(&config, &elf64(), true).unwrap_err().to_string();
+        assert!(err.contains("no format `qcow9`"), "{err}");
+    }
+
+    #[test]
+    fn a_ready_iso_is_attached_as_a_cdrom() {
+        let iso = Kernel::described(
+            "/k/os.iso",
+            KernelFormat::Image(ImageKind::Iso),
+            Arch::X86_64,
+        );
+        let d = decide(&Config::default(), &iso, false).unwrap();
+        assert_eq!(format_of(&d), None);
+        assert_eq!(d.attach, Attach::Cdrom);
+        assert!(d.protocol().is_err(), "a ready image has no boot protocol");
+    }
+
+    #[test]
+    fn the_protocol_is_decided_once_from_the_headers() {
+        let mut kernel = elf64();
+        assert_eq!(
+            decide(&Config::default(), &kernel, true)
+                .unwrap()
+                .protocol()
+                .unwrap(),
+            Protocol::Limine
+        );
+        kernel.multiboot2 = true;
+        assert_eq!(
+            decide(&Config::default(), &kernel, true)
+                .unwrap()
+                .protocol()
+                .unwrap(),
+            Protocol::Multiboot2
+        );
+        let config = Config {
+            protocol: crate::protocol::ProtocolChoice::Multiboot1,
+            ..Config::default()
+        };
+        let err = decide(&config, &kernel, true)
+            .unwrap()
+            .protocol()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("has no multiboot1 header, but `protocol` asks for multiboot1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_run_mode_is_chosen_once() {
+        let mut config = Config::default();
+        config.test.success_exit_code = Some(35);
+        let run = RunMode::choose(&config, false);
+        assert_eq!(
+            (run.name(), run.timeout, run.success_exit_code),
+            ("run", None, 35)
+        );
+        config.run.success_exit_code = Some(7);
+        config.run.timeout = 9;
+        let run = RunMode::choose(&config, false);
+        assert_eq!(
+            (run.timeout, run.success_exit_code),
+            (Some(Duration::from_secs(9)), 7)
+        );
+        let test = RunMode::choose(&config, true);
+        assert_eq!(
+            (test.name(), test.timeout, test.success_exit_code),
+            ("test", Some(Duration::from_secs(300)), 35)
+        );
+    }
+}

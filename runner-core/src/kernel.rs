@@ -93,6 +93,19 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// A kernel described in memory, for plugin unit tests: `format` and `arch` as given, no
+    /// boot headers (set the public fields to add them). Nothing is read.
+    pub fn described(path: impl Into<PathBuf>, format: KernelFormat, arch: Arch) -> Kernel {
+        Kernel {
+            path: path.into(),
+            format,
+            arch,
+            multiboot1: false,
+            multiboot2: false,
+            pvh: false,
+        }
+    }
+
     /// Reads and classifies the kernel at `path`. Only the headers are read, so a large
     /// kernel costs no more than a small one.
     pub fn inspect(path: &Path) -> Result<Kernel, Error> {
