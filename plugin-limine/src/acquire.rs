@@ -83,7 +83,12 @@ pub fn acquire(settings: &LimineSettings) -> Result<LimineFiles, LimineError> {
             "`limine.version` is empty; set it to a binary-release branch (such as `v8.x-binary`), a tag (such as `v8.2.0-binary`) or a commit id".into(),
         ));
     }
-    let cache = Cache::new(&settings.cache_dir, url);
+    let check = if settings.full_check {
+        Check::Full
+    } else {
+        Check::Quick
+    };
+    let cache = Cache::new(&settings.cache_dir, url, check);
     let wanted = Wanted::classify(version);
 
     // Sound entries are never modified in place and are published by rename, so reading
@@ -175,7 +180,7 @@ fn entry(
     if !dir.exists() {
         return Err("it is not in the cache".into());
     }
-    let manifest = cache::verify(&dir, Some(commit), Check::Quick)?;
+    let manifest = cache::verify(&dir, Some(commit), cache.check)?;
     let mut files = LimineFiles::new(dir, source.unwrap_or(FilesSource::Cache));
     files.commit = Some(commit.to_owned());
     files.version = manifest
@@ -407,10 +412,13 @@ fn fetch_and_publish_with(
             None => find(&repo)?,
         };
         let commit_id = commit.to_string();
-        // Another name for the same commit (a tag on a branch's tip) may already be cached.
-        if let Ok(files) = entry(cache, &commit_id, version, None) {
-            return Ok(files);
-        }
+        // Another name for the same commit (a tag on a branch's tip) may already be cached;
+        // a damaged entry is replaced, and the user told.
+        let damaged = match entry(cache, &commit_id, version, None) {
+            Ok(files) => return Ok(files),
+            Err(problem) if cache.entry_dir(&commit_id).exists() => Some(problem),
+            Err(_) => None,
+        };
         let staged = temp.join("files");
         let extracted = fetch::extract(&repo, commit, &staged)?;
         let missing = files::missing_files(&staged, REQUIRED_FILES);
@@ -433,11 +441,19 @@ fn fetch_and_publish_with(
             &extracted,
         )?;
         cache.publish(&staged, &commit_id)?;
-        entry(cache, &commit_id, version, Some(FilesSource::Fetched)).map_err(|problem| {
-            LimineError::Settings(format!(
-                "the freshly fetched commit {commit_id} does not check out: {problem}"
-            ))
-        })
+        let mut files =
+            entry(cache, &commit_id, version, Some(FilesSource::Fetched)).map_err(|problem| {
+                LimineError::Settings(format!(
+                    "the freshly fetched commit {commit_id} does not check out: {problem}"
+                ))
+            })?;
+        if let Some(problem) = damaged {
+            files.warnings.push(format!(
+                "the cached Limine commit {} was damaged ({problem}); fetched it again",
+                short(&commit_id)
+            ));
+        }
+        Ok(files)
     })();
     let _ = std::fs::remove_dir_all(&temp);
     result

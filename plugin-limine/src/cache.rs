@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! <cache_dir>/limine/
-//!   <commit-id>/                  the commit's files (no .git) + `.complete`, the manifest
+//!   <commit-id>/                  the commit's files (no .git) + `.complete`, the manifest,
+//!                                 + `.verified`, the identities of files whose content checked out
 //!   refs/<url-key>/url            the repository URL the key stands for
 //!   refs/<url-key>/<ref name>     "commit <id>", "kind branch|tag", "resolved-at <unix s>"
 //!   .lock-<url-key>               held while resolving/fetching/publishing from that URL
@@ -12,11 +13,12 @@
 //!   .trash-<pid>-<n>/             a damaged entry being removed
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use git2::{ObjectType, Oid};
 
@@ -28,6 +30,14 @@ use crate::version::LimineVersion;
 /// The manifest's name inside an entry. Written last: an entry without it is incomplete.
 pub(crate) const MANIFEST: &str = ".complete";
 const MANIFEST_FORMAT: &str = "cargo-image-runner limine cache 1";
+/// The record of files whose content was hashed and matched the manifest, by file identity.
+/// Only a cache (never a proof): a missing or unreadable one means "hash everything".
+pub(crate) const VERIFIED: &str = ".verified";
+const VERIFIED_FORMAT: &str = "cargo-image-runner limine verified 1";
+/// A file whose status changed less than this long before it was checked is not remembered as
+/// verified: file systems stamp ctime from a clock that ticks every few milliseconds, so a
+/// write in the same tick as the check would leave its identity unchanged.
+const RACY: Duration = Duration::from_secs(1);
 
 /// The cache of one repository URL.
 #[derive(Debug, Clone)]
@@ -38,6 +48,8 @@ pub(crate) struct Cache {
     pub url: String,
     /// A short hash of the URL, naming its refs folder, lock and temp dirs.
     pub key: String,
+    /// How hard entries are checked before they are used.
+    pub check: Check,
 }
 
 /// What a remembered ref resolution says.
@@ -76,26 +88,28 @@ pub(crate) struct ManifestFile {
     /// Git blob id of the content (what the commit's tree says it must be).
     pub blob: String,
     pub size: u64,
-    /// Modification time in nanoseconds since the epoch, when the platform reports it.
-    pub mtime_ns: Option<u128>,
 }
 
 /// How hard to check an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
-    /// Every file exists with its recorded size; content is hashed only for files whose
-    /// modification time changed since the manifest was written (any write changes it).
+    /// Every file exists with its recorded size, and its content is hashed and compared with
+    /// its git blob id unless an earlier check found it right and the file's identity (device,
+    /// inode, size, mtime and ctime) is still the same. Any write changes the ctime, and the
+    /// ctime cannot be set back, so damage that keeps size and mtime is still seen.
     Quick,
-    /// Every file is hashed and compared with its git blob id.
+    /// Every file is hashed and compared with its git blob id, whatever earlier checks found
+    /// (damage no metadata shows, such as bit rot, is found too).
     Full,
 }
 
 impl Cache {
-    pub fn new(cache_dir: &Path, url: &str) -> Cache {
+    pub fn new(cache_dir: &Path, url: &str, check: Check) -> Cache {
         Cache {
             root: cache_dir.join("limine"),
             url: url.to_owned(),
             key: url_key(url),
+            check,
         }
     }
 
@@ -184,7 +198,7 @@ impl Cache {
             match std::fs::rename(staged, &target) {
                 Ok(()) => return Ok(target),
                 Err(_) if target.exists() => {
-                    if verify(&target, Some(commit), Check::Quick).is_ok() {
+                    if verify(&target, Some(commit), self.check).is_ok() {
                         let _ = std::fs::remove_dir_all(staged);
                         return Ok(target);
                     }
@@ -216,7 +230,7 @@ pub(crate) fn url_key(url: &str) -> String {
 }
 
 /// Writes the manifest of the checkout in `dir`: the extracted files with their blob ids,
-/// sizes and the modification times they have now.
+/// sizes and (for people reading it) the modification times they have now.
 pub(crate) fn write_manifest(
     dir: &Path,
     commit: &str,
@@ -242,7 +256,9 @@ pub(crate) fn write_manifest(
     write_file(&dir.join(MANIFEST), &text)
 }
 
-/// Checks the entry in `dir`; `Err` says what is wrong in words.
+/// Checks the entry in `dir`; `Err` says what is wrong in words. Files whose content checked
+/// out are remembered by identity in [`VERIFIED`] (when the entry is writable), so the next
+/// quick check of unchanged files reads metadata only.
 pub(crate) fn verify(dir: &Path, commit: Option<&str>, check: Check) -> Result<Manifest, String> {
     let text = match std::fs::read_to_string(dir.join(MANIFEST)) {
         Ok(text) => text,
@@ -267,6 +283,12 @@ pub(crate) fn verify(dir: &Path, commit: Option<&str>, check: Check) -> Result<M
             return Err(format!("its manifest does not list {required}"));
         }
     }
+    let known = match check {
+        Check::Quick => read_verified(dir),
+        Check::Full => BTreeMap::new(),
+    };
+    let mut verified = BTreeMap::new();
+    let now = SystemTime::now();
     for file in &manifest.files {
         let path = dir.join(&file.path);
         let meta = std::fs::metadata(&path).map_err(|_| format!("{} is missing", file.path))?;
@@ -281,19 +303,118 @@ pub(crate) fn verify(dir: &Path, commit: Option<&str>, check: Check) -> Result<M
                 file.size
             ));
         }
-        let unchanged = file.mtime_ns.is_some() && mtime_ns(&meta) == file.mtime_ns;
-        if check == Check::Full || !unchanged {
-            let actual = Oid::hash_file(ObjectType::Blob, &path)
-                .map_err(|e| format!("{} cannot be read: {}", file.path, e.message()))?;
-            if actual.to_string() != file.blob {
-                return Err(format!(
-                    "the content of {} differs from the commit's (blob {actual}, expected {})",
-                    file.path, file.blob
-                ));
-            }
+        // The identity is taken before hashing: a write during or after the hash changes it.
+        let identity = Identity::of(&meta);
+        if let Some(identity) = identity
+            && known.get(&file.path) == Some(&identity)
+        {
+            verified.insert(file.path.clone(), identity);
+            continue;
+        }
+        let actual = Oid::hash_file(ObjectType::Blob, &path)
+            .map_err(|e| format!("{} cannot be read: {}", file.path, e.message()))?;
+        if actual.to_string() != file.blob {
+            return Err(format!(
+                "the content of {} differs from the commit's (blob {actual}, expected {})",
+                file.path, file.blob
+            ));
+        }
+        if let Some(identity) = identity.filter(|i| !i.is_racy(now)) {
+            verified.insert(file.path.clone(), identity);
         }
     }
+    if verified != known {
+        // Best effort: a read-only cache is checked by hashing every time.
+        write_verified(dir, &verified);
+    }
     Ok(manifest)
+}
+
+/// What tells one version of a file from another without reading it: device, inode, size,
+/// and modification and status-change times in nanoseconds. The kernel sets the ctime on every
+/// write and metadata change and offers no way to set it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Identity {
+    /// `None` where the platform reports no inode and ctime: such files are always hashed.
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> Option<Identity> {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+        Some(Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(_meta: &std::fs::Metadata) -> Option<Identity> {
+        None
+    }
+
+    /// Whether the file changed so recently (or, by a skewed clock, in the future) that a
+    /// further write could keep its ctime.
+    fn is_racy(&self, now: SystemTime) -> bool {
+        let now_ns = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+        self.ctime_ns >= now_ns - RACY.as_nanos() as i128
+    }
+
+    fn parse(line: &str) -> Option<(String, Identity)> {
+        // The path goes last: it may hold spaces.
+        let mut parts = line.splitn(6, ' ');
+        let identity = Identity {
+            dev: parts.next()?.parse().ok()?,
+            ino: parts.next()?.parse().ok()?,
+            size: parts.next()?.parse().ok()?,
+            mtime_ns: parts.next()?.parse().ok()?,
+            ctime_ns: parts.next()?.parse().ok()?,
+        };
+        Some((parts.next()?.to_owned(), identity))
+    }
+}
+
+/// The identities [`VERIFIED`] records, by path; empty when it is missing or not ours.
+fn read_verified(dir: &Path) -> BTreeMap<String, Identity> {
+    let Ok(text) = std::fs::read_to_string(dir.join(VERIFIED)) else {
+        return BTreeMap::new();
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(VERIFIED_FORMAT) {
+        return BTreeMap::new();
+    }
+    lines.filter_map(Identity::parse).collect()
+}
+
+/// Replaces [`VERIFIED`] with `verified` (atomically, under a name unique to this call, since
+/// every process using the entry may do it at once); failures are ignored.
+fn write_verified(dir: &Path, verified: &BTreeMap<String, Identity>) {
+    let mut text = format!(
+        "{VERIFIED_FORMAT}\n# dev ino size mtime-ns ctime-ns path of files whose content matched the manifest.\n"
+    );
+    for (path, i) in verified {
+        text.push_str(&format!(
+            "{} {} {} {} {} {path}\n",
+            i.dev, i.ino, i.size, i.mtime_ns, i.ctime_ns
+        ));
+    }
+    let temp = dir.join(format!("{VERIFIED}.tmp-{}", unique_suffix()));
+    let written =
+        std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, dir.join(VERIFIED)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
 }
 
 /// Moves a damaged entry out of the way (atomically) and deletes it.
@@ -337,17 +458,10 @@ fn parse_manifest(text: &str) -> Option<Manifest> {
                 let mut parts = value.splitn(4, ' ');
                 let blob = parts.next()?.to_owned();
                 let size = parts.next()?.parse().ok()?;
-                let mtime_ns = match parts.next()? {
-                    "-" => None,
-                    t => Some(t.parse().ok()?),
-                };
+                // The modification time is for people reading the manifest.
+                parts.next()?;
                 let path = parts.next()?.to_owned();
-                manifest.files.push(ManifestFile {
-                    path,
-                    blob,
-                    size,
-                    mtime_ns,
-                });
+                manifest.files.push(ManifestFile { path, blob, size });
             }
             _ => {}
         }
@@ -520,7 +634,7 @@ pub struct CachedLimine {
     /// Bytes on disk.
     pub size: u64,
     /// Why the entry cannot be used; `None` when it checks out (the quick check: sizes, and
-    /// hashes of files changed since they were written).
+    /// hashes of files not found right by an earlier check or changed since).
     pub problem: Option<String>,
 }
 
@@ -715,10 +829,36 @@ mod tests {
         let m = parse_manifest(&text).unwrap();
         assert_eq!(m.version, LimineVersion::parse("8.2.0"));
         assert_eq!(m.files.len(), 2);
-        assert_eq!(m.files[0].mtime_ns, Some(345));
+        assert_eq!(m.files[0].size, 12);
         assert_eq!(m.files[1].path, "dir/with space.txt");
-        assert_eq!(m.files[1].mtime_ns, None);
         assert!(parse_manifest("something else\n").is_none());
+    }
+
+    #[test]
+    fn verified_records_round_trip_and_skip_racy_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: 4,
+            ctime_ns: 5,
+        };
+        let verified = BTreeMap::from([("dir/with space.bin".to_owned(), identity)]);
+        write_verified(dir.path(), &verified);
+        assert_eq!(read_verified(dir.path()), verified);
+        // Only the record is left, no temporary file.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        std::fs::write(dir.path().join(VERIFIED), "something else\n1 2 3 4 5 x\n").unwrap();
+        assert!(read_verified(dir.path()).is_empty());
+
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        let at = |secs: i128| Identity {
+            ctime_ns: secs * 1_000_000_000,
+            ..identity
+        };
+        assert!(!at(98).is_racy(now));
+        assert!(at(99).is_racy(now) && at(100).is_racy(now) && at(101).is_racy(now));
     }
 
     #[test]

@@ -63,11 +63,17 @@ pub struct LimineSettings {
     /// How long a resolved branch is used before it is resolved again on the remote (zero:
     /// every call). Tags and commits are never resolved again.
     pub refresh: Duration,
+    /// Hash every file of a cache entry and compare it with the commit's git blob ids before
+    /// using it, instead of trusting an earlier check of files whose metadata (device, inode,
+    /// size, mtime, ctime) did not change since. `cargo-image-runner limine fetch` sets it, so
+    /// it repairs any damaged entry; runs leave it off (a damaged entry is still fetched again
+    /// whenever a write changed it).
+    pub full_check: bool,
 }
 
 impl LimineSettings {
-    /// The defaults ([`DEFAULT_GIT_URL`], [`DEFAULT_VERSION`], [`DEFAULT_REFRESH`], online)
-    /// with the cache in `cache_dir`.
+    /// The defaults ([`DEFAULT_GIT_URL`], [`DEFAULT_VERSION`], [`DEFAULT_REFRESH`], online,
+    /// quick checks) with the cache in `cache_dir`.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         LimineSettings {
             git: DEFAULT_GIT_URL.into(),
@@ -76,6 +82,7 @@ impl LimineSettings {
             offline: false,
             cache_dir: cache_dir.into(),
             refresh: DEFAULT_REFRESH,
+            full_check: false,
         }
     }
 }

@@ -221,8 +221,10 @@ fn limine(limine_args: &args::LimineArgs) -> Result<i32, Error> {
             if let Some(version) = version {
                 settings.version = version.clone();
             }
-            // Ask the remote now, whatever the last resolution was.
+            // Ask the remote now, whatever the last resolution was, and hash every cached
+            // file, whatever earlier checks found: a damaged entry is fetched again.
             settings.refresh = std::time::Duration::ZERO;
+            settings.full_check = true;
             let files = image_runner_limine::acquire(&settings)?;
             for warning in &files.warnings {
                 eprintln!("warning: {warning}");

@@ -402,3 +402,47 @@ fn limine_fetch_list_clean_and_offline_from_the_command_line() {
     let list = project.run(["limine", "list"], &[]);
     assert!(list.stdout.starts_with("no Limine in "), "{list}");
 }
+
+/// A cache entry damaged without a change of size or mtime is refused by a run (offline here,
+/// so it cannot be fetched again) and repaired by `limine fetch`.
+#[test]
+fn limine_fetch_repairs_an_entry_damaged_without_a_change_of_size_or_mtime() {
+    let fixture = Fixture::new();
+    let project = limine_project(&fixture, "format = \"iso\"", "");
+    let fetch = project.run(["limine", "fetch"], &[]);
+    fetch.assert_code(0);
+    let dir = fetch
+        .stdout
+        .trim()
+        .rsplit_once(" in `")
+        .map(|(_, dir)| PathBuf::from(dir.trim_end_matches('`')))
+        .expect("the fetched directory");
+    let file = dir.join("limine-bios-cd.bin");
+    let original = std::fs::read(&file).expect("read the cached file");
+    common::damage_keeping_size_and_mtime(&file);
+
+    let exe = kernels::path(Kernel::Limine, Variant::Pass);
+    project
+        .run(
+            ["build".as_ref(), "--offline".as_ref(), exe.as_os_str()],
+            &[],
+        )
+        .assert_code(2)
+        .assert_stderr_contains("unusable")
+        .assert_stderr_contains("limine-bios-cd.bin");
+
+    project
+        .run(["limine", "fetch"], &[])
+        .assert_code(0)
+        .assert_stderr_contains("was damaged");
+    assert_eq!(
+        std::fs::read(&file).expect("read the repaired file"),
+        original
+    );
+    project
+        .run(
+            ["build".as_ref(), "--offline".as_ref(), exe.as_os_str()],
+            &[],
+        )
+        .assert_code(0);
+}

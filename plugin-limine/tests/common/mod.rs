@@ -224,3 +224,19 @@ fn commit(repo: &Repository, refname: &str, files: &[(&str, Vec<u8>)], message: 
 pub fn read(files: &LimineFiles, name: &str) -> String {
     String::from_utf8_lossy(&std::fs::read(files.file(name).unwrap()).unwrap()).into_owned()
 }
+
+/// Changes one byte of `path` in place and puts its modification time back: damage that keeps
+/// the size and mtime (what a stray write, a bad copy tool or a bit flip can leave).
+pub fn damage_keeping_size_and_mtime(path: &Path) {
+    let before = std::fs::metadata(path).unwrap();
+    let mtime = before.modified().unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(path, &bytes).unwrap();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    let after = std::fs::metadata(path).unwrap();
+    assert_eq!(after.len(), before.len());
+    assert_eq!(after.modified().unwrap(), mtime);
+}
