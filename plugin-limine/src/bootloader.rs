@@ -115,7 +115,10 @@ impl Bootloader for Limine {
         );
         let files = acquire_reported(&settings, ctx.verbose)?;
         let config = plan.config_text(ctx, &limine, files.major())?;
-        let staging = plan.staging(&files, config)?;
+        let staging = plan.staging(&files, config.clone())?;
+        if let Some(template) = &limine.config {
+            plan.check_template_paths(&config, &staging, ctx, template)?;
+        }
         Ok(Staged::new(staging).with_state(StagedLimine { plan, files }))
     }
 

@@ -251,6 +251,83 @@ fn check_entry(entry: &LimineEntry) -> Result<&'static str, LimineError> {
     Ok(name)
 }
 
+/// The options whose value is a file Limine loads (a missing one stops the boot).
+const FILE_KEYS: [&str; 4] = ["path", "kernel_path", "image_path", "module_path"];
+
+/// A file on the boot partition that a `limine.conf` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BootPath {
+    /// The line it is on, counting from 1.
+    pub line: usize,
+    /// The option as written (trimmed), for messages.
+    pub option: String,
+    /// The path after `boot():` or `boot(N):`, with macros expanded and a `#hash` suffix
+    /// removed.
+    pub path: String,
+}
+
+/// The files `text` (a `limine.conf`) loads from the boot drive: the values of `path`,
+/// `kernel_path`, `image_path` and `module_path` (in any case) given as `boot():/...` or
+/// `boot(N):/...`, after expanding the config's `${NAME}=value` macros. Values naming another
+/// resource (`hdd(...)`, `guid(...)`, `tftp(...)`, ...) or an undefined macro (such as
+/// Limine's built-in `${ARCH}`) are left out: they cannot be checked against the image.
+pub fn boot_paths(text: &str) -> Vec<BootPath> {
+    let mut macros: Vec<(String, String)> = Vec::new();
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("${")
+            && let Some((name, value)) = rest.split_once("}=")
+        {
+            macros.push((format!("${{{name}}}"), value.to_owned()));
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        if !FILE_KEYS.iter().any(|k| key.trim().eq_ignore_ascii_case(k)) {
+            continue;
+        }
+        let mut value = value.trim().to_owned();
+        for (name, replacement) in &macros {
+            value = value.replace(name.as_str(), replacement);
+        }
+        if value.contains("${") {
+            continue;
+        }
+        let Some(rest) = value.strip_prefix("boot(") else {
+            continue;
+        };
+        let Some((partition, path)) = rest.split_once(')') else {
+            continue;
+        };
+        let Some(path) = path.strip_prefix(':') else {
+            continue;
+        };
+        if !partition.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let path = match path.rsplit_once('#') {
+            Some((file, hash))
+                if !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                file
+            }
+            _ => path,
+        };
+        found.push(BootPath {
+            line: i + 1,
+            option: line.to_owned(),
+            path: path.to_owned(),
+        });
+    }
+    found
+}
+
 /// Expands `{{NAME}}` variables in a user's `limine.conf` template, with runner-core's
 /// variables (built-ins such as `{{EXECUTABLE_NAME}}` plus the user's `variables` table).
 pub fn render_template(
@@ -462,6 +539,35 @@ serial: yes
             .unwrap_err()
             .to_string();
         assert!(err.contains("limine.cfg"), "{err}");
+    }
+
+    #[test]
+    fn boot_paths_are_found_with_macros_any_case_and_hashes() {
+        let text = "${K}=boot():/boot/kernel
+# kernel_path: boot():/commented
+timeout: 0
+/Entry: one
+    protocol: limine
+    KERNEL_PATH: ${K}
+    module_path: boot(2):/m#0a1B
+    module_path: boot():/with#name
+    module_path: hdd(1:1):/other
+    module_path: ${ARCH}/x
+    cmdline: path: boot():/not-a-file
+    image_path:boot():/efi.app
+";
+        let paths = boot_paths(text);
+        let found: Vec<(usize, &str)> = paths.iter().map(|p| (p.line, p.path.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (6, "/boot/kernel"),
+                (7, "/m"),
+                (8, "/with#name"),
+                (12, "/efi.app"),
+            ]
+        );
+        assert_eq!(boot_paths(text)[0].option, "KERNEL_PATH: ${K}");
     }
 
     #[test]

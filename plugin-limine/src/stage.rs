@@ -296,6 +296,64 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Refuses a `limine.conf` made from the user's template (`limine.config`) that names a
+    /// file on the boot partition ([`conf::boot_paths`]) the image will not hold: Limine would
+    /// stop there and the run wait out its timeout. The image holds `staging` and the
+    /// `extra-files` the core adds to it. Names that differ from a staged one only in case are
+    /// let through (FAT, and ISO 9660 readers, may ignore case).
+    pub fn check_template_paths(
+        &self,
+        text: &str,
+        staging: &Staging,
+        ctx: &Context,
+        template: &Path,
+    ) -> Result<(), Error> {
+        let mut staged: Vec<String> = staging
+            .entries
+            .keys()
+            .map(|p| p.as_str().to_owned())
+            .chain(
+                ctx.config
+                    .extra_files
+                    .keys()
+                    .filter_map(|dest| ImagePath::new(dest).ok())
+                    .map(|p| p.as_str().to_owned()),
+            )
+            .collect();
+        staged.sort();
+        staged.dedup();
+        let mut problems = Vec::new();
+        for named in conf::boot_paths(text) {
+            let problem = match ImagePath::new(&named.path) {
+                Ok(path) if staged.iter().any(|s| s.eq_ignore_ascii_case(path.as_str())) => {
+                    continue;
+                }
+                Ok(path) => format!("{path} is not in the image"),
+                Err(e) => e.to_string(),
+            };
+            problems.push(format!(
+                "  line {}: `{}`: {problem}",
+                named.line, named.option
+            ));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "the limine.conf made from `limine.config` (`{}`) names files the image does not hold, so Limine would stop there:\n{}\nThe image holds: {}.\nThe kernel is always at /{KERNEL_PATH} (write `{{{{KERNEL}}}}` for `{}`); add other files with `modules` or `extra-files`",
+            ctx.host_path(template).display(),
+            problems.join("\n"),
+            staged
+                .iter()
+                .map(|p| format!("/{p}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            limine_path(KERNEL_PATH)
+        )))
+    }
+}
+
 /// The entries of the generated config alone (no global options), for `{{ENTRIES}}`.
 fn entries_text(entries: &[LimineEntry], major: u32) -> Result<String, Error> {
     let full = conf::render_conf(entries, 0, false, major)?;

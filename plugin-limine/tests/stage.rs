@@ -506,6 +506,54 @@ timeout: 5
     );
 }
 
+/// A user's `limine.conf` naming a file that is not staged (here the executable's own name,
+/// while the kernel is staged at `/boot/kernel`) is refused before anything boots, with what is
+/// staged; `boot():` and `boot(N):` paths of `path`, `kernel_path`, `image_path` and
+/// `module_path` are checked, `extra-files` count as staged, other resources are left alone.
+#[test]
+fn template_paths_must_name_staged_files() {
+    let fixture = Fixture::new();
+    let project = Project::new(
+        &fixture,
+        "boot = \"uefi\"\nformat = \"iso\"\nextra-files = { \"boot/initrd.img\" = \"initrd.img\" }\n[limine]\nconfig = \"limine.conf.in\"\n",
+    );
+    project.write("initrd.img", b"initrd");
+    project.write(
+        "limine.conf.in",
+        b"timeout: 0\n\n/Mine\n    protocol: limine\n    kernel_path: boot():/boot/{{EXECUTABLE_NAME}}\n",
+    );
+    let err = project.stage(K::X86).unwrap_err().to_string();
+    for part in [
+        "limine.conf.in",
+        "line 5",
+        "kernel_path: boot():/boot/kernel-x86_64",
+        "/boot/kernel-x86_64 is not in the image",
+        "/boot/kernel, ",
+        "/boot/initrd.img",
+        "/boot/limine/limine.conf",
+        "{{KERNEL}}",
+    ] {
+        assert!(err.contains(part), "`{part}` missing from: {err}");
+    }
+
+    let missing_module = b"/Mine\n    protocol: limine\n    path: {{KERNEL}}\n    MODULE_PATH: boot(2):/boot/modules/initrd\n";
+    project.write("limine.conf.in", missing_module);
+    let err = project.stage(K::X86).unwrap_err().to_string();
+    assert!(
+        err.contains("line 4") && err.contains("/boot/modules/initrd is not in the image"),
+        "{err}"
+    );
+
+    // What boots: macros expanded, keys in any case, `boot(N):`, hash suffixes, `.` and `//`,
+    // case differences (FAT and ISO readers may ignore case), other resources unchecked.
+    let good = format!(
+        "${{K}}=boot():/boot/kernel\ntimeout: 0\n# kernel_path: boot():/nothing\n/Mine\n    protocol: limine\n    Kernel_Path: ${{K}}\n    module_path: boot(1)://boot/./initrd.img#{}\n    module_path: boot():/BOOT/INITRD.IMG\n    module_path: hdd(1:1):/elsewhere\n    module_path: ${{ARCH}}/unknown-macro\n/Other\n    protocol: efi_chainload\n    image_path: {{{{KERNEL}}}}\n",
+        "ab".repeat(64)
+    );
+    project.write("limine.conf.in", good.as_bytes());
+    project.stage(K::X86).unwrap();
+}
+
 #[test]
 fn a_local_directory_is_used_as_it_is() {
     let fixture = Fixture::new();

@@ -446,3 +446,31 @@ fn limine_fetch_repairs_an_entry_damaged_without_a_change_of_size_or_mtime() {
         )
         .assert_code(0);
 }
+
+/// A `limine.conf` template of a 0.5.0 user naming the kernel by the executable's name (the
+/// kernel is staged at `/boot/kernel`) fails the build with what the image holds, instead of
+/// hanging the boot; with `{{KERNEL}}` it builds.
+#[test]
+fn a_template_naming_a_file_the_image_lacks_fails_the_build() {
+    let fixture = Fixture::new();
+    let project = limine_project(
+        &fixture,
+        "format = \"iso\"\nboot = \"bios\"",
+        "config = \"limine.conf\"\n",
+    );
+    project.write(
+        "limine.conf",
+        "timeout: 0\nserial: yes\n\n/Kernel\n    protocol: limine\n    kernel_path: boot():/boot/{{EXECUTABLE_NAME}}\n",
+    );
+    let run = build(&project, Kernel::Limine);
+    run.assert_code(2)
+        .assert_stderr_contains("line 6: `kernel_path: boot():/boot/limine-pass.elf`: /boot/limine-pass.elf is not in the image")
+        .assert_stderr_contains("/boot/kernel, ")
+        .assert_stderr_contains("{{KERNEL}}");
+    assert!(run.stdout.is_empty(), "{run}");
+    project.write(
+        "limine.conf",
+        "timeout: 0\nserial: yes\n\n/Kernel\n    protocol: limine\n    kernel_path: {{KERNEL}}\n",
+    );
+    build(&project, Kernel::Limine).assert_code(0);
+}
