@@ -236,6 +236,177 @@ pub fn quote(word: &str) -> String {
     }
 }
 
+/// A file that a `grub.cfg` loads from the device the config is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoadedPath {
+    /// The line of the command, counting from 1.
+    pub line: usize,
+    /// That line as written (trimmed), for messages.
+    pub command: String,
+    /// The path, without a `($root)` prefix.
+    pub path: String,
+}
+
+/// The files `text` (a `grub.cfg`) loads from its own device: the kernel of `multiboot`,
+/// `multiboot2`, `linux` (`linux16`, `linuxefi`) and `chainloader`, the module of `module` and
+/// `module2`, every file of `initrd` (`initrd16`, `initrdefi`), when written as an absolute
+/// path (`/boot/kernel`) or under `($root)`. Paths on other devices (`(hd1,gpt1)/...`), built
+/// from variables (`$prefix/...`), or given in any other form are left out.
+pub fn loaded_paths(text: &str) -> Vec<LoadedPath> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for command in commands(text) {
+        let Some((name, args)) = command.split_first() else {
+            continue;
+        };
+        let args = args.iter().filter(|w| !w.text.starts_with("--"));
+        let files: Vec<&Word> = match name.text.as_str() {
+            "multiboot" | "multiboot2" | "linux" | "linux16" | "linuxefi" | "chainloader"
+            | "module" | "module2" => args.take(1).collect(),
+            "initrd" | "initrd16" | "initrdefi" => args.collect(),
+            _ => continue,
+        };
+        for word in files {
+            let text = word.text.as_str();
+            let path = text
+                .strip_prefix("($root)")
+                .or_else(|| text.strip_prefix("(${root})"))
+                .unwrap_or(text);
+            if !path.starts_with('/') || path.contains('$') {
+                continue;
+            }
+            found.push(LoadedPath {
+                line: name.line,
+                command: lines
+                    .get(name.line - 1)
+                    .map_or_else(String::new, |l| l.trim().to_owned()),
+                path: path.to_owned(),
+            });
+        }
+    }
+    found
+}
+
+/// One word of GRUB's script language, unquoted, and the line it starts on.
+#[derive(Debug)]
+struct Word {
+    text: String,
+    line: usize,
+}
+
+/// Splits `text` into commands (at line ends, `;`, and `{` / `}` words) of words, the way
+/// GRUB's parser reads them: single quotes keep everything, double quotes and backslashes
+/// escape, `#` at the start of a word comments out the rest of the line, a backslash before a
+/// line end continues the line. `$` is kept in the words (they are not expanded).
+fn commands(text: &str) -> Vec<Vec<Word>> {
+    #[derive(PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut commands = Vec::new();
+    let mut command: Vec<Word> = Vec::new();
+    let mut word: Option<Word> = None;
+    let mut quoted = false;
+    let mut quote = Quote::None;
+    let mut line = 1;
+    let mut chars = text.chars().peekable();
+    // Ends the word being read; a bare `{` or `}` ends the command instead.
+    let end_word = |word: &mut Option<Word>,
+                    quoted: &mut bool,
+                    command: &mut Vec<Word>,
+                    commands: &mut Vec<Vec<Word>>| {
+        if let Some(w) = word.take() {
+            if !*quoted && (w.text == "{" || w.text == "}") {
+                commands.push(std::mem::take(command));
+            } else {
+                command.push(w);
+            }
+        }
+        *quoted = false;
+    };
+    while let Some(c) = chars.next() {
+        let start = |word: &mut Option<Word>| {
+            word.get_or_insert_with(|| Word {
+                text: String::new(),
+                line,
+            });
+        };
+        match quote {
+            Quote::Single => {
+                if c == '\'' {
+                    quote = Quote::None;
+                } else if let Some(w) = word.as_mut() {
+                    w.text.push(c);
+                }
+            }
+            Quote::Double => match c {
+                '"' => quote = Quote::None,
+                '\\' if matches!(chars.peek(), Some('$' | '"' | '\\')) => {
+                    if let (Some(next), Some(w)) = (chars.next(), word.as_mut()) {
+                        w.text.push(next);
+                    }
+                }
+                '\\' if chars.peek() == Some(&'\n') => {
+                    chars.next();
+                    line += 1;
+                }
+                _ => {
+                    if let Some(w) = word.as_mut() {
+                        w.text.push(c);
+                    }
+                }
+            },
+            Quote::None => match c {
+                '\n' | ';' => {
+                    end_word(&mut word, &mut quoted, &mut command, &mut commands);
+                    commands.push(std::mem::take(&mut command));
+                }
+                ' ' | '\t' | '\r' => {
+                    end_word(&mut word, &mut quoted, &mut command, &mut commands);
+                }
+                '#' if word.is_none() => while chars.next_if(|&n| n != '\n').is_some() {},
+                '\'' | '"' => {
+                    start(&mut word);
+                    quoted = true;
+                    quote = if c == '\'' {
+                        Quote::Single
+                    } else {
+                        Quote::Double
+                    };
+                }
+                '\\' => match chars.next() {
+                    // A continued line.
+                    Some('\n') => line += 1,
+                    Some(next) => {
+                        start(&mut word);
+                        quoted = true;
+                        if let Some(w) = word.as_mut() {
+                            w.text.push(next);
+                        }
+                    }
+                    None => {}
+                },
+                _ => {
+                    start(&mut word);
+                    if let Some(w) = word.as_mut() {
+                        w.text.push(c);
+                    }
+                }
+            },
+        }
+        if c == '\n' {
+            line += 1;
+        }
+    }
+    end_word(&mut word, &mut quoted, &mut command, &mut commands);
+    commands.push(command);
+    commands.retain(|c| !c.is_empty());
+    commands
+}
+
 /// The config embedded in every core image. GRUB starts with `root` on the device it was
 /// loaded from, which on a CD booted under UEFI is the El Torito ESP, not the ISO 9660 volume
 /// holding the config: so it searches every device for the config file and sets `prefix`
@@ -410,6 +581,35 @@ menuentry Linux {{
             err.contains("menu entry `l`") && err.contains("cannot boot the `limine` protocol"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn loaded_paths_are_read_like_grub_reads_commands() {
+        let text = "# multiboot /commented
+set root=(hd0)
+menuentry 'a;b' { multiboot ($root)/boot/kernel x=/y; module --nounzip \"/boot/a b\" /s ; boot }
+linux (${root})/k\\
+  /cmdline
+initrd /i1 '/i 2' newc:n:/x (hd1,gpt1)/o $prefix/p /i\\$3
+chainloader --force /app.efi
+echo /not-loaded
+multiboot2 '/it''s'
+";
+        let paths = loaded_paths(text);
+        let found: Vec<(usize, &str)> = paths.iter().map(|p| (p.line, p.path.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (3, "/boot/kernel"),
+                (3, "/boot/a b"),
+                (4, "/k"),
+                (6, "/i1"),
+                (6, "/i 2"),
+                (7, "/app.efi"),
+                (9, "/its"),
+            ]
+        );
+        assert_eq!(paths[5].command, "chainloader --force /app.efi");
     }
 
     #[test]

@@ -76,10 +76,8 @@ impl Bootloader for Grub {
         for (path, host) in plan.files.iter() {
             staging.add_file(path, Source::File(host.to_path_buf()))?;
         }
-        staging.add_file(
-            CONFIG_PATH,
-            Source::Bytes(config_text(ctx, &plan)?.into_bytes()),
-        )?;
+        let config = config_text(ctx, &plan)?;
+        staging.add_file(CONFIG_PATH, Source::Bytes(config.clone().into_bytes()))?;
         let host = Host::from_config(&plan.grub, ctx);
         let mut bios_core = None;
         for image in plan.core_images() {
@@ -111,6 +109,9 @@ impl Bootloader for Grub {
                 core_image,
                 boot_img,
             });
+        }
+        if let Some(template) = &plan.grub.config {
+            check_template_paths(&config, &staging, ctx, template)?;
         }
         Ok(Staged::new(staging).with_state(finish))
     }
@@ -193,6 +194,59 @@ fn config_text(ctx: &Context, plan: &Plan) -> Result<String, Error> {
         ))
     })?;
     template_variables(ctx, plan)?.expand(&text, &format!("grub.config ({})", path.display()))
+}
+
+/// Refuses a `grub.cfg` made from the user's template (`grub.config`) that loads a file from
+/// its own device ([`cfg::loaded_paths`]) the image will not hold: GRUB would print an error
+/// and wait in its menu until the run times out. The image holds `staging` and the
+/// `extra-files` the core adds to it. Names that differ from a staged one only in case are let
+/// through (FAT, and ISO 9660 readers, may ignore case).
+fn check_template_paths(
+    text: &str,
+    staging: &Staging,
+    ctx: &Context,
+    template: &std::path::Path,
+) -> Result<(), Error> {
+    let mut staged: Vec<String> = staging
+        .entries
+        .keys()
+        .map(|p| p.as_str().to_owned())
+        .chain(
+            ctx.config
+                .extra_files
+                .keys()
+                .filter_map(|dest| ImagePath::new(dest).ok())
+                .map(|p| p.as_str().to_owned()),
+        )
+        .collect();
+    staged.sort();
+    staged.dedup();
+    let mut problems = Vec::new();
+    for loaded in cfg::loaded_paths(text) {
+        let problem = match ImagePath::new(&loaded.path) {
+            Ok(path) if staged.iter().any(|s| s.eq_ignore_ascii_case(path.as_str())) => continue,
+            Ok(path) => format!("{path} is not in the image"),
+            Err(e) => e.to_string(),
+        };
+        problems.push(format!(
+            "  line {}: `{}`: {problem}",
+            loaded.line, loaded.command
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "the grub.cfg made from `grub.config` (`{}`) loads files the image does not hold, so GRUB would stop there:\n{}\nThe image holds: {}.\nThe kernel is always at /{} (write `{{{{KERNEL}}}}`); add other files with `modules` or `extra-files`. A file on another device needs the device in its path, like `(hd1,gpt1)/boot/file`",
+        ctx.host_path(template).display(),
+        problems.join("\n"),
+        staged
+            .iter()
+            .map(|p| format!("/{p}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan::KERNEL_PATH
+    )))
 }
 
 /// The variables of a `grub.cfg` template: the runner's built-ins and the user's `variables`,

@@ -388,6 +388,54 @@ fn a_template_is_expanded_with_grub_and_runner_variables() {
     );
 }
 
+/// A user's `grub.cfg` naming a file that is not staged (here the executable's own name, while
+/// the kernel is staged at `/boot/kernel`) is refused before anything is built, with what is
+/// staged; absolute and `($root)` paths of the loader commands are checked, `extra-files`
+/// count as staged, paths on other devices or built from variables are left alone.
+#[test]
+fn template_paths_must_name_staged_files() {
+    let project = Project::new(
+        "extra-files = { \"boot/initrd.img\" = \"mb1.elf\" }",
+        ", config = \"my-grub.cfg\"",
+    );
+    let cfg = project.root().join("my-grub.cfg");
+    std::fs::write(
+        &cfg,
+        "set timeout=0\nmenuentry 'x' {\n\tmultiboot2 /boot/{{EXECUTABLE_NAME}} console=ttyS0\n\tmodule2 --nounzip /boot/initrd.img a\n\tboot\n}\n",
+    )
+    .unwrap();
+    let err = project.stage().unwrap_err().to_string();
+    for part in [
+        "my-grub.cfg",
+        "line 3: `multiboot2 /boot/kernel.elf console=ttyS0`: /boot/kernel.elf is not in the image",
+        "The image holds: /boot/grub/grub.cfg, ",
+        ", /boot/initrd.img, /boot/kernel.\n",
+        "{{KERNEL}}",
+    ] {
+        assert!(err.contains(part), "`{part}` missing from: {err}");
+    }
+
+    std::fs::write(
+        &cfg,
+        "menuentry x {\n\tlinux {{KERNEL}}\n\tinitrd /boot/initrd.img '/boot/missing file'\n}\n",
+    )
+    .unwrap();
+    let err = project.stage().unwrap_err().to_string();
+    assert!(
+        err.contains("line 3") && err.contains("/boot/missing file is not in the image"),
+        "{err}"
+    );
+
+    // What boots: `($root)` and `(${root})` paths, quotes, `.` and `//`, case differences,
+    // several commands on a line; other devices, variables and comments are not checked.
+    std::fs::write(
+        &cfg,
+        "# multiboot /nothing\nmenuentry x { multiboot ($root)/boot/kernel; module /boot/INITRD.IMG 'a b' ; boot }\nmenuentry y {\n linux (${root})//boot/./kernel quiet\n initrd /boot/initrd.img newc:n:/x (hd1,gpt1)/elsewhere $prefix/x\n chainloader --force (hd0)+1\n}\nmultiboot2 '/boot/kernel' \\\n  /not-a-path-but-the-command-line\n",
+    )
+    .unwrap();
+    project.stage().unwrap();
+}
+
 #[test]
 fn what_grub_cannot_boot_is_refused_before_anything_is_built() {
     let cases = [

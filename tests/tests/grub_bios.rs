@@ -159,3 +159,31 @@ fn core_images_are_made_once() {
         .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
 }
+
+/// A `grub.cfg` template naming the kernel by the executable's name (the kernel is staged at
+/// `/boot/kernel`) fails before QEMU starts, saying what the image holds, instead of leaving
+/// GRUB in its menu until the timeout; a template naming staged files boots.
+#[test]
+fn a_template_naming_a_file_the_image_lacks_fails_before_booting() {
+    let project = project("format = \"iso\"\nboot = \"bios\"\n[grub]\nconfig = \"grub.cfg\"\n");
+    project.write(
+        "grub.cfg",
+        "{{CONSOLE}}set timeout=0\nmenuentry 'mine' {\n\tmultiboot2 /boot/{{EXECUTABLE_NAME}}\n\tboot\n}\n",
+    );
+    let run = test_run(&project, Variant::Pass);
+    run.assert_code(2)
+        .assert_stderr_contains(
+            "line 6: `multiboot2 /boot/multiboot-pass.elf`: /boot/multiboot-pass.elf is not in the image",
+        )
+        .assert_stderr_contains(", /boot/kernel.\n")
+        .assert_stderr_contains("{{KERNEL}}");
+    assert!(project.qemu_processes().is_empty());
+
+    project.write(
+        "grub.cfg",
+        "{{CONSOLE}}set timeout=0\nmenuentry 'mine' {\n\tmultiboot2 ($root)/boot/kernel\n\tboot\n}\n",
+    );
+    test_run(&project, Variant::Pass)
+        .assert_code(0)
+        .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass));
+}
