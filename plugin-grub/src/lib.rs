@@ -67,7 +67,7 @@ impl Bootloader for Grub {
     }
 
     fn config_section(&self) -> Option<Section> {
-        Some(Section::of::<GrubConfig>())
+        Some(Section::of::<GrubConfig>().with_variables(TEMPLATE_VARIABLES))
     }
 
     fn stage(&self, ctx: &Context) -> Result<Staged, Error> {
@@ -249,10 +249,14 @@ fn check_template_paths(
     )))
 }
 
+/// The variables a `grub.cfg` template gets besides the runner's; the core refuses user
+/// `variables` of these names.
+pub const TEMPLATE_VARIABLES: [&str; 5] = ["KERNEL", "CMDLINE", "TIMEOUT", "CONSOLE", "ENTRIES"];
+
 /// The variables of a `grub.cfg` template: the runner's built-ins and the user's `variables`,
 /// plus `KERNEL` (the kernel's GRUB path), `CMDLINE` (its command line, quoted for GRUB),
 /// `TIMEOUT`, `CONSOLE` (the serial and terminal lines) and `ENTRIES` (the generated
-/// `menuentry` blocks). These last win over user variables of the same name.
+/// `menuentry` blocks): the [`TEMPLATE_VARIABLES`], which user variables may not be named.
 fn template_variables(ctx: &Context, plan: &Plan) -> Result<Variables, Error> {
     let mut vars = ctx.variables.clone();
     vars.set("KERNEL", format!("/{}", plan::KERNEL_PATH));

@@ -436,6 +436,22 @@ fn template_paths_must_name_staged_files() {
     project.stage().unwrap();
 }
 
+/// The names a `grub.cfg` template gets from the plugin cannot be taken by user variables (the
+/// plugin's value would silently win in the template).
+#[test]
+fn user_variables_may_not_take_the_names_of_grub_template_variables() {
+    for name in TEMPLATE_VARIABLES {
+        let project = Project::new(&format!("variables = {{ {name} = \"mine\" }}"), "");
+        let err = project.stage().unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("`variables.{name}`"))
+                && err.contains("image-runner.toml")
+                && err.contains("grub plugin"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn what_grub_cannot_boot_is_refused_before_anything_is_built() {
     let cases = [

@@ -99,7 +99,7 @@ impl Bootloader for Limine {
     }
 
     fn config_section(&self) -> Option<Section> {
-        Some(Section::of::<LimineConfig>())
+        Some(Section::of::<LimineConfig>().with_variables(crate::stage::TEMPLATE_VARIABLES))
     }
 
     fn stage(&self, ctx: &Context) -> Result<Staged, Error> {

@@ -26,6 +26,11 @@ pub const BIOS_SYS_PATH: &str = "boot/limine/limine-bios.sys";
 pub const BIOS_CD_PATH: &str = "boot/limine/limine-bios-cd.bin";
 /// The El Torito UEFI boot image (a FAT image holding every `BOOT*.EFI`).
 pub const UEFI_CD_PATH: &str = "boot/limine/limine-uefi-cd.bin";
+/// The variables a `limine.conf` template gets besides the runner's ([`Plan::config_text`]);
+/// the core refuses user `variables` of these names.
+pub const TEMPLATE_VARIABLES: [&str; 6] = [
+    "KERNEL", "PROTOCOL", "CMDLINE", "TIMEOUT", "PATH_KEY", "ENTRIES",
+];
 /// The syntax written when the Limine version is unknown: 8.x's `kernel_path` is still
 /// understood by later majors (as an alias of `path`).
 pub const FALLBACK_MAJOR: u32 = 8;
@@ -270,8 +275,8 @@ impl Plan {
 
     /// The variables of a `limine.conf` template: the runner's built-ins and the user's
     /// `variables`, plus `KERNEL` (`boot():/boot/kernel`), `PROTOCOL`, `CMDLINE`, `TIMEOUT`,
-    /// `PATH_KEY` (`kernel_path` or `path`, by version) and `ENTRIES` (the generated entries).
-    /// These last win over user variables of the same name.
+    /// `PATH_KEY` (`kernel_path` or `path`, by version) and `ENTRIES` (the generated entries):
+    /// the [`TEMPLATE_VARIABLES`], which user variables may not be named (the core refuses them).
     fn template_variables(
         &self,
         ctx: &Context,

@@ -554,6 +554,23 @@ fn template_paths_must_name_staged_files() {
     project.stage(K::X86).unwrap();
 }
 
+/// The names a `limine.conf` template gets from the plugin cannot be taken by user variables
+/// (the plugin's value would silently win in the template).
+#[test]
+fn user_variables_may_not_take_the_names_of_limine_template_variables() {
+    let fixture = Fixture::new();
+    for name in image_runner_limine::stage::TEMPLATE_VARIABLES {
+        let project = Project::new(&fixture, &format!("[variables]\n{name} = \"mine\"\n"));
+        let err = project.context(K::X86).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("`variables.{name}`"))
+                && err.contains("Cargo.toml")
+                && err.contains("limine plugin"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn a_local_directory_is_used_as_it_is() {
     let fixture = Fixture::new();

@@ -98,3 +98,36 @@ fn config_shows_each_value_and_its_source() {
     assert!(line("qemu.accel").contains("CARGO_IMAGE_RUNNER_QEMU_ACCEL"));
     assert!(line("qemu.gui").ends_with("# default"));
 }
+
+/// A user variable named like one the runner defines would be silently replaced (or replace the
+/// runner's) in templates: an error naming the variable, the file it is set in and whose name
+/// it takes.
+#[test]
+fn user_variables_may_not_shadow_built_in_ones() {
+    let project = Project::new(runner_bin!(), "variables = { OUTPUT_DIR = \"out\" }\n");
+    let manifest = project.root().join("Cargo.toml");
+    let run = project.run([kernel()], &[]);
+    run.assert_code(2)
+        .assert_stderr_contains("`variables.OUTPUT_DIR`")
+        .assert_stderr_contains(&manifest.display().to_string())
+        .assert_stderr_contains("{{OUTPUT_DIR}}");
+    assert!(project.qemu_processes().is_empty());
+
+    // Names a bootloader plugin gives its own templates, from another file.
+    let project = Project::new(runner_bin!(), "");
+    let file = project.write(
+        "image-runner.toml",
+        "[variables]\nKERNEL = \"boot():/boot/mine\"\n",
+    );
+    let run = project.run([kernel()], &[]);
+    run.assert_code(2)
+        .assert_stderr_contains("`variables.KERNEL`")
+        .assert_stderr_contains(&file.display().to_string())
+        .assert_stderr_contains("limine");
+    // `config` shows the same error.
+    project.run(["config"], &[]).assert_code(2);
+
+    // Other names are fine.
+    let project = Project::new(runner_bin!(), "variables = { MY_KERNEL = \"x\" }\n");
+    project.run(["config"], &[]).assert_code(0);
+}

@@ -331,6 +331,7 @@ impl ConfigLayers {
 
         let mut variables = builtins.clone();
         if let Some(Value::Table(user)) = merged.get("variables") {
+            super::template::check_user_variables(user, builtins, &self.sections, &origins)?;
             for (name, value) in user {
                 let Value::String(text) = value else { continue };
                 let expanded = builtins.expand(text, &format!("variables.{name}"))?;

@@ -22,6 +22,7 @@ pub struct Section {
     check_spanned: Arc<SpannedCheck>,
     check_value: Arc<ValueCheck>,
     moved: Vec<(String, String)>,
+    variables: Vec<String>,
 }
 
 impl fmt::Debug for Section {
@@ -29,6 +30,7 @@ impl fmt::Debug for Section {
         f.debug_struct("Section")
             .field("defaults", &self.defaults)
             .field("moved", &self.moved)
+            .field("variables", &self.variables)
             .finish_non_exhaustive()
     }
 }
@@ -48,6 +50,7 @@ impl Section {
             }),
             check_value: Arc::new(|value: Value| value.try_into::<T>().map(drop)),
             moved: Vec::new(),
+            variables: Vec::new(),
         }
     }
 
@@ -71,6 +74,7 @@ impl Section {
                 check(&table).map_err(<TomlError as serde::de::Error>::custom)
             }),
             moved: Vec::new(),
+            variables: Vec::new(),
         }
     }
 
@@ -79,6 +83,24 @@ impl Section {
     pub fn with_moved_key(mut self, key: &str, shared: &str) -> Section {
         self.moved.push((key.to_owned(), shared.to_owned()));
         self
+    }
+
+    /// Declares the template variables the plugin defines itself, in the templates it expands
+    /// (a bootloader's config template: `KERNEL`, `ENTRIES`, ...). A user `variables` entry of
+    /// such a name is refused, naming the file it is set in: in those templates the plugin's
+    /// value would silently win over the user's.
+    pub fn with_variables<I, S>(mut self, names: I) -> Section
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.variables.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// The template variables the plugin defines itself ([`Section::with_variables`]).
+    pub fn variables(&self) -> &[String] {
+        &self.variables
     }
 
     /// The section's defaults.
