@@ -113,8 +113,8 @@ fn user_variables_may_not_shadow_built_in_ones() {
         .assert_stderr_contains("{{OUTPUT_DIR}}");
     assert!(project.qemu_processes().is_empty());
 
-    // Names a bootloader plugin gives its own templates, from another file.
-    let project = Project::new(runner_bin!(), "");
+    // Names the selected bootloader gives its own templates, from another file.
+    let project = Project::new(runner_bin!(), "bootloader = \"limine\"\n");
     let file = project.write(
         "image-runner.toml",
         "[variables]\nKERNEL = \"boot():/boot/mine\"\n",
@@ -127,7 +127,9 @@ fn user_variables_may_not_shadow_built_in_ones() {
     // `config` shows the same error.
     project.run(["config"], &[]).assert_code(2);
 
-    // Other names are fine.
+    // Other names are fine, and so are a plugin's names when that plugin is not in use.
     let project = Project::new(runner_bin!(), "variables = { MY_KERNEL = \"x\" }\n");
+    project.run(["config"], &[]).assert_code(0);
+    let project = Project::new(runner_bin!(), "variables = { KERNEL = \"x\" }\n");
     project.run(["config"], &[]).assert_code(0);
 }

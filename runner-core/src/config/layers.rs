@@ -331,7 +331,18 @@ impl ConfigLayers {
 
         let mut variables = builtins.clone();
         if let Some(Value::Table(user)) = merged.get("variables") {
-            super::template::check_user_variables(user, builtins, &self.sections, &origins)?;
+            // Only the plugins this config selects define template variables for this run.
+            let selected: Vec<&str> = ["bootloader", "format", "firmware", "runner"]
+                .iter()
+                .filter_map(|key| merged.get(*key).and_then(Value::as_str))
+                .collect();
+            let mut in_use = Sections::new();
+            for (name, section) in self.sections.iter() {
+                if selected.contains(&name) {
+                    in_use.insert(name, section.clone());
+                }
+            }
+            super::template::check_user_variables(user, builtins, &in_use, &origins)?;
             for (name, value) in user {
                 let Value::String(text) = value else { continue };
                 let expanded = builtins.expand(text, &format!("variables.{name}"))?;
