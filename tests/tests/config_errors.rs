@@ -98,3 +98,53 @@ fn config_shows_each_value_and_its_source() {
     assert!(line("qemu.accel").contains("CARGO_IMAGE_RUNNER_QEMU_ACCEL"));
     assert!(line("qemu.gui").ends_with("# default"));
 }
+
+#[test]
+fn an_extra_file_may_not_replace_what_the_bootloader_staged() {
+    // GRUB stages the kernel at `boot/kernel`.
+    let project = Project::new(
+        runner_bin!(),
+        "bootloader = \"grub\"\n[extra-files]\n\"/boot/kernel\" = \"other.elf\"\n",
+    );
+    project.write("other.elf", "not the kernel");
+    let kernel = kernel();
+    let run = project.run([&kernel], &[]);
+    run.assert_code(2)
+        .assert_stderr_contains("`extra-files` entry \"/boot/kernel\"")
+        .assert_stderr_contains("/boot/kernel")
+        .assert_stderr_contains(&project.root().join("other.elf").display().to_string())
+        .assert_stderr_contains(&format!("`{}`", kernel.display()))
+        .assert_stderr_contains("bootloader `grub`");
+    assert!(!run.stdout.contains("KERNEL:"), "booted anyway: {run}");
+
+    // `none` puts a UEFI application at `EFI/BOOT/BOOTX64.EFI`.
+    let project = Project::new(
+        runner_bin!(),
+        "[extra-files]\n\"EFI/BOOT/BOOTX64.EFI\" = \"shell.efi\"\n",
+    );
+    project.write("shell.efi", "another application");
+    let app = kernels::path(Kernel::EfiApp, Variant::Pass);
+    project
+        .run([&app], &[])
+        .assert_code(2)
+        .assert_stderr_contains("would replace `/EFI/BOOT/BOOTX64.EFI`")
+        .assert_stderr_contains(&format!("`{}`", app.display()))
+        .assert_stderr_contains("shell.efi");
+}
+
+#[test]
+fn two_extra_files_at_one_image_path_are_an_error() {
+    let project = Project::new(
+        runner_bin!(),
+        "[extra-files]\n\"boot/a.txt\" = \"one.txt\"\n\"/boot/./a.txt\" = \"two.txt\"\n",
+    );
+    project.write("one.txt", "1");
+    project.write("two.txt", "2");
+    project
+        .run([kernels::path(Kernel::EfiApp, Variant::Pass)], &[])
+        .assert_code(2)
+        .assert_stderr_contains("\"/boot/./a.txt\"")
+        .assert_stderr_contains("\"boot/a.txt\"")
+        .assert_stderr_contains("`/boot/a.txt`");
+}
+
