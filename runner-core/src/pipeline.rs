@@ -162,6 +162,15 @@ impl<'r> Pipeline<'r> {
             }
             std::fs::create_dir_all(&ctx.output_dir)
                 .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
+            // What an earlier build killed outright left behind.
+            for stale in crate::fs::remove_stale_temporaries(&ctx.output_dir) {
+                if ctx.verbose > 0 {
+                    eprintln!(
+                        "     Removed {} (left by a build that was killed)",
+                        stale.display()
+                    );
+                }
+            }
             media.image = Some(self.build_image(&plan.format, &staged, ctx)?);
         }
         if ctx.decisions.boot.needs_uefi_firmware() {
