@@ -12,6 +12,8 @@ use crate::decisions::Decisions;
 use crate::error::Error;
 use crate::kernel::Kernel;
 
+mod workspace;
+
 /// What the user asked for: the executable cargo built and how the runner was called.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -290,20 +292,10 @@ fn find_manifest_dir(start: &Path) -> Result<PathBuf, Error> {
         })
 }
 
-/// The nearest manifest at or above the package with a `[workspace]` table, else the package.
+/// The workspace root by cargo's rules (see [`workspace`]): the package itself when no
+/// workspace claims it.
 fn find_workspace_root(manifest_dir: &Path) -> PathBuf {
-    for dir in manifest_dir.ancestors() {
-        let manifest = dir.join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
-            continue;
-        };
-        if let Ok(table) = text.parse::<toml::Table>()
-            && table.contains_key("workspace")
-        {
-            return dir.to_path_buf();
-        }
-    }
-    manifest_dir.to_path_buf()
+    workspace::root_of(manifest_dir)
 }
 
 /// Cargo marks its target directory with a `CACHEDIR.TAG` file.
