@@ -25,7 +25,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
         Some(Command::Build(run_args)) => run(&run_args, true),
         Some(Command::Config(config_args)) => show_config(&config_args),
         Some(Command::Clean(clean_args)) => clean(&clean_args),
-        Some(Command::Doctor) => Ok(doctor()),
+        Some(Command::Doctor(_)) => Ok(doctor()),
         #[cfg(feature = "limine")]
         Some(Command::Limine(limine_args)) => limine(&limine_args),
     };
@@ -187,7 +187,7 @@ fn limine(limine_args: &args::LimineArgs) -> Result<i32, Error> {
     use args::LimineAction;
     let _preparing = interrupt::Preparing::install();
     let inv = invocation(&limine_args.common, None, &[], None);
-    let cache_dir = image_runner_core::context::cache_dir(&inv.env);
+    let cache_dir = image_runner_core::context::cache_dir(&inv.env)?;
     let (config, limine, manifest_dir) = match Project::discover(&inv, None) {
         Ok(project) => {
             let vars = show_config::placeholder_variables(&project);

@@ -46,7 +46,7 @@ impl<'r> Pipeline<'r> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "kernel".into());
         let output_dir = target_dir.join("image-runner").join(&stem);
-        let cache_dir = context::cache_dir(&inv.env);
+        let cache_dir = context::cache_dir(&inv.env)?;
         let is_test = inv
             .test
             .unwrap_or_else(|| context::looks_like_test_binary(&executable));
