@@ -18,9 +18,16 @@ use std::path::{Component, Path, PathBuf};
 use toml::Table;
 
 /// The workspace root directory of the package in `package_dir`.
+///
+/// A folder without a `Cargo.toml` (a library caller's current directory, say) is taken as
+/// part of the nearest package above it, as cargo does for the directory it runs in.
 pub(crate) fn root_of(package_dir: &Path) -> PathBuf {
     let Some(own) = read_manifest(package_dir) else {
-        return package_dir.to_path_buf();
+        return package_dir
+            .ancestors()
+            .skip(1)
+            .find(|dir| dir.join("Cargo.toml").is_file())
+            .map_or_else(|| package_dir.to_path_buf(), root_of);
     };
     if own.contains_key("workspace") {
         return package_dir.to_path_buf();
@@ -523,6 +530,16 @@ mod tests {
             ("k/src/main.rs", ""),
         ];
         check(&files, "k", Some("ws"));
+    }
+
+    #[test]
+    fn a_folder_without_a_manifest_belongs_to_the_package_above() {
+        let dir = layout(&[
+            ("Cargo.toml", "[workspace]\nmembers = [\"k\"]\n"),
+            ("k/Cargo.toml", PKG),
+            ("k/src/main.rs", ""),
+        ]);
+        assert_eq!(root_of(&dir.path().join("k/src")), dir.path());
     }
 
     #[test]
