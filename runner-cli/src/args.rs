@@ -36,7 +36,7 @@ pub enum Command {
     /// Remove the images and run files under `<target>/image-runner/`.
     Clean(CleanArgs),
     /// Check what the plugins need on this host (QEMU, firmware, accelerator, bootloaders).
-    Doctor,
+    Doctor(Common),
     /// Fetch Limine ahead of time (for offline work), list or clean the cached versions.
     #[cfg(feature = "limine")]
     Limine(LimineArgs),
@@ -190,6 +190,7 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
             .collect(),
         None => Vec::new(),
     };
+    move_options_after_subcommand(&mut args);
     let mut cli = Cli::parse_from(args);
     match &mut cli.command {
         Some(Command::Run(run) | Command::Build(run)) => run.runner_args = runner_args,
@@ -197,6 +198,47 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
         None => cli.run.runner_args = runner_args,
     }
     cli
+}
+
+/// `cargo-image-runner -v build K`: options every subcommand shares, given before the
+/// subcommand, are moved after it (`build -v K`). Without this, the runner form's positional
+/// executable would take the subcommand's name as the kernel's path.
+fn move_options_after_subcommand(args: &mut Vec<std::ffi::OsString>) {
+    use clap::CommandFactory;
+    let mut at = 1;
+    while let Some(arg) = args.get(at).and_then(|a| a.to_str()) {
+        let counted_verbose = arg.len() > 1
+            && arg.starts_with('-')
+            && !arg.starts_with("--")
+            && arg[1..].bytes().all(|b| b == b'v');
+        at += match arg {
+            "--verbose" | "--offline" => 1,
+            _ if counted_verbose => 1,
+            "--profile" | "--set" | "--manifest-dir" => 2,
+            _ if ["--profile=", "--set=", "--manifest-dir="]
+                .iter()
+                .any(|p| arg.starts_with(p)) =>
+            {
+                1
+            }
+            _ => break,
+        };
+    }
+    if at == 1 || at >= args.len() {
+        return;
+    }
+    let Some(word) = args[at].to_str() else {
+        return;
+    };
+    let cli = Cli::command();
+    let is_subcommand = word == "help"
+        || cli
+            .get_subcommands()
+            .any(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word));
+    if is_subcommand {
+        let options: Vec<_> = args.drain(1..at).collect();
+        args.splice(2..2, options);
+    }
 }
 
 #[cfg(test)]
@@ -251,5 +293,69 @@ mod tests {
         let cli = parse(&["--print-cmd", "-v", "/k"]);
         assert!(cli.run.print_cmd);
         assert_eq!(cli.run.common.verbose, 1);
+    }
+
+    #[test]
+    fn shared_options_may_come_before_the_subcommand() {
+        let cli = parse(&["-v", "build", "/k"]);
+        let Some(Command::Build(run)) = cli.command else {
+            panic!("not build: {cli:?}")
+        };
+        assert_eq!(run.executable.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(run.common.verbose, 1);
+
+        let cli = parse(&[
+            "--profile",
+            "ci",
+            "--set=boot=uefi",
+            "-vv",
+            "--offline",
+            "--manifest-dir",
+            "/p",
+            "run",
+            "--gdb",
+            "/k",
+            "--",
+            "-s",
+        ]);
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not run: {cli:?}")
+        };
+        assert_eq!(run.common.profile.as_deref(), Some("ci"));
+        assert_eq!(run.common.overrides, ["boot=uefi"]);
+        assert_eq!(run.common.verbose, 2);
+        assert!(run.common.offline);
+        assert_eq!(
+            run.common.manifest_dir.as_deref(),
+            Some(std::path::Path::new("/p"))
+        );
+        assert_eq!(run.executable.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(run.gdb, Some(None));
+        assert_eq!(run.runner_args, ["-s"]);
+
+        let cli = parse(&["--set", "qemu.memory=1G", "config"]);
+        let Some(Command::Config(config)) = cli.command else {
+            panic!("not config: {cli:?}")
+        };
+        assert_eq!(config.common.overrides, ["qemu.memory=1G"]);
+
+        let cli = parse(&["-v", "doctor"]);
+        assert!(matches!(cli.command, Some(Command::Doctor(c)) if c.verbose == 1));
+
+        #[cfg(feature = "limine")]
+        {
+            let cli = parse(&["--offline", "limine", "fetch"]);
+            let Some(Command::Limine(limine)) = cli.command else {
+                panic!("not limine: {cli:?}")
+            };
+            assert!(limine.common.offline);
+            assert!(matches!(limine.action, LimineAction::Fetch { .. }));
+        }
+
+        // The runner form is untouched: an executable, not a subcommand, follows the options.
+        let cli = parse(&["-v", "/t/deps/build-0123456789abcdef", "--nocapture"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.common.verbose, 1);
+        assert_eq!(cli.run.args, ["--nocapture"]);
     }
 }

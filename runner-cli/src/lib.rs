@@ -3,6 +3,7 @@
 //! over [`main_with_args`], so tests can build the very same program.
 
 mod args;
+mod interrupt;
 mod plugins;
 mod show_config;
 
@@ -24,7 +25,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
         Some(Command::Build(run_args)) => run(&run_args, true),
         Some(Command::Config(config_args)) => show_config(&config_args),
         Some(Command::Clean(clean_args)) => clean(&clean_args),
-        Some(Command::Doctor) => Ok(doctor()),
+        Some(Command::Doctor(_)) => Ok(doctor()),
         #[cfg(feature = "limine")]
         Some(Command::Limine(limine_args)) => limine(&limine_args),
     };
@@ -57,6 +58,8 @@ fn invocation(
 }
 
 fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
+    // From the start: a signal while the image is written removes it and exits with 130.
+    let preparing = interrupt::Preparing::install();
     let executable = run_args.executable.clone().unwrap_or_default();
     let mut inv = invocation(
         &run_args.common,
@@ -95,6 +98,8 @@ fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
         println!("{}", pipeline.command(&media, &ctx)?);
         return Ok(exit_code::SUCCESS);
     }
+    // The runner plugin handles signals from here on (it stops QEMU).
+    drop(preparing);
     let outcome = pipeline.run(&media, &ctx, &mut image_runner_core::serial::Ignore)?;
     let name = ctx
         .kernel
@@ -180,8 +185,9 @@ fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
 #[cfg(feature = "limine")]
 fn limine(limine_args: &args::LimineArgs) -> Result<i32, Error> {
     use args::LimineAction;
+    let _preparing = interrupt::Preparing::install();
     let inv = invocation(&limine_args.common, None, &[], None);
-    let cache_dir = image_runner_core::context::cache_dir(&inv.env);
+    let cache_dir = image_runner_core::context::cache_dir(&inv.env)?;
     let (config, limine, manifest_dir) = match Project::discover(&inv, None) {
         Ok(project) => {
             let vars = show_config::placeholder_variables(&project);

@@ -12,6 +12,8 @@ use crate::decisions::Decisions;
 use crate::error::Error;
 use crate::kernel::Kernel;
 
+mod workspace;
+
 /// What the user asked for: the executable cargo built and how the runner was called.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -290,20 +292,10 @@ fn find_manifest_dir(start: &Path) -> Result<PathBuf, Error> {
         })
 }
 
-/// The nearest manifest at or above the package with a `[workspace]` table, else the package.
+/// The workspace root by cargo's rules (see [`workspace`]): the package itself when no
+/// workspace claims it.
 fn find_workspace_root(manifest_dir: &Path) -> PathBuf {
-    for dir in manifest_dir.ancestors() {
-        let manifest = dir.join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
-            continue;
-        };
-        if let Ok(table) = text.parse::<toml::Table>()
-            && table.contains_key("workspace")
-        {
-            return dir.to_path_buf();
-        }
-    }
-    manifest_dir.to_path_buf()
+    workspace::root_of(manifest_dir)
 }
 
 /// Cargo marks its target directory with a `CACHEDIR.TAG` file.
@@ -330,21 +322,70 @@ pub(crate) fn looks_like_test_binary(executable: &Path) -> bool {
 }
 
 /// The user cache: `CARGO_IMAGE_RUNNER_CACHE`, else `$XDG_CACHE_HOME/cargo-image-runner`, else
-/// `~/.cache/cargo-image-runner`.
-pub fn cache_dir(env: &BTreeMap<String, String>) -> PathBuf {
-    if let Some(dir) = env
-        .get("CARGO_IMAGE_RUNNER_CACHE")
-        .filter(|d| !d.is_empty())
-    {
-        return PathBuf::from(dir);
+/// `~/.cache/cargo-image-runner`. Without a home (`HOME` unset or empty), a private folder in
+/// the temporary directory, `cargo-image-runner-<uid>`, made with mode 0700 (one that belongs
+/// to another user is refused: it could hold anything).
+pub fn cache_dir(env: &BTreeMap<String, String>) -> Result<PathBuf, Error> {
+    let set = |key: &str| env.get(key).filter(|v| !v.is_empty());
+    if let Some(dir) = set("CARGO_IMAGE_RUNNER_CACHE") {
+        return Ok(PathBuf::from(dir));
     }
-    if let Some(dir) = env.get("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Path::new(dir).join("cargo-image-runner");
+    if let Some(dir) = set("XDG_CACHE_HOME") {
+        return Ok(Path::new(dir).join("cargo-image-runner"));
     }
-    match env.get("HOME") {
-        Some(home) => Path::new(home).join(".cache").join("cargo-image-runner"),
-        None => std::env::temp_dir().join("cargo-image-runner-cache"),
+    if let Some(home) = set("HOME") {
+        return Ok(Path::new(home).join(".cache").join("cargo-image-runner"));
     }
+    let temp = set("TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    private_temp_cache(&temp)
+}
+
+#[cfg(unix)]
+fn private_temp_cache(temp: &Path) -> Result<PathBuf, Error> {
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let dir = temp.join(format!("cargo-image-runner-{uid}"));
+    private_dir(&dir, uid)?;
+    Ok(dir)
+}
+
+#[cfg(not(unix))]
+fn private_temp_cache(temp: &Path) -> Result<PathBuf, Error> {
+    // The temporary directory is the user's own on these systems.
+    Ok(temp.join("cargo-image-runner-cache"))
+}
+
+/// Makes `dir` a folder only `uid` can use: created with mode 0700, or, when it exists, a real
+/// folder (not a link) owned by `uid`, its mode narrowed to 0700.
+#[cfg(unix)]
+fn private_dir(dir: &Path, uid: u32) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let advice = "set CARGO_IMAGE_RUNNER_CACHE (or HOME) to a folder of your own";
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io("create the cache folder", dir, e)),
+    }
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| Error::io("read the metadata of", dir, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Config(format!(
+            "the cache folder `{}` (used because HOME is not set) is not a folder but a link or file; {advice}",
+            dir.display()
+        )));
+    }
+    if meta.uid() != uid {
+        return Err(Error::Config(format!(
+            "the cache folder `{}` (used because HOME is not set) belongs to another user (uid {}), so its content cannot be trusted; {advice}",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("make private", dir, e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -389,5 +430,76 @@ mod tests {
         assert!(!looks_like_test_binary(Path::new(
             "/t/debug/deps/kernel-xyz"
         )));
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_cache_follows_the_variables_in_order() {
+        assert_eq!(
+            cache_dir(&env(&[("CARGO_IMAGE_RUNNER_CACHE", "/c"), ("HOME", "/h")])).unwrap(),
+            Path::new("/c")
+        );
+        assert_eq!(
+            cache_dir(&env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])).unwrap(),
+            Path::new("/x/cargo-image-runner")
+        );
+        assert_eq!(
+            cache_dir(&env(&[("HOME", "/h"), ("CARGO_IMAGE_RUNNER_CACHE", "")])).unwrap(),
+            Path::new("/h/.cache/cargo-image-runner")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn without_a_home_the_cache_is_private_to_the_user() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().unwrap();
+        let tmpdir = tmp.path().to_str().unwrap();
+        let uid = unsafe { libc::getuid() };
+        for vars in [
+            vec![("TMPDIR", tmpdir)],
+            vec![("TMPDIR", tmpdir), ("HOME", "")],
+        ] {
+            let dir = cache_dir(&env(&vars)).unwrap();
+            assert_eq!(dir, tmp.path().join(format!("cargo-image-runner-{uid}")));
+            let meta = std::fs::symlink_metadata(&dir).unwrap();
+            assert!(meta.is_dir());
+            assert_eq!(meta.mode() & 0o777, 0o700);
+            assert_eq!(meta.uid(), uid);
+        }
+        // Too open (made by an older version, say): narrowed.
+        let dir = tmp.path().join(format!("cargo-image-runner-{uid}"));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        cache_dir(&env(&[("TMPDIR", tmpdir)])).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_folder_of_another_user_or_a_link_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let uid = unsafe { libc::getuid() };
+        let dir = tmp.path().join("cache");
+        std::fs::create_dir(&dir).unwrap();
+        // Ours, but checked as if we were someone else.
+        let err = private_dir(&dir, uid.wrapping_add(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&dir.display().to_string()) && err.contains("another user"),
+            "{err}"
+        );
+        assert!(err.contains("CARGO_IMAGE_RUNNER_CACHE"), "{err}");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let err = private_dir(&link, uid).unwrap_err().to_string();
+        assert!(err.contains("not a folder"), "{err}");
+        private_dir(&dir, uid).unwrap();
     }
 }

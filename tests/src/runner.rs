@@ -169,6 +169,20 @@ impl Project {
         run_with_limit(self.command(args, env))
     }
 
+    /// Like [`Project::run`], with the variables named in `remove` taken out of the
+    /// environment (this helper's own `CARGO_IMAGE_RUNNER_CACHE` too, if named).
+    pub fn run_without_vars<I, S>(&self, args: I, env: &[(&str, &str)], remove: &[&str]) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut command = self.command(args, env);
+        for key in remove {
+            command.env_remove(key);
+        }
+        run_with_limit(command)
+    }
+
     /// Starts the runner with `args` and returns at once (for signal and debugger tests);
     /// stdout and stderr are piped.
     pub fn spawn<I, S>(&self, args: I, env: &[(&str, &str)]) -> std::process::Child
