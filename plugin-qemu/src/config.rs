@@ -39,7 +39,10 @@ impl Default for QemuConfig {
             binary: String::new(),
             machine: String::new(),
             cpu: String::new(),
-            memory: "256M".into(),
+            // Enough for a distribution's kernel through GRUB on UEFI (GRUB runs out of memory
+            // loading one at 256M); QEMU allocates guest memory lazily, so runs pay only for what
+            // the guest touches.
+            memory: "1G".into(),
             cores: 1,
             accel: "auto".into(),
             gui: false,
@@ -71,7 +74,7 @@ mod tests {
     fn defaults_and_kebab_case_keys() {
         let cfg: QemuConfig = toml::from_str("").unwrap();
         assert_eq!(cfg, QemuConfig::default());
-        assert_eq!(cfg.memory, "256M");
+        assert_eq!(cfg.memory, "1G");
         let cfg: QemuConfig =
             toml::from_str("gdb-port = 0\nserial = \"file\"\nargs = [\"-s\"]").unwrap();
         assert_eq!(cfg.gdb_port, Some(0));

@@ -271,7 +271,7 @@ mod tests {
             .try_into()
             .unwrap();
         assert_eq!(cfg.cores, 2);
-        assert_eq!(cfg.memory, "256M", "defaults fill the rest");
+        assert_eq!(cfg.memory, "1G", "defaults fill the rest");
         let err = ConfigLayers::new(&sections)
             .add_file_str(Path::new("/k/image-runner.toml"), "[qemu]\ncors = 2\n")
             .unwrap_err()
@@ -286,7 +286,7 @@ mod tests {
         // No section: the defaults.
         let options =
             QemuOptions::from_context(&ctx, &section(&ctx).unwrap(), Accel::Tcg, None).unwrap();
-        assert_eq!(options.memory, "256M");
+        assert_eq!(options.memory, "1G");
         assert_eq!(
             options.attach,
             Attach::Cdrom,
