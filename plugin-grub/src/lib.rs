@@ -67,7 +67,13 @@ impl Bootloader for Grub {
     }
 
     fn config_section(&self) -> Option<Section> {
-        Some(Section::of::<GrubConfig>())
+        // cargo-image-runner 0.5's `[bootloader.grub] modules`.
+        Some(
+            Section::of::<GrubConfig>().with_old_key(image_runner_core::OldKey::renamed(
+                "modules",
+                "extra-modules",
+            )),
+        )
     }
 
     fn stage(&self, ctx: &Context) -> Result<Staged, Error> {

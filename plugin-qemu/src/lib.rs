@@ -84,7 +84,12 @@ impl Runner for Qemu {
 
     fn config_section(&self) -> Option<Section> {
         // `qemu.attach` moved to the shared key `attach`; users' `qemu.attach` still sets it.
-        Some(Section::of::<QemuConfig>().with_moved_key("attach", "attach"))
+        let section = Section::of::<QemuConfig>().with_moved_key("attach", "attach");
+        Some(
+            config::old_keys()
+                .into_iter()
+                .fold(section, Section::with_old_key),
+        )
     }
 
     fn checks(&self) -> Vec<Check> {
