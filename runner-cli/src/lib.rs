@@ -3,6 +3,7 @@
 //! over [`main_with_args`], so tests can build the very same program.
 
 mod args;
+pub mod migrate;
 mod plugins;
 mod show_config;
 
@@ -25,6 +26,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
         Some(Command::Config(config_args)) => show_config(&config_args),
         Some(Command::Clean(clean_args)) => clean(&clean_args),
         Some(Command::Doctor) => Ok(doctor()),
+        Some(Command::Migrate(migrate_args)) => migrate::run(
+            &migrate_args,
+            &invocation(&migrate_args.common, None, &[], None),
+        ),
         #[cfg(feature = "limine")]
         Some(Command::Limine(limine_args)) => limine(&limine_args),
     };
