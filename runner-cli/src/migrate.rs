@@ -330,6 +330,12 @@ fn show(path: &[String]) -> String {
 /// holds nothing but the way to `old` (it empties when `old` leaves), or both are tables
 /// whose keys do not collide.
 fn fits(root: &mut Item, old: &[String], new: &[String]) -> bool {
+    // Every table on the way that exists must be a table (`qemu = "x"` cannot take a key).
+    let blocked = (1..new.len())
+        .any(|depth| item_at(root, &new[..depth]).is_some_and(|item| !is_table_like(item)));
+    if blocked {
+        return false;
+    }
     if old.starts_with(new) {
         return item_at(root, new).is_some_and(|there| only_holds(there, &old[new.len()..]));
     }
@@ -734,6 +740,90 @@ mod tests {
             m.text,
             "bootloader = \"grub\"\n\n[grub]\nextra-modules = [\"echo\"]\nconfig = \"grub.cfg\"\n"
         );
+    }
+
+    #[test]
+    fn nothing_is_lost_when_the_new_place_is_taken_by_a_value() {
+        let text = "qemu = \"x\"\n[run]\ngui = true\n";
+        let m = migrate(text, &[&[]]);
+        assert_eq!(m.text, text);
+        assert!(
+            m.notes.iter().any(|n| n.contains("left `[run] gui` alone")),
+            "{:?}",
+            m.notes
+        );
+    }
+
+    /// Any mix of 0.5 keys, written as TOML tables, migrates to a file that loads, and a second
+    /// migration changes nothing.
+    #[test]
+    fn every_mix_of_old_keys_migrates_to_a_config_that_loads() {
+        let old: &[(&str, &str)] = &[
+            ("boot.type", "\"uefi\""),
+            ("bootloader.kind", "\"grub\""),
+            ("bootloader.config-file", "\"grub.cfg\""),
+            ("bootloader.grub.modules", "[\"echo\"]"),
+            ("image.format", "\"iso\""),
+            ("image.volume_label", "\"X\""),
+            ("image.output", "\"x.iso\""),
+            ("runner.kind", "\"qemu\""),
+            ("runner.qemu.memory", "1024"),
+            ("runner.qemu.kvm", "false"),
+            ("runner.qemu.extra_args", "[\"-s\"]"),
+            ("runner.qemu.serial.mode", "\"mon:stdio\""),
+            ("test.extra-args", "[\"-s\"]"),
+            ("test.timeout", "5"),
+            ("run.gui", "true"),
+            ("run.extra-args", "[]"),
+            ("verbose", "true"),
+            ("variables.X", "\"1\""),
+            ("profiles.ci.runner.qemu.kvm", "true"),
+            ("profiles.ci.boot.type", "\"bios\""),
+        ];
+        let sections = crate::plugins::registry().sections();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..1500 {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let mut table = toml::Table::new();
+            for (bit, (key, value)) in old.iter().enumerate() {
+                if (seed >> (bit + 20)) & 1 == 1 {
+                    let mut slot = &mut table;
+                    let parts: Vec<&str> = key.split('.').collect();
+                    for part in &parts[..parts.len() - 1] {
+                        slot = slot
+                            .entry(*part)
+                            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                            .as_table_mut()
+                            .unwrap();
+                    }
+                    let value: toml::Value =
+                        format!("v = {value}").parse::<toml::Table>().unwrap()["v"].clone();
+                    slot.insert(parts[parts.len() - 1].to_owned(), value);
+                }
+            }
+            // Alternate between table headers and inline/dotted forms.
+            let text = if round % 2 == 0 {
+                toml::to_string(&table).unwrap()
+            } else {
+                table.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+            };
+            let m = migrate_text(&text, &[&[]], &sections).unwrap();
+            let mut layers = ConfigLayers::new(&sections);
+            if let Err(e) = layers.add_file_str(Path::new("image-runner.toml"), &m.text) {
+                panic!(
+                    "{text}\n---- migrated to ----\n{}\n---- which fails: {e}",
+                    m.text
+                );
+            }
+            let again = migrate_text(&m.text, &[&[]], &sections).unwrap();
+            assert_eq!(
+                again.text, m.text,
+                "a second migration changed:\n{}",
+                m.text
+            );
+        }
     }
 
     #[test]
