@@ -147,7 +147,11 @@ fn rewrite(root: &mut Item, found: &[Respelling], notes: &mut Vec<String>) -> bo
             take(root, &old, old.len());
             left.push(old[..old.len() - 1].to_vec());
             changed = true;
-            notes.push(format!("removed {}", r.message()));
+            notes.push(format!(
+                "removed {} (nothing replaces it): {}",
+                show(&r.old),
+                r.hint
+            ));
             continue;
         };
         let Some(value) = &r.value else {
@@ -228,6 +232,15 @@ fn rewrite(root: &mut Item, found: &[Respelling], notes: &mut Vec<String>) -> bo
         }
         moved.push((r.old.clone(), new.clone()));
         changed = true;
+        if r.changed && !r.hint.is_empty() {
+            let written = show(new);
+            notes.push(format!(
+                "rewrote {} as {} = {value}`: {}",
+                show(&r.old),
+                written.trim_end_matches('`'),
+                r.hint
+            ));
+        }
     }
     left.sort_by_key(|path| std::cmp::Reverse(path.len()));
     for path in left {
