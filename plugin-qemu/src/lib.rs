@@ -84,7 +84,12 @@ impl Runner for Qemu {
 
     fn config_section(&self) -> Option<Section> {
         // `qemu.attach` moved to the shared key `attach`; users' `qemu.attach` still sets it.
-        Some(Section::of::<QemuConfig>().with_moved_key("attach", "attach"))
+        let section = Section::of::<QemuConfig>().with_moved_key("attach", "attach");
+        Some(
+            config::old_keys()
+                .into_iter()
+                .fold(section, Section::with_old_key),
+        )
     }
 
     fn checks(&self) -> Vec<Check> {
@@ -271,7 +276,7 @@ mod tests {
             .try_into()
             .unwrap();
         assert_eq!(cfg.cores, 2);
-        assert_eq!(cfg.memory, "256M", "defaults fill the rest");
+        assert_eq!(cfg.memory, "1G", "defaults fill the rest");
         let err = ConfigLayers::new(&sections)
             .add_file_str(Path::new("/k/image-runner.toml"), "[qemu]\ncors = 2\n")
             .unwrap_err()
@@ -286,7 +291,7 @@ mod tests {
         // No section: the defaults.
         let options =
             QemuOptions::from_context(&ctx, &section(&ctx).unwrap(), Accel::Tcg, None).unwrap();
-        assert_eq!(options.memory, "256M");
+        assert_eq!(options.memory, "1G");
         assert_eq!(
             options.attach,
             Attach::Cdrom,

@@ -37,6 +37,9 @@ pub enum Command {
     Clean(CleanArgs),
     /// Check what the plugins need on this host (QEMU, firmware, accelerator, bootloaders).
     Doctor(Common),
+    /// Rewrite a configuration written for cargo-image-runner 0.5 in place (the package's and
+    /// the workspace's `Cargo.toml` metadata, `image-runner.toml`), showing the diff.
+    Migrate(MigrateArgs),
     /// Fetch Limine ahead of time (for offline work), list or clean the cached versions.
     #[cfg(feature = "limine")]
     Limine(LimineArgs),
@@ -160,6 +163,17 @@ pub struct ConfigArgs {
     /// The kernel executable (optional: adds the kernel-dependent decisions).
     #[arg(value_name = "EXECUTABLE")]
     pub executable: Option<PathBuf>,
+}
+
+/// `migrate` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Show the diff and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `clean` options.

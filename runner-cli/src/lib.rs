@@ -4,6 +4,7 @@
 
 mod args;
 mod interrupt;
+pub mod migrate;
 mod plugins;
 mod show_config;
 
@@ -26,6 +27,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
         Some(Command::Config(config_args)) => show_config(&config_args),
         Some(Command::Clean(clean_args)) => clean(&clean_args),
         Some(Command::Doctor(_)) => Ok(doctor()),
+        Some(Command::Migrate(migrate_args)) => migrate::run(
+            &migrate_args,
+            &invocation(&migrate_args.common, None, &[], None),
+        ),
         #[cfg(feature = "limine")]
         Some(Command::Limine(limine_args)) => limine(&limine_args),
     };
