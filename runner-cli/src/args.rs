@@ -176,7 +176,8 @@ pub struct CleanArgs {
 /// Parses the process arguments; `cargo image-runner ...` (cargo's subcommand form) passes
 /// `image-runner` as the first argument, which is dropped. Everything after the first `--` is
 /// for QEMU; it is split off first, because the trailing-arguments mode would swallow the `--`.
-pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
+/// The error is clap's (usage errors, and also `--help` and `--version`, which print and exit).
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, clap::Error> {
     let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
     if args.get(1).is_some_and(|a| a == "image-runner") {
         args.remove(1);
@@ -190,13 +191,13 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
             .collect(),
         None => Vec::new(),
     };
-    let mut cli = Cli::parse_from(args);
+    let mut cli = Cli::try_parse_from(args)?;
     match &mut cli.command {
         Some(Command::Run(run) | Command::Build(run)) => run.runner_args = runner_args,
         Some(_) => {}
         None => cli.run.runner_args = runner_args,
     }
-    cli
+    Ok(cli)
 }
 
 #[cfg(test)]
@@ -209,6 +210,7 @@ mod tests {
                 .chain(words.iter().copied())
                 .map(Into::into),
         )
+        .unwrap()
     }
 
     #[test]
