@@ -7,6 +7,7 @@ mod plugins;
 mod show_config;
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -31,8 +32,20 @@ pub fn main_with_env(
     let cli = match args::parse(args) {
         Ok(cli) => cli,
         Err(e) => {
-            // Usage errors exit 2 (like a runner error), `--help` and `--version` 0.
-            let _ = e.print();
+            // Usage errors exit 2 (like a runner error), `--help` and `--version` 0. Through
+            // the print macros (captured in tests), coloured by clap on a terminal.
+            let terminal = if e.use_stderr() {
+                std::io::stderr().is_terminal()
+            } else {
+                std::io::stdout().is_terminal()
+            };
+            match (terminal, e.use_stderr()) {
+                (true, _) => {
+                    let _ = e.print();
+                }
+                (false, true) => eprint!("{}", e.render()),
+                (false, false) => print!("{}", e.render()),
+            }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
