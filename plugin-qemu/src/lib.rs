@@ -84,7 +84,7 @@ fn take_turn(ctx: &Context, image: &std::path::Path) -> Result<std::fs::File, Er
 }
 
 fn print_gdb_help(ctx: &Context, port: u16) {
-    let exe = image_runner_core::command::shell_quote(&ctx.kernel.path.to_string_lossy());
+    let exe = image_runner_core::command::shell_quote_os(ctx.kernel.path.as_os_str());
     eprintln!(
         "     Waiting for a debugger on 127.0.0.1:{port} (QEMU starts halted; no time limit)"
     );

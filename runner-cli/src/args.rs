@@ -187,8 +187,18 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, 
             .split_off(at)
             .into_iter()
             .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+            .map(|a| {
+                a.into_string().map_err(|a| {
+                    clap::Error::raw(
+                        clap::error::ErrorKind::InvalidUtf8,
+                        format!(
+                            "the argument `{}` after `--` is not valid UTF-8; arguments for QEMU must be UTF-8 text\n",
+                            a.to_string_lossy()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
     let mut cli = Cli::try_parse_from(args)?;
@@ -240,6 +250,18 @@ mod tests {
         };
         assert_eq!(run.gdb, Some(Some(1234)));
         assert_eq!(run.runner_args, ["-s"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_argument_for_qemu_that_is_not_utf8_is_an_error_not_a_lossy_copy() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = ["cargo-image-runner", "/k", "--", "-x"]
+            .map(std::ffi::OsString::from)
+            .into_iter()
+            .chain([std::ffi::OsString::from_vec(b"a\xffb".to_vec())]);
+        let err = super::parse(args).unwrap_err().to_string();
+        assert!(err.contains("after `--` is not valid UTF-8"), "{err}");
     }
 
     #[test]
