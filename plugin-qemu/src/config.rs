@@ -35,6 +35,10 @@ pub struct QemuConfig {
     pub gdb_port: Option<u16>,
     /// Extra arguments for every run.
     pub args: Vec<String>,
+    /// Let the guest's writes to its disk image reach the file. Off (the default), every run
+    /// boots its own view of the image (QEMU `snapshot=on`): parallel runs of one image work
+    /// and the image stays as built. On, runs of the same image take turns.
+    pub persist_writes: bool,
 }
 
 impl Default for QemuConfig {
@@ -53,6 +57,7 @@ impl Default for QemuConfig {
             serial: SerialMode::Stdio,
             gdb_port: None,
             args: Vec::new(),
+            persist_writes: false,
         }
     }
 }

@@ -190,7 +190,8 @@ pub struct CleanArgs {
 /// Parses the process arguments; `cargo image-runner ...` (cargo's subcommand form) passes
 /// `image-runner` as the first argument, which is dropped. Everything after the first `--` is
 /// for QEMU; it is split off first, because the trailing-arguments mode would swallow the `--`.
-pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
+/// The error is clap's (usage errors, and also `--help` and `--version`, which print and exit).
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, clap::Error> {
     let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
     if args.get(1).is_some_and(|a| a == "image-runner") {
         args.remove(1);
@@ -200,18 +201,28 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
             .split_off(at)
             .into_iter()
             .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+            .map(|a| {
+                a.into_string().map_err(|a| {
+                    clap::Error::raw(
+                        clap::error::ErrorKind::InvalidUtf8,
+                        format!(
+                            "the argument `{}` after `--` is not valid UTF-8; arguments for QEMU must be UTF-8 text\n",
+                            a.to_string_lossy()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
     move_options_after_subcommand(&mut args);
-    let mut cli = Cli::parse_from(args);
+    let mut cli = Cli::try_parse_from(args)?;
     match &mut cli.command {
         Some(Command::Run(run) | Command::Build(run)) => run.runner_args = runner_args,
         Some(_) => {}
         None => cli.run.runner_args = runner_args,
     }
-    cli
+    Ok(cli)
 }
 
 /// `cargo-image-runner -v build K`: options every subcommand shares, given before the
@@ -265,6 +276,7 @@ mod tests {
                 .chain(words.iter().copied())
                 .map(Into::into),
         )
+        .unwrap()
     }
 
     #[test]
@@ -294,6 +306,18 @@ mod tests {
         };
         assert_eq!(run.gdb, Some(Some(1234)));
         assert_eq!(run.runner_args, ["-s"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_argument_for_qemu_that_is_not_utf8_is_an_error_not_a_lossy_copy() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = ["cargo-image-runner", "/k", "--", "-x"]
+            .map(std::ffi::OsString::from)
+            .into_iter()
+            .chain([std::ffi::OsString::from_vec(b"a\xffb".to_vec())]);
+        let err = super::parse(args).unwrap_err().to_string();
+        assert!(err.contains("after `--` is not valid UTF-8"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! directories), the resolved config, and the boot decisions every step shares.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,8 +34,14 @@ pub struct Invocation {
     pub test: Option<bool>,
     /// The package directory; `CARGO_MANIFEST_DIR`, then the current directory upward, when absent.
     pub manifest_dir: Option<PathBuf>,
-    /// The environment to read (`std::env::vars()` for the real thing).
+    /// The environment to read ([`process_env`] for the real thing): the variables whose name
+    /// and value are UTF-8.
     pub env: BTreeMap<String, String>,
+    /// Variables with a UTF-8 name whose value is not UTF-8. The paths cargo gives
+    /// (`CARGO_MANIFEST_DIR`, `CARGO_TARGET_DIR`) are read from here too, byte for byte; the
+    /// runner's own variables (`CARGO_IMAGE_RUNNER_*`) here are an error naming them; the rest
+    /// are of no concern to the runner.
+    pub env_not_utf8: BTreeMap<String, OsString>,
     /// Verbosity (`-v` count).
     pub verbose: u8,
     /// Read the project's config sources (`Cargo.toml` metadata, `image-runner.toml`).
@@ -50,13 +57,61 @@ impl Invocation {
     /// An invocation for `executable` with the process environment, reading the project's
     /// config.
     pub fn new(executable: impl Into<PathBuf>) -> Self {
+        Invocation::with_env(executable, std::env::vars_os())
+    }
+
+    /// An invocation for `executable` with the environment `vars` (name, value pairs as the
+    /// operating system gives them; see [`split_env`]), reading the project's config.
+    pub fn with_env(
+        executable: impl Into<PathBuf>,
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Self {
+        let (env, env_not_utf8) = split_env(vars);
         Invocation {
             executable: executable.into(),
-            env: std::env::vars().collect(),
+            env,
+            env_not_utf8,
             read_project_config: true,
             ..Self::default()
         }
     }
+
+    /// The path in environment variable `name`, byte for byte (also when it is not UTF-8).
+    pub fn env_path(&self, name: &str) -> Option<PathBuf> {
+        match self.env.get(name) {
+            Some(value) => Some(PathBuf::from(value)),
+            None => self.env_not_utf8.get(name).map(PathBuf::from),
+        }
+    }
+}
+
+/// The process environment as text: every variable whose name and value are UTF-8. Unlike
+/// `std::env::vars()`, never panics; the others are left out.
+pub fn process_env() -> BTreeMap<String, String> {
+    split_env(std::env::vars_os()).0
+}
+
+/// Splits environment variables into those that are text and those with a UTF-8 name and a
+/// value that is not; a name that is not UTF-8 is dropped (nothing the runner reads has one).
+pub fn split_env(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> (BTreeMap<String, String>, BTreeMap<String, OsString>) {
+    let mut text = BTreeMap::new();
+    let mut not_text = BTreeMap::new();
+    for (name, value) in vars {
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => {
+                text.insert(name, value);
+            }
+            Err(value) => {
+                not_text.insert(name, value);
+            }
+        }
+    }
+    (text, not_text)
 }
 
 /// Everything the pipeline steps share for one run: the kernel, the decisions made before
@@ -205,8 +260,8 @@ impl Project {
             Some(dir) => absolute(dir)?,
             None if inv.no_manifest_needed => std::env::current_dir()
                 .map_err(|e| Error::io("read the current directory", ".", e))?,
-            None => match inv.env.get("CARGO_MANIFEST_DIR") {
-                Some(dir) => PathBuf::from(dir),
+            None => match inv.env_path("CARGO_MANIFEST_DIR") {
+                Some(dir) => dir,
                 None => find_manifest_dir(
                     &std::env::current_dir()
                         .map_err(|e| Error::io("read the current directory", ".", e))?,
@@ -215,9 +270,8 @@ impl Project {
         };
         let workspace_root = find_workspace_root(&manifest_dir);
         let target_dir = inv
-            .env
-            .get("CARGO_TARGET_DIR")
-            .map(|d| absolute(Path::new(d)))
+            .env_path("CARGO_TARGET_DIR")
+            .map(|d| absolute(&d))
             .transpose()?
             .or_else(|| executable.and_then(find_target_dir))
             .unwrap_or_else(|| workspace_root.join("target"));
@@ -237,6 +291,16 @@ pub fn load_config(
     builtins: &Variables,
     sections: &Sections,
 ) -> Result<Resolved, Error> {
+    if let Some((name, value)) = inv
+        .env_not_utf8
+        .iter()
+        .find(|(name, _)| name.starts_with("CARGO_IMAGE_RUNNER_"))
+    {
+        return Err(Error::Config(format!(
+            "environment variable {name} is not valid UTF-8 (`{}`); set it to UTF-8 text or unset it",
+            value.to_string_lossy()
+        )));
+    }
     let mut layers = ConfigLayers::new(sections);
     if inv.read_project_config {
         let package_manifest = manifest_dir.join("Cargo.toml");
@@ -305,6 +369,26 @@ fn find_target_dir(executable: &Path) -> Option<PathBuf> {
         .skip(1)
         .find(|dir| dir.join("CACHEDIR.TAG").is_file())
         .map(Path::to_path_buf)
+}
+
+/// The name of an executable's output folder (`<target>/image-runner/<name>/`): its file stem,
+/// with every byte that is not part of valid UTF-8 written as `%XX` and `%` itself as `%25`,
+/// so two stems never share a folder and the folder's path stays text wherever the target
+/// directory's is.
+pub fn output_dir_name(stem: &OsStr) -> String {
+    let mut name = String::new();
+    for chunk in stem.as_encoded_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '%' => name.push_str("%25"),
+                c => name.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            name.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    name
 }
 
 /// Test binaries live in `deps/` and end in `-<16 hex digits>`.
@@ -419,6 +503,53 @@ mod tests {
         assert!(ctx.is_test());
         assert_eq!(ctx.timeout(), Some(Duration::from_secs(300)));
         assert_eq!(ctx.host_path("a.txt"), Path::new("/work/a.txt"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn variables_that_are_not_utf8_are_set_apart_and_paths_read_byte_for_byte() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let inv = Invocation::with_env(
+            "/k",
+            [
+                ("HOME".into(), "/home/u".into()),
+                ("CARGO_TARGET_DIR".into(), odd(b"/t/\xff")),
+                (odd(b"N\xff"), "v".into()),
+                ("PWD".into(), odd(b"/p/\xfe")),
+            ],
+        );
+        assert_eq!(inv.env.len(), 1);
+        assert_eq!(inv.env["HOME"], "/home/u");
+        assert_eq!(
+            inv.env_not_utf8.keys().collect::<Vec<_>>(),
+            ["CARGO_TARGET_DIR", "PWD"]
+        );
+        assert_eq!(
+            inv.env_path("CARGO_TARGET_DIR"),
+            Some(PathBuf::from(odd(b"/t/\xff")))
+        );
+        assert_eq!(inv.env_path("HOME"), Some(PathBuf::from("/home/u")));
+        assert_eq!(inv.env_path("CARGO_MANIFEST_DIR"), None);
+    }
+
+    #[test]
+    fn output_folder_names_are_lossless() {
+        assert_eq!(output_dir_name(OsStr::new("kernel")), "kernel");
+        assert_eq!(output_dir_name(OsStr::new("k%FF é")), "k%25FF é");
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let ff = output_dir_name(OsStr::from_bytes(b"k\xff"));
+            let fe = output_dir_name(OsStr::from_bytes(b"k\xfe"));
+            assert_eq!(ff, "k%FF");
+            assert_eq!(fe, "k%FE");
+            assert_ne!(ff, output_dir_name(OsStr::new("k%FF")));
+            assert_eq!(
+                output_dir_name(OsStr::from_bytes(b"\xc3\xa9\xc3(%")),
+                "é%C3(%25"
+            );
+        }
     }
 
     #[test]

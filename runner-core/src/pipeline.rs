@@ -43,7 +43,7 @@ impl<'r> Pipeline<'r> {
         } = Project::discover(&inv, Some(&executable))?;
         let stem = executable
             .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
+            .map(context::output_dir_name)
             .unwrap_or_else(|| "kernel".into());
         let output_dir = target_dir.join("image-runner").join(&stem);
         let cache_dir = context::cache_dir(&inv.env)?;

@@ -207,8 +207,8 @@ impl Project {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CARGO_IMAGE_RUNNER_") {
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("CARGO_IMAGE_RUNNER_") {
                 command.env_remove(key);
             }
         }
@@ -217,6 +217,16 @@ impl Project {
             command.env(key, value);
         }
         command
+    }
+
+    /// The command [`Project::run`] would run, to change before running it with
+    /// [`run_command`] (environment values or a current directory that are not UTF-8).
+    pub fn command_for<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.command(args, &[])
     }
 
     /// Process IDs of QEMU processes whose command line mentions this project's directory.
@@ -229,6 +239,11 @@ fn run_with_limit(mut command: Command) -> Run {
     let start = Instant::now();
     let child = command.spawn().expect("start the runner");
     finish(child, start)
+}
+
+/// Runs a command from [`Project::command_for`] with the same safety limit as [`Project::run`].
+pub fn run_command(command: Command) -> Run {
+    run_with_limit(command)
 }
 
 /// Collects a runner started with [`Project::spawn`], with the same safety limit.
