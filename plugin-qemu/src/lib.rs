@@ -17,8 +17,8 @@ use image_runner_core::{
 
 pub use accel::{Accel, AccelPlan, HostEvidence, is_accel_failure, plan};
 pub use command::{DEBUG_EXIT_DEVICE, QemuOptions, SerialWiring, build_command, serial_wiring};
-pub use config::{QemuConfig, SerialMode};
-pub use serial::{Hit, Watch};
+pub use config::{QemuConfig, SerialMode, parse_limit};
+pub use serial::{BootHit, BootWatch, Hit, Watch};
 pub use verdict::{Ended, judge};
 
 /// The `qemu` runner plugin.
@@ -143,6 +143,22 @@ impl Runner for Qemu {
         handler: &mut dyn SerialHandler,
     ) -> Result<Outcome, Error> {
         let cfg = section(ctx)?;
+        let mode = &ctx.decisions.mode;
+        // The patterns of the mode not in use are checked too: a mistake there should not
+        // wait for the day that mode runs.
+        let other = if mode.is_test {
+            &ctx.config.run
+        } else {
+            &ctx.config.test
+        };
+        Watch::new(
+            other.success_pattern.as_deref(),
+            other.failure_pattern.as_deref(),
+            &other.send,
+            if mode.is_test { "run" } else { "test" },
+        )?;
+        let log_limit =
+            parse_limit(&cfg.serial_log_limit, "qemu.serial-log-limit").map_err(Error::Config)?;
         let plan = accel_plan(ctx, &cfg)?;
         if ctx.verbose > 0 {
             eprintln!("  Accelerator {} ({})", plan.first(), plan.reason);
@@ -154,7 +170,6 @@ impl Runner for Qemu {
         std::fs::create_dir_all(&ctx.output_dir)
             .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
         let log = ctx.output_dir.join("serial.log");
-        let mode = &ctx.decisions.mode;
         let timeout = if gdb.is_some() { None } else { mode.timeout };
         let mut attempts = plan.order.iter().peekable();
         loop {
@@ -185,22 +200,40 @@ impl Runner for Qemu {
             if ctx.verbose > 0 {
                 eprintln!("     Running {spec}");
             }
+            let mut watch = Watch::new(
+                mode.success_pattern.as_deref(),
+                mode.failure_pattern.as_deref(),
+                &mode.send,
+                mode.name(),
+            )?;
+            if cfg.stop_on_boot_failure {
+                watch = watch.with_boot_watch();
+            }
+            // SeaBIOS logs to port 0x402 (and says there when it finds nothing to boot); a
+            // UEFI firmware's debug build would flood it, so it is attached for SeaBIOS only,
+            // and never when the user's arguments use that port.
+            let users_debugcon = options
+                .extra_args
+                .iter()
+                .any(|a| a == "-debugcon" || a.contains("isa-debugcon"));
+            let firmware_console = cfg.stop_on_boot_failure
+                && ctx.decisions.arch == image_runner_core::Arch::X86_64
+                && media.firmware.is_none()
+                && !users_debugcon;
             let ended = process::run(process::Supervision {
                 command: &spec,
                 timeout,
                 serial: &options.serial,
                 log: &log,
+                log_limit,
                 echo: cfg.serial == SerialMode::Stdio,
                 interactive: !mode.is_test,
-                watch: Watch::new(
-                    mode.success_pattern.as_deref(),
-                    mode.failure_pattern.as_deref(),
-                    &mode.send,
-                    mode.name(),
-                )?,
+                watch,
+                monitor: true,
+                firmware_console,
                 handler: &mut *handler,
             })?;
-            let verdict = judge(&ended, mode.is_test, mode.success_exit_code);
+            let verdict = judge(&ended, mode);
             // A verdict the handler gave is its own, never an accelerator's failure to start.
             let failed_at_start = ended.handler.is_none()
                 && matches!(verdict, image_runner_core::Verdict::Crashed { .. })
@@ -208,12 +241,7 @@ impl Runner for Qemu {
             if failed_at_start && let Some(next) = attempts.peek() {
                 eprintln!(
                     "note: QEMU failed with {accel} ({}); retrying with {next}",
-                    ended
-                        .stderr
-                        .lines()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("no message")
+                    ended.error_line().unwrap_or("no message")
                 );
                 continue;
             }
