@@ -172,8 +172,11 @@ impl Runner for Qemu {
         let log = ctx.output_dir.join("serial.log");
         let timeout = if gdb.is_some() { None } else { mode.timeout };
         let mut attempts = plan.order.iter().peekable();
+        // The monitor socket and the firmware console, until a QEMU refuses them.
+        let mut channels = true;
+        let mut retry_same = None;
         loop {
-            let Some(&accel) = attempts.next() else {
+            let Some(accel) = retry_same.take().or_else(|| attempts.next().copied()) else {
                 return Err(Error::plugin("qemu", "no accelerator to try"));
             };
             let options = QemuOptions::from_context(ctx, &cfg, accel, gdb)?;
@@ -216,7 +219,8 @@ impl Runner for Qemu {
                 .extra_args
                 .iter()
                 .any(|a| a == "-debugcon" || a.contains("isa-debugcon"));
-            let firmware_console = cfg.stop_on_boot_failure
+            let firmware_console = channels
+                && cfg.stop_on_boot_failure
                 && ctx.decisions.arch == image_runner_core::Arch::X86_64
                 && media.firmware.is_none()
                 && !users_debugcon;
@@ -229,10 +233,25 @@ impl Runner for Qemu {
                 echo: cfg.serial == SerialMode::Stdio,
                 interactive: !mode.is_test,
                 watch,
-                monitor: true,
+                monitor: channels,
                 firmware_console,
                 handler: &mut *handler,
             })?;
+            // A QEMU too old for an inherited socket (`-chardev socket,fd=`) refuses to start:
+            // run it without the monitor and the console (resets then pass for power-offs).
+            if channels
+                && ended.started == Some(false)
+                && ended.handler.is_none()
+                && ended.stderr.contains("image-runner-")
+            {
+                eprintln!(
+                    "note: QEMU refused the runner's monitor socket ({}); running without it, so a reset cannot be told from a power-off",
+                    ended.error_line().unwrap_or("no message")
+                );
+                channels = false;
+                retry_same = Some(accel);
+                continue;
+            }
             let verdict = judge(&ended, mode);
             // A verdict the handler gave is its own, never an accelerator's failure to start.
             let failed_at_start = ended.handler.is_none()

@@ -306,3 +306,25 @@ fn an_invalid_pattern_in_the_other_mode_is_an_error() {
         .assert_code(2)
         .assert_stderr_contains("test.success-pattern");
 }
+
+/// A QEMU that does not take an inherited socket (`-chardev socket,fd=`) still runs the kernel,
+/// without the monitor.
+#[test]
+fn a_qemu_refusing_the_monitor_socket_runs_without_it() {
+    let project = Project::new(runner_bin!(), "");
+    let qemu = fake_qemu(
+        &project,
+        "case \"$*\" in *image-runner-qmp*) echo \"qemu-system-x86_64: -chardev socket,id=image-runner-qmp,fd=3: 'socket' does not take 'fd'\" >&2; exit 1;; esac\necho booted; exit 33",
+    );
+    project.write(
+        "image-runner.toml",
+        &format!(
+            "[qemu]\nbinary = {}\n",
+            toml_string(qemu.to_str().expect("UTF-8 path"))
+        ),
+    );
+    run(&project, true, &[], &multiboot(Variant::Pass))
+        .assert_code(0)
+        .assert_serial_line("booted")
+        .assert_stderr_contains("note: QEMU refused the runner's monitor socket");
+}
