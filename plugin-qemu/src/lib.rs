@@ -214,7 +214,8 @@ impl Runner for Qemu {
             }
             // SeaBIOS logs to port 0x402 (and says there when it finds nothing to boot); a
             // UEFI firmware's debug build would flood it, so it is attached for SeaBIOS only,
-            // and never when the user's arguments use that port.
+            // not for a kernel QEMU loads itself (SeaBIOS then boots it from an option ROM and
+            // has nothing to fail on), and never when the user's arguments use that port.
             let users_debugcon = options
                 .extra_args
                 .iter()
@@ -223,6 +224,7 @@ impl Runner for Qemu {
                 && cfg.stop_on_boot_failure
                 && ctx.decisions.arch == image_runner_core::Arch::X86_64
                 && media.firmware.is_none()
+                && media.direct_kernel.is_none()
                 && !users_debugcon;
             let ended = process::run(process::Supervision {
                 command: &spec,

@@ -2,9 +2,10 @@
 //! serial output teed to the terminal and a (capped) log, watched for patterns and for a
 //! bootloader or firmware that gives up, and streamed to the serial handler, which may type
 //! into the serial port and end the run. On Unix QEMU's monitor (QMP, over an inherited
-//! socket) starts the machine and says why it shut down, and the firmware's debug console
-//! (x86 port 0x402) is watched too. No QEMU process outlives the runner: every way out (a
-//! panicking handler included) stops the whole group before QEMU is reaped.
+//! socket) starts the machine, says why it shut down, and reads the firmware's debug console
+//! (x86 port 0x402, where SeaBIOS logs) from a ring buffer in QEMU. No QEMU process outlives
+//! the runner: every way out (a panicking handler included) stops the whole group before QEMU
+//! is reaped.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -72,8 +73,10 @@ pub(crate) struct Supervision<'a> {
     /// Talk to QEMU's monitor (QMP) over an inherited socket: start the machine once the
     /// monitor is connected, and learn why it shut down (Unix only).
     pub monitor: bool,
-    /// Attach a debug console on x86's port 0x402, where SeaBIOS logs, and watch it for the
-    /// firmware giving up (Unix only).
+    /// Attach a debug console on x86's port 0x402 (where SeaBIOS logs) and watch it for the
+    /// firmware giving up (with the monitor only). It goes to a ring buffer inside QEMU, read
+    /// through the monitor every 100 ms: the firmware writes a byte at a time, and a file,
+    /// socket or pipe would cost a system call (or a wake-up of ours) per byte.
     pub firmware_console: bool,
     /// Gets the guest's serial output as it arrives; may type into the serial port and end
     /// the run.
@@ -306,6 +309,30 @@ fn pump(mut from: impl Read, mut sink: SerialSink<'_>) -> Option<Box<dyn Any + S
     sink.panic
 }
 
+/// Follows a file QEMU writes, re-reading it every `interval`, until `finished` is set; then
+/// reads the rest.
+fn follow_file(
+    path: &Path,
+    finished: &AtomicBool,
+    interval: Duration,
+    mut each: impl FnMut(&[u8]),
+) {
+    let Ok(mut file) = File::open(path) else {
+        return;
+    };
+    let mut buf = [0u8; 8192];
+    loop {
+        let last_round = finished.load(Ordering::Acquire);
+        match file.read(&mut buf) {
+            Ok(0) if last_round => break,
+            Ok(0) => std::thread::sleep(interval),
+            Ok(n) => each(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+}
+
 /// Follows a log file QEMU writes (`-serial file:`) until `finished` is set, then reads the
 /// rest; returns what the handler panicked with, if it did.
 fn follow(
@@ -313,20 +340,7 @@ fn follow(
     mut sink: SerialSink<'_>,
     finished: &AtomicBool,
 ) -> Option<Box<dyn Any + Send>> {
-    let Ok(mut file) = File::open(path) else {
-        return None;
-    };
-    let mut buf = [0u8; 8192];
-    loop {
-        let last_round = finished.load(Ordering::Acquire);
-        match file.read(&mut buf) {
-            Ok(0) if last_round => break,
-            Ok(0) => std::thread::sleep(TAIL_INTERVAL),
-            Ok(n) => sink.take(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
+    follow_file(path, finished, TAIL_INTERVAL, |bytes| sink.take(bytes));
     sink.panic
 }
 
@@ -387,15 +401,15 @@ fn forward_terminal(stdin: SharedStdin) {
     });
 }
 
-/// QEMU's monitor (QMP) and the firmware's debug console, over sockets QEMU inherits (`fd=`),
-/// so that no socket path (with its length limit and its clean-up) is needed.
+/// QEMU's monitor (QMP), over a socket QEMU inherits (`fd=`), so that no socket path (with
+/// its length limit and its clean-up) is needed; the firmware console is read through it.
 #[cfg(unix)]
 mod channels {
     use std::io::{Read, Write};
     use std::os::fd::{AsRawFd, RawFd};
     use std::os::unix::net::UnixStream;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     /// A socket pair: our end, and QEMU's, which it inherits under the same fd number.
     pub(super) struct Channel {
@@ -427,11 +441,13 @@ mod channels {
         }
     }
 
-    /// Reads `stream` until its end, or, once `finished` is set, until nothing more comes.
-    pub(super) fn read_all(
+    /// Reads `stream` until its end, or, once `finished` is set, until nothing more comes;
+    /// `each` gets what arrives, `tick` runs at least every 50 ms.
+    fn read_all(
         mut stream: &UnixStream,
         finished: &AtomicBool,
         mut each: impl FnMut(&[u8]),
+        mut tick: impl FnMut(),
     ) {
         if stream
             .set_read_timeout(Some(Duration::from_millis(50)))
@@ -457,6 +473,7 @@ mod channels {
                 }
                 Err(_) => break,
             }
+            tick();
         }
     }
 
@@ -469,21 +486,32 @@ mod channels {
         pub shutdown: Option<String>,
     }
 
+    /// The firmware console's ring buffer (`-chardev ringbuf`), read through the monitor.
+    pub(super) const FIRMWARE_RING: &str = "image-runner-fw";
+
+    /// How often the firmware console's ring buffer is read.
+    const FIRMWARE_POLL: Duration = Duration::from_millis(100);
+
     /// Talks QMP on `stream`: negotiates, starts the machine when `resume` (QEMU was started
-    /// with `-S`, so that no event can come before we listen), and keeps the reason of the
-    /// `SHUTDOWN` event. Returns once QEMU is gone.
+    /// with `-S`, so that no event can come before we listen), keeps the reason of the
+    /// `SHUTDOWN` event, and, when `firmware` is given, reads the firmware console's ring
+    /// buffer every 100 ms into it. Returns once QEMU is gone.
     pub(super) fn converse(
         stream: &UnixStream,
         resume: bool,
         finished: &AtomicBool,
+        mut firmware: Option<&mut dyn FnMut(&[u8])>,
     ) -> MonitorReport {
         let mut report = MonitorReport::default();
         let mut pending = Vec::new();
+        let mut last_poll = Instant::now();
         let send = |command: &str| {
             let mut to: &UnixStream = stream;
             let _ = to.write_all(command.as_bytes());
         };
-        read_all(stream, finished, |bytes| {
+        let started = std::cell::Cell::new(false);
+        let polls = firmware.is_some();
+        let each = |bytes: &[u8]| {
             pending.extend_from_slice(bytes);
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
@@ -492,12 +520,17 @@ mod channels {
                 };
                 if message.get("QMP").is_some() {
                     send("{\"execute\": \"qmp_capabilities\", \"id\": \"caps\"}\n");
-                } else if message.get("return").is_some() {
+                } else if let Some(value) = message.get("return") {
                     match message.get("id").and_then(|id| id.as_str()) {
                         Some("caps") if resume => {
                             send("{\"execute\": \"cont\", \"id\": \"cont\"}\n")
                         }
-                        Some("caps" | "cont") => report.started = true,
+                        Some("caps" | "cont") => started.set(true),
+                        Some("fw") => {
+                            if let (Some(feed), Some(text)) = (firmware.as_mut(), value.as_str()) {
+                                feed(text.as_bytes());
+                            }
+                        }
                         _ => {}
                     }
                 } else if message.get("event").and_then(|e| e.as_str()) == Some("SHUTDOWN") {
@@ -507,7 +540,17 @@ mod channels {
                         .map(str::to_owned);
                 }
             }
-        });
+        };
+        let tick = || {
+            if polls && started.get() && last_poll.elapsed() >= FIRMWARE_POLL {
+                last_poll = Instant::now();
+                send(&format!(
+                    "{{\"execute\": \"ringbuf-read\", \"arguments\": {{\"device\": \"{FIRMWARE_RING}\", \"size\": 65536, \"format\": \"utf8\"}}, \"id\": \"fw\"}}\n"
+                ));
+            }
+        };
+        read_all(stream, finished, each, tick);
+        report.started = started.get();
         report
     }
 }
@@ -712,62 +755,65 @@ fn next_event(
 struct Channels {
     #[cfg(unix)]
     monitor: Option<(channels::Channel, bool)>,
+    /// The firmware console is attached (read through the monitor).
     #[cfg(unix)]
-    firmware: Option<channels::Channel>,
+    firmware: bool,
 }
 
 impl Channels {
     /// Opens what `s` asks for and adds its arguments to `spec`.
-    #[cfg(unix)]
     fn open(s: &Supervision<'_>, spec: &mut CommandSpec) -> Result<Channels, Error> {
-        let program = spec.program.clone();
-        let open = || {
-            channels::Channel::new().map_err(|e| Error::io("create a socket pair for", &program, e))
-        };
-        let mut this = Channels::default();
-        if s.monitor {
-            let channel = open()?;
-            // Paused until the monitor listens, so that no event is lost; unless someone
-            // else (a debugger) starts it.
-            let resume = !spec.args.iter().any(|a| a == "-S");
-            spec.args([
-                "-chardev".to_owned(),
-                format!("socket,id=image-runner-qmp,fd={}", channel.fd()),
-                "-mon".to_owned(),
-                "chardev=image-runner-qmp,mode=control".to_owned(),
-            ]);
-            if resume {
-                spec.arg("-S");
+        #[cfg(unix)]
+        {
+            let mut this = Channels::default();
+            if s.monitor {
+                this.monitor = Some(Self::monitor(spec)?);
+                if s.firmware_console {
+                    spec.args([
+                        "-chardev".to_owned(),
+                        format!("ringbuf,id={},size=65536", channels::FIRMWARE_RING),
+                        "-device".to_owned(),
+                        format!(
+                            "isa-debugcon,iobase=0x402,chardev={}",
+                            channels::FIRMWARE_RING
+                        ),
+                    ]);
+                    this.firmware = true;
+                }
             }
-            this.monitor = Some((channel, resume));
+            Ok(this)
         }
-        if s.firmware_console {
-            let channel = open()?;
-            spec.args([
-                "-chardev".to_owned(),
-                format!("socket,id=image-runner-fw,fd={}", channel.fd()),
-                "-device".to_owned(),
-                "isa-debugcon,iobase=0x402,chardev=image-runner-fw".to_owned(),
-            ]);
-            this.firmware = Some(channel);
+        #[cfg(not(unix))]
+        {
+            let _ = (s, spec);
+            Ok(Channels::default())
         }
-        Ok(this)
     }
 
-    #[cfg(not(unix))]
-    fn open(_: &Supervision<'_>, _: &mut CommandSpec) -> Result<Channels, Error> {
-        Ok(Channels::default())
+    #[cfg(unix)]
+    fn monitor(spec: &mut CommandSpec) -> Result<(channels::Channel, bool), Error> {
+        let channel = channels::Channel::new()
+            .map_err(|e| Error::io("create a socket pair for", &spec.program, e))?;
+        // Paused until the monitor listens, so that no event is lost; unless someone else (a
+        // debugger) starts it.
+        let resume = !spec.args.iter().any(|a| a == "-S");
+        spec.args([
+            "-chardev".to_owned(),
+            format!("socket,id=image-runner-qmp,fd={}", channel.fd()),
+            "-mon".to_owned(),
+            "chardev=image-runner-qmp,mode=control".to_owned(),
+        ]);
+        if resume {
+            spec.arg("-S");
+        }
+        Ok((channel, resume))
     }
 
     /// The fds QEMU inherits.
     fn fds(&self) -> Vec<i32> {
         #[cfg(unix)]
         {
-            self.monitor
-                .iter()
-                .map(|(c, _)| c.fd())
-                .chain(self.firmware.iter().map(channels::Channel::fd))
-                .collect()
+            self.monitor.iter().map(|(c, _)| c.fd()).collect()
         }
         #[cfg(not(unix))]
         Vec::new()
@@ -776,12 +822,7 @@ impl Channels {
     /// Closes QEMU's ends here (it has its own now), so that its exit ends our reads.
     fn close_theirs(&mut self) {
         #[cfg(unix)]
-        for channel in self
-            .monitor
-            .iter_mut()
-            .map(|(c, _)| c)
-            .chain(self.firmware.iter_mut())
-        {
+        if let Some((channel, _)) = &mut self.monitor {
             channel.close_theirs();
         }
     }
@@ -909,23 +950,21 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
         let monitor = channels.monitor.as_ref().map(|(channel, resume)| {
             let finished = &finished;
             let resume = *resume;
-            scope.spawn(move || channels::converse(&channel.ours, resume, finished))
-        });
-        #[cfg(unix)]
-        if let Some(channel) = &channels.firmware {
-            let finished = &finished;
             let events = tx.clone();
+            let firmware = channels.firmware;
             scope.spawn(move || {
                 let mut watch = crate::serial::BootWatch::new();
-                channels::read_all(&channel.ours, finished, |bytes| {
+                let mut feed = |bytes: &[u8]| {
                     for hit in watch.feed(bytes) {
                         if let crate::serial::BootHit::GaveUp(reason) = hit {
                             let _ = events.send(Event::Pattern(Hit::BootFailure(reason), true));
                         }
                     }
-                });
-            });
-        }
+                };
+                let firmware: Option<&mut dyn FnMut(&[u8])> = firmware.then_some(&mut feed);
+                channels::converse(&channel.ours, resume, finished, firmware)
+            })
+        });
         drop(tx);
         let ended = supervise(&rx, &mut child, start, s.timeout)
             .map_err(|e| Error::io("wait for", &s.command.program, e));
