@@ -486,6 +486,9 @@ mod channels {
         pub shutdown: Option<String>,
     }
 
+    /// Where the firmware console's output goes.
+    pub(super) type Feed<'a> = &'a mut dyn FnMut(&[u8]);
+
     /// The firmware console's ring buffer (`-chardev ringbuf`), read through the monitor.
     pub(super) const FIRMWARE_RING: &str = "image-runner-fw";
 
@@ -500,7 +503,7 @@ mod channels {
         stream: &UnixStream,
         resume: bool,
         finished: &AtomicBool,
-        mut firmware: Option<&mut dyn FnMut(&[u8])>,
+        mut firmware: Option<Feed<'_>>,
     ) -> MonitorReport {
         let mut report = MonitorReport::default();
         let mut pending = Vec::new();
@@ -961,7 +964,7 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
                         }
                     }
                 };
-                let firmware: Option<&mut dyn FnMut(&[u8])> = firmware.then_some(&mut feed);
+                let firmware: Option<channels::Feed<'_>> = firmware.then_some(&mut feed);
                 channels::converse(&channel.ours, resume, finished, firmware)
             })
         });
