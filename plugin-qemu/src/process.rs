@@ -526,7 +526,10 @@ mod channels {
                 } else if let Some(value) = message.get("return") {
                     match message.get("id").and_then(|id| id.as_str()) {
                         Some("caps") if resume => {
-                            send("{\"execute\": \"cont\", \"id\": \"cont\"}\n")
+                            send("{\"execute\": \"cont\", \"id\": \"cont\"}\n");
+                            // Counted as started from here: a guest that ends before QEMU's
+                            // answer is flushed ran all the same.
+                            started.set(true);
                         }
                         Some("caps" | "cont") => started.set(true),
                         Some("fw") => {

@@ -20,13 +20,6 @@ pub enum Hit {
     BootFailure(String),
 }
 
-impl Hit {
-    /// Whether this hit ends the run.
-    pub fn is_verdict(&self) -> bool {
-        !matches!(self, Hit::Send(_))
-    }
-}
-
 /// How much recent output is kept for matching (patterns spanning more are not supported).
 const WINDOW: usize = 64 * 1024;
 
