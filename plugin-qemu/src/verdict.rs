@@ -116,7 +116,9 @@ pub fn judge(ended: &Ended, mode: &RunMode) -> Verdict {
             Some("guest-reset") => Verdict::Crashed {
                 reason: "the guest reset (a triple fault, or a reboot, which -no-reboot turns into an exit) without reporting a verdict".into(),
             },
-            Some("guest-shutdown") | None if !mode.is_test => match &mode.success_pattern {
+            // A power-off, or the user closing QEMU (its window, or a `quit` on their own
+            // monitor), ends a normal run.
+            Some("guest-shutdown" | "host-ui" | "host-qmp-quit") | None if !mode.is_test => match &mode.success_pattern {
                 Some(pattern) => Verdict::Crashed {
                     reason: format!(
                         "the guest powered off, but its serial output never matched `{}.success-pattern` ({pattern:?})",
@@ -130,6 +132,9 @@ pub fn judge(ended: &Ended, mode: &RunMode) -> Verdict {
             },
             None => Verdict::Crashed {
                 reason: "QEMU exited with status 0, which is no test verdict: the guest reset (a triple fault under -no-reboot) or powered off without reporting".into(),
+            },
+            Some(closed @ ("host-ui" | "host-qmp-quit")) => Verdict::Crashed {
+                reason: format!("QEMU was closed ({closed}) before the guest reported a verdict"),
             },
             Some(other) => match ended.error_line() {
                 Some(line) => qemu_failed(line),
@@ -302,6 +307,10 @@ mod tests {
             matches!(&verdict, Verdict::Crashed { reason } if reason.contains("powered off without reporting")),
             "{verdict:?}"
         );
+        // The user closed QEMU's window: the end of a normal run, no test verdict.
+        let closed = ran(0, Some("host-ui"));
+        assert_eq!(judge(&closed, false, 33), Verdict::Success);
+        assert!(matches!(judge(&closed, true, 33), Verdict::Crashed { .. }));
         // Stopped from outside (someone else's SIGTERM): QEMU's own words.
         let mut outside = ran(0, Some("host-signal"));
         outside.stderr =
