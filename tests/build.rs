@@ -176,8 +176,11 @@ const VARIANTS: &[(&str, &str)] = &[
 ];
 
 /// Variants built for the multiboot kernel only.
-const MULTIBOOT_VARIANTS: &[(&str, &str)] =
-    &[("triple", "VARIANT_TRIPLE"), ("input", "VARIANT_INPUT")];
+const MULTIBOOT_VARIANTS: &[(&str, &str)] = &[
+    ("triple", "VARIANT_TRIPLE"),
+    ("input", "VARIANT_INPUT"),
+    ("poweroff", "VARIANT_POWEROFF"),
+];
 
 /// Shared headers included by the sources.
 const HEADERS: &[&str] = &["common.h", "cross_common.h"];

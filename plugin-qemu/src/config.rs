@@ -39,6 +39,12 @@ pub struct QemuConfig {
     /// boots its own view of the image (QEMU `snapshot=on`): parallel runs of one image work
     /// and the image stays as built. On, runs of the same image take turns.
     pub persist_writes: bool,
+    /// The most serial output `serial.log` keeps, as bytes or with a `K`, `M` or `G` suffix
+    /// (`"64M"`); beyond it the first and the last half are kept. `"0"`: no limit.
+    pub serial_log_limit: String,
+    /// End the run at once (exit 4) when the bootloader or the firmware gives up (a Limine
+    /// panic, GRUB failing its entries, no bootable device, the UEFI shell started instead).
+    pub stop_on_boot_failure: bool,
 }
 
 impl Default for QemuConfig {
@@ -58,6 +64,8 @@ impl Default for QemuConfig {
             gdb_port: None,
             args: Vec::new(),
             persist_writes: false,
+            serial_log_limit: "64M".into(),
+            stop_on_boot_failure: true,
         }
     }
 }
@@ -146,6 +154,30 @@ pub enum SerialMode {
     None,
 }
 
+/// Reads a byte count written as `qemu.serial-log-limit` takes it: digits with an optional
+/// `K`, `M`, `G` (powers of 1024, an `i`/`iB`/`B` after them allowed); 0 means no limit.
+pub fn parse_limit(text: &str, key: &str) -> Result<Option<u64>, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KI" | "KIB" => 10,
+        "M" | "MB" | "MI" | "MIB" => 20,
+        "G" | "GB" | "GI" | "GIB" => 30,
+        _ => u32::MAX,
+    };
+    let value = number
+        .parse::<u64>()
+        .ok()
+        .filter(|_| shift != u32::MAX)
+        .and_then(|n| n.checked_mul(1u64 << shift.min(63)))
+        .ok_or_else(|| {
+            format!("`{key}` = {text:?} is not a size: write bytes or a number with K, M or G, like \"64M\" (\"0\" for no limit)")
+        })?;
+    Ok((value > 0).then_some(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +205,18 @@ mod tests {
         for bad in ["memory = -1", "memory = 0", "memory = 1.5", "memory = true"] {
             let err = toml::from_str::<QemuConfig>(bad).unwrap_err().to_string();
             assert!(err.contains("megabytes"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_limit("64M", "k"), Ok(Some(64 << 20)));
+        assert_eq!(parse_limit("1 KiB", "k"), Ok(Some(1024)));
+        assert_eq!(parse_limit("4096", "k"), Ok(Some(4096)));
+        assert_eq!(parse_limit("0", "k"), Ok(None));
+        for bad in ["", "M", "12X", "-1", "99999999999G"] {
+            let err = parse_limit(bad, "qemu.serial-log-limit").unwrap_err();
+            assert!(err.contains("`qemu.serial-log-limit`"), "{err}");
         }
     }
 

@@ -17,8 +17,8 @@ use image_runner_core::{
 
 pub use accel::{Accel, AccelPlan, HostEvidence, is_accel_failure, plan};
 pub use command::{DEBUG_EXIT_DEVICE, QemuOptions, SerialWiring, build_command, serial_wiring};
-pub use config::{QemuConfig, SerialMode};
-pub use serial::{Hit, Watch};
+pub use config::{QemuConfig, SerialMode, parse_limit};
+pub use serial::{BootHit, BootWatch, Hit, Watch};
 pub use verdict::{Ended, judge};
 
 /// The `qemu` runner plugin.
@@ -172,6 +172,22 @@ impl Runner for Qemu {
         handler: &mut dyn SerialHandler,
     ) -> Result<Outcome, Error> {
         let cfg = section(ctx)?;
+        let mode = &ctx.decisions.mode;
+        // The patterns of the mode not in use are checked too: a mistake there should not
+        // wait for the day that mode runs.
+        let other = if mode.is_test {
+            &ctx.config.run
+        } else {
+            &ctx.config.test
+        };
+        Watch::new(
+            other.success_pattern.as_deref(),
+            other.failure_pattern.as_deref(),
+            &other.send,
+            if mode.is_test { "run" } else { "test" },
+        )?;
+        let log_limit =
+            parse_limit(&cfg.serial_log_limit, "qemu.serial-log-limit").map_err(Error::Config)?;
         let plan = accel_plan(ctx, &cfg)?;
         if ctx.verbose > 0 {
             eprintln!("  Accelerator {} ({})", plan.first(), plan.reason);
@@ -188,11 +204,13 @@ impl Runner for Qemu {
             Some(image) if cfg.persist_writes => Some(take_turn(ctx, &image.path)?),
             _ => None,
         };
-        let mode = &ctx.decisions.mode;
         let timeout = if gdb.is_some() { None } else { mode.timeout };
         let mut attempts = plan.order.iter().peekable();
+        // The monitor socket and the firmware console, until a QEMU refuses them.
+        let mut channels = true;
+        let mut retry_same = None;
         loop {
-            let Some(&accel) = attempts.next() else {
+            let Some(accel) = retry_same.take().or_else(|| attempts.next().copied()) else {
                 return Err(Error::plugin("qemu", "no accelerator to try"));
             };
             let options = QemuOptions::from_context(ctx, &cfg, accel, gdb)?;
@@ -219,22 +237,58 @@ impl Runner for Qemu {
             if ctx.verbose > 0 {
                 eprintln!("     Running {spec}");
             }
+            let mut watch = Watch::new(
+                mode.success_pattern.as_deref(),
+                mode.failure_pattern.as_deref(),
+                &mode.send,
+                mode.name(),
+            )?;
+            if cfg.stop_on_boot_failure {
+                watch = watch.with_boot_watch();
+            }
+            // SeaBIOS logs to port 0x402 (and says there when it finds nothing to boot); a
+            // UEFI firmware's debug build would flood it, so it is attached for SeaBIOS only,
+            // not for a kernel QEMU loads itself (SeaBIOS then boots it from an option ROM and
+            // has nothing to fail on), and never when the user's arguments use that port.
+            let users_debugcon = options
+                .extra_args
+                .iter()
+                .any(|a| a == "-debugcon" || a.contains("isa-debugcon"));
+            let firmware_console = channels
+                && cfg.stop_on_boot_failure
+                && ctx.decisions.arch == image_runner_core::Arch::X86_64
+                && media.firmware.is_none()
+                && media.direct_kernel.is_none()
+                && !users_debugcon;
             let ended = process::run(process::Supervision {
                 command: &spec,
                 timeout,
                 serial: &options.serial,
                 log: &log,
+                log_limit,
                 echo: cfg.serial == SerialMode::Stdio,
                 interactive: !mode.is_test,
-                watch: Watch::new(
-                    mode.success_pattern.as_deref(),
-                    mode.failure_pattern.as_deref(),
-                    &mode.send,
-                    mode.name(),
-                )?,
+                watch,
+                monitor: channels,
+                firmware_console,
                 handler: &mut *handler,
             })?;
-            let verdict = judge(&ended, mode.is_test, mode.success_exit_code);
+            // A QEMU too old for an inherited socket (`-chardev socket,fd=`) refuses to start:
+            // run it without the monitor and the console (resets then pass for power-offs).
+            if channels
+                && ended.started == Some(false)
+                && ended.handler.is_none()
+                && ended.stderr.contains("image-runner-")
+            {
+                eprintln!(
+                    "note: QEMU refused the runner's monitor socket ({}); running without it, so a reset cannot be told from a power-off",
+                    ended.error_line().unwrap_or("no message")
+                );
+                channels = false;
+                retry_same = Some(accel);
+                continue;
+            }
+            let verdict = judge(&ended, mode);
             // A verdict the handler gave is its own, never an accelerator's failure to start.
             let failed_at_start = ended.handler.is_none()
                 && matches!(verdict, image_runner_core::Verdict::Crashed { .. })
@@ -242,12 +296,7 @@ impl Runner for Qemu {
             if failed_at_start && let Some(next) = attempts.peek() {
                 eprintln!(
                     "note: QEMU failed with {accel} ({}); retrying with {next}",
-                    ended
-                        .stderr
-                        .lines()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("no message")
+                    ended.error_line().unwrap_or("no message")
                 );
                 continue;
             }

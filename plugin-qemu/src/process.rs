@@ -1,14 +1,18 @@
 //! Running QEMU: its own process group, a host-side time limit, Ctrl-C/SIGTERM forwarding,
-//! serial output teed to the terminal and a log, watched for patterns and streamed to the
-//! serial handler, which may type into the serial port and end the run. No QEMU process
-//! outlives the runner: every way out (a panicking handler included) stops the whole group
-//! before QEMU is reaped.
+//! serial output teed to the terminal and a (capped) log, watched for patterns and for a
+//! bootloader or firmware that gives up, and streamed to the serial handler, which may type
+//! into the serial port and end the run. On Unix QEMU's monitor (QMP, over an inherited
+//! socket) starts the machine, says why it shut down, and reads the firmware's debug console
+//! (x86 port 0x402, where SeaBIOS logs) from a ring buffer in QEMU. No QEMU process outlives
+//! the runner: every way out (a panicking handler included) stops the whole group before QEMU
+//! is reaped.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -27,14 +31,24 @@ const GRACE: Duration = Duration::from_secs(2);
 /// How often a serial log written by QEMU itself is re-read.
 const TAIL_INTERVAL: Duration = Duration::from_millis(10);
 
+/// After a failure (a failure pattern, a bootloader giving up), output goes on being read for
+/// at most this long, so that the rest of the line and the message after it are kept...
+const DRAIN_MAX: Duration = Duration::from_millis(200);
+
+/// ...and stops sooner once the line has ended and the output has been quiet this long.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
 /// What the supervising loop reacts to.
 enum Event {
     /// QEMU exited; on Unix it is not reaped yet (the status comes from `Child::wait`).
     Exited(Option<ExitStatus>),
     /// The user interrupted the runner.
     Signal,
-    /// The serial watch reached a verdict.
-    Pattern(Hit),
+    /// The serial watch or the boot watch reached a verdict; `true` when the line it was found
+    /// in has ended.
+    Pattern(Hit, bool),
+    /// Output arrived after a verdict; `true` when the verdict's line has ended.
+    Output(bool),
     /// The serial handler ended the run with a verdict.
     Finish(Verdict),
     /// The serial handler panicked: the run stops, and the panic goes on once QEMU is reaped.
@@ -48,11 +62,22 @@ pub(crate) struct Supervision<'a> {
     pub serial: &'a SerialWiring,
     /// Where the serial output is saved.
     pub log: &'a Path,
+    /// The most bytes of serial output the log keeps (the first and the last half of it);
+    /// `None` for no limit.
+    pub log_limit: Option<u64>,
     /// Show the serial output on the terminal.
     pub echo: bool,
     /// Pass the terminal's input to the guest.
     pub interactive: bool,
     pub watch: Watch,
+    /// Talk to QEMU's monitor (QMP) over an inherited socket: start the machine once the
+    /// monitor is connected, and learn why it shut down (Unix only).
+    pub monitor: bool,
+    /// Attach a debug console on x86's port 0x402 (where SeaBIOS logs) and watch it for the
+    /// firmware giving up (with the monitor only). It goes to a ring buffer inside QEMU, read
+    /// through the monitor every 100 ms: the firmware writes a byte at a time, and a file,
+    /// socket or pipe would cost a system call (or a wake-up of ours) per byte.
+    pub firmware_console: bool,
     /// Gets the guest's serial output as it arrives; may type into the serial port and end
     /// the run.
     pub handler: &'a mut dyn SerialHandler,
@@ -81,6 +106,90 @@ fn type_into(stdin: &SharedStdin, bytes: &[u8]) {
     }
 }
 
+/// The serial log as the runner writes it: at most `limit` bytes (the first half of it as it
+/// comes, the last half kept in memory and written at the end after a note of what was left
+/// out), and a failed write reported once.
+struct LogWriter {
+    file: File,
+    path: PathBuf,
+    limit: Option<u64>,
+    /// Bytes written to the file so far.
+    written: u64,
+    /// The last bytes, once the first half of the limit is written.
+    tail: VecDeque<u8>,
+    /// Bytes dropped from the middle.
+    omitted: u64,
+    failed: bool,
+}
+
+impl LogWriter {
+    fn new(file: File, path: &Path, limit: Option<u64>) -> LogWriter {
+        LogWriter {
+            file,
+            path: path.to_path_buf(),
+            limit,
+            written: 0,
+            tail: VecDeque::new(),
+            omitted: 0,
+            failed: false,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if self.failed {
+            return;
+        }
+        match self.file.write_all(bytes) {
+            Ok(()) => self.written += bytes.len() as u64,
+            Err(e) => {
+                self.failed = true;
+                eprintln!(
+                    "warning: cannot write the serial log {}: {e}; the rest of the serial output is not saved there",
+                    self.path.display()
+                );
+            }
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let Some(limit) = self.limit else {
+            self.put(bytes);
+            return;
+        };
+        let head = limit / 2;
+        let room = usize::try_from(head.saturating_sub(self.written)).unwrap_or(usize::MAX);
+        let (now, later) = bytes.split_at(room.min(bytes.len()));
+        if !now.is_empty() {
+            self.put(now);
+        }
+        if !later.is_empty() {
+            let keep = usize::try_from(limit - head).unwrap_or(usize::MAX);
+            self.tail.extend(later);
+            if self.tail.len() > keep {
+                let excess = self.tail.len() - keep;
+                self.tail.drain(..excess);
+                self.omitted += excess as u64;
+            }
+        }
+    }
+
+    /// Writes what was kept of the end.
+    fn finish(mut self) {
+        if self.omitted > 0 {
+            let note = format!(
+                "\n[cargo-image-runner: {} bytes of serial output left out here; serial.log keeps the first and the last {} bytes (`qemu.serial-log-limit`)]\n",
+                self.omitted,
+                self.limit.unwrap_or_default() / 2
+            );
+            self.put(note.as_bytes());
+        }
+        let tail: Vec<u8> = self.tail.drain(..).collect();
+        if !tail.is_empty() {
+            self.put(&tail);
+        }
+    }
+}
+
 /// The serial handler as a serial sink drives it.
 struct HandlerLink<'h> {
     handler: &'h mut dyn SerialHandler,
@@ -97,8 +206,10 @@ struct HandlerLink<'h> {
 /// handler.
 struct SerialSink<'h> {
     echo: bool,
-    log: Option<File>,
+    log: Option<LogWriter>,
     watch: Option<Watch>,
+    /// When the watch reached its verdict (output is reported for a while after it).
+    verdict_at: Option<Instant>,
     handler: Option<HandlerLink<'h>>,
     stdin: SharedStdin,
     events: mpsc::Sender<Event>,
@@ -114,22 +225,37 @@ impl SerialSink<'_> {
             let _ = out.write_all(bytes).and_then(|()| out.flush());
         }
         if let Some(log) = &mut self.log {
-            let _ = log.write_all(bytes);
+            log.write(bytes);
         }
-        for hit in self
-            .watch
-            .as_mut()
-            .map(|w| w.feed(bytes))
-            .unwrap_or_default()
-        {
-            match hit {
-                Hit::Send(text) => type_into(&self.stdin, text.as_bytes()),
-                verdict => {
-                    let _ = self.events.send(Event::Pattern(verdict));
+        if let Some(watch) = &mut self.watch {
+            let was_done = watch.is_done();
+            for hit in watch.feed(bytes) {
+                match hit {
+                    Hit::Send(text) => type_into(&self.stdin, text.as_bytes()),
+                    verdict => {
+                        self.verdict_at = Some(Instant::now());
+                        let _ = self
+                            .events
+                            .send(Event::Pattern(verdict, !watch.line_open()));
+                    }
                 }
+            }
+            if was_done
+                && self
+                    .verdict_at
+                    .is_some_and(|at| at.elapsed() < DRAIN_MAX + DRAIN_QUIET)
+            {
+                let _ = self.events.send(Event::Output(!watch.line_open()));
             }
         }
         self.hand_over(bytes);
+    }
+
+    /// Writes the end of the log.
+    fn finish(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.finish();
+        }
     }
 
     /// Gives `bytes` to the handler, types what it sends and passes its verdict on.
@@ -179,7 +305,32 @@ fn pump(mut from: impl Read, mut sink: SerialSink<'_>) -> Option<Box<dyn Any + S
             Err(_) => break,
         }
     }
+    sink.finish();
     sink.panic
+}
+
+/// Follows a file QEMU writes, re-reading it every `interval`, until `finished` is set; then
+/// reads the rest.
+fn follow_file(
+    path: &Path,
+    finished: &AtomicBool,
+    interval: Duration,
+    mut each: impl FnMut(&[u8]),
+) {
+    let Ok(mut file) = File::open(path) else {
+        return;
+    };
+    let mut buf = [0u8; 8192];
+    loop {
+        let last_round = finished.load(Ordering::Acquire);
+        match file.read(&mut buf) {
+            Ok(0) if last_round => break,
+            Ok(0) => std::thread::sleep(interval),
+            Ok(n) => each(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
 }
 
 /// Follows a log file QEMU writes (`-serial file:`) until `finished` is set, then reads the
@@ -189,31 +340,42 @@ fn follow(
     mut sink: SerialSink<'_>,
     finished: &AtomicBool,
 ) -> Option<Box<dyn Any + Send>> {
-    let Ok(mut file) = File::open(path) else {
-        return None;
-    };
-    let mut buf = [0u8; 8192];
-    loop {
-        let last_round = finished.load(Ordering::Acquire);
-        match file.read(&mut buf) {
-            Ok(0) if last_round => break,
-            Ok(0) => std::thread::sleep(TAIL_INTERVAL),
-            Ok(n) => sink.take(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
+    follow_file(path, finished, TAIL_INTERVAL, |bytes| sink.take(bytes));
     sink.panic
 }
 
-/// Copies QEMU's stderr to ours and keeps it (it explains a failed start).
+/// Whether `line` is QEMU's notice that process `pid` sent it a signal
+/// (`qemu-system-x86_64: terminating on signal 15 from pid 1234 (name)`).
+fn is_stop_notice(line: &str, pid: u32) -> bool {
+    line.split_once(": terminating on signal ")
+        .and_then(|(_, rest)| rest.split_once(" from pid "))
+        .is_some_and(|(_, rest)| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u32>() == Ok(pid)
+        })
+}
+
+/// Copies QEMU's stderr to ours and keeps it (it explains a failed start); QEMU's notice of
+/// our own stop is left out of both.
 fn tee_stderr(from: impl Read + Send + 'static) -> JoinHandle<String> {
     std::thread::spawn(move || {
         let mut all = String::new();
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
+        let us = std::process::id();
+        let mut from = BufReader::new(from);
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            match from.read_until(b'\n', &mut raw) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&raw);
+            let line = text.trim_end_matches(['\n', '\r']);
+            if is_stop_notice(line, us) {
+                continue;
+            }
             eprintln!("{line}");
-            all.push_str(&line);
+            all.push_str(line);
             all.push('\n');
         }
         all
@@ -239,11 +401,190 @@ fn forward_terminal(stdin: SharedStdin) {
     });
 }
 
+/// QEMU's monitor (QMP), over a socket QEMU inherits (`fd=`), so that no socket path (with
+/// its length limit and its clean-up) is needed; the firmware console is read through it.
+#[cfg(unix)]
+mod channels {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// A socket pair: our end, and QEMU's, which it inherits under the same fd number.
+    pub(super) struct Channel {
+        pub ours: UnixStream,
+        theirs: Option<UnixStream>,
+        fd: RawFd,
+    }
+
+    impl Channel {
+        pub fn new() -> std::io::Result<Channel> {
+            let (ours, theirs) = UnixStream::pair()?;
+            let fd = theirs.as_raw_fd();
+            Ok(Channel {
+                ours,
+                theirs: Some(theirs),
+                fd,
+            })
+        }
+
+        /// QEMU's end, by the number it has in QEMU too.
+        pub fn fd(&self) -> RawFd {
+            self.fd
+        }
+
+        /// Closes QEMU's end here once QEMU has its own copy, so that QEMU's exit ends our
+        /// reads.
+        pub fn close_theirs(&mut self) {
+            self.theirs = None;
+        }
+    }
+
+    /// Reads `stream` until its end, or, once `finished` is set, until nothing more comes;
+    /// `each` gets what arrives, `tick` runs at least every 50 ms.
+    fn read_all(
+        mut stream: &UnixStream,
+        finished: &AtomicBool,
+        mut each: impl FnMut(&[u8]),
+        mut tick: impl FnMut(),
+    ) {
+        if stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .is_err()
+        {
+            return;
+        }
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => each(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if finished.load(Ordering::Acquire) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+            tick();
+        }
+    }
+
+    /// What the monitor said.
+    #[derive(Debug, Default)]
+    pub(super) struct MonitorReport {
+        /// The monitor answered, and the machine was started (or was not ours to start).
+        pub started: bool,
+        /// The reason of the last `SHUTDOWN` event.
+        pub shutdown: Option<String>,
+    }
+
+    /// Where the firmware console's output goes.
+    pub(super) type Feed<'a> = &'a mut dyn FnMut(&[u8]);
+
+    /// The firmware console's ring buffer (`-chardev ringbuf`), read through the monitor.
+    pub(super) const FIRMWARE_RING: &str = "image-runner-fw";
+
+    /// How often the firmware console's ring buffer is read.
+    const FIRMWARE_POLL: Duration = Duration::from_millis(100);
+
+    /// Talks QMP on `stream`: negotiates, starts the machine when `resume` (QEMU was started
+    /// with `-S`, so that no event can come before we listen), keeps the reason of the
+    /// `SHUTDOWN` event, and, when `firmware` is given, reads the firmware console's ring
+    /// buffer every 100 ms into it. Returns once QEMU is gone.
+    pub(super) fn converse(
+        stream: &UnixStream,
+        resume: bool,
+        finished: &AtomicBool,
+        mut firmware: Option<Feed<'_>>,
+    ) -> MonitorReport {
+        let mut report = MonitorReport::default();
+        let mut pending = Vec::new();
+        let mut last_poll = Instant::now();
+        let send = |command: &str| {
+            let mut to: &UnixStream = stream;
+            let _ = to.write_all(command.as_bytes());
+        };
+        let started = std::cell::Cell::new(false);
+        let polls = firmware.is_some();
+        let each = |bytes: &[u8]| {
+            pending.extend_from_slice(bytes);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let Ok(message) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if message.get("QMP").is_some() {
+                    send("{\"execute\": \"qmp_capabilities\", \"id\": \"caps\"}\n");
+                } else if let Some(value) = message.get("return") {
+                    match message.get("id").and_then(|id| id.as_str()) {
+                        Some("caps") if resume => {
+                            send("{\"execute\": \"cont\", \"id\": \"cont\"}\n");
+                            // Counted as started from here: a guest that ends before QEMU's
+                            // answer is flushed ran all the same.
+                            started.set(true);
+                        }
+                        Some("caps" | "cont") => started.set(true),
+                        Some("fw") => {
+                            if let (Some(feed), Some(text)) = (firmware.as_mut(), value.as_str()) {
+                                feed(text.as_bytes());
+                            }
+                        }
+                        _ => {}
+                    }
+                } else if message.get("event").and_then(|e| e.as_str()) == Some("SHUTDOWN") {
+                    report.shutdown = message
+                        .pointer("/data/reason")
+                        .and_then(|r| r.as_str())
+                        .map(str::to_owned);
+                }
+            }
+        };
+        let tick = || {
+            if polls && started.get() && last_poll.elapsed() >= FIRMWARE_POLL {
+                last_poll = Instant::now();
+                send(&format!(
+                    "{{\"execute\": \"ringbuf-read\", \"arguments\": {{\"device\": \"{FIRMWARE_RING}\", \"size\": 65536, \"format\": \"utf8\"}}, \"id\": \"fw\"}}\n"
+                ));
+            }
+        };
+        read_all(stream, finished, each, tick);
+        report.started = started.get();
+        report
+    }
+}
+
 /// Platform part: how QEMU is started in a group, watched, signalled and reaped.
 #[cfg(unix)]
 mod platform {
     use super::*;
     use std::os::unix::process::CommandExt;
+
+    /// Lets QEMU inherit `fds` (our sockets are opened close-on-exec).
+    pub(super) fn inherit(command: &mut std::process::Command, fds: Vec<std::os::fd::RawFd>) {
+        if fds.is_empty() {
+            return;
+        }
+        // SAFETY: only fcntl, async-signal-safe, runs between fork and exec; the fds are
+        // open in the parent when it forks (their owners outlive the spawn).
+        unsafe {
+            command.pre_exec(move || {
+                for &fd in &fds {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
 
     pub(super) fn prepare(command: &mut std::process::Command) {
         // Its own group, so that stopping the group also stops anything QEMU started. The
@@ -350,6 +691,8 @@ mod platform {
 
     pub(super) fn prepare(_: &mut std::process::Command) {}
 
+    pub(super) fn inherit(_: &mut std::process::Command, _: Vec<i32>) {}
+
     pub(super) struct Signals;
 
     pub(super) fn watch_signals(_: mpsc::Sender<Event>) -> Result<Signals, Error> {
@@ -413,6 +756,84 @@ fn next_event(
     }
 }
 
+/// The monitor and the firmware console of one run, with the arguments that attach them.
+#[derive(Default)]
+struct Channels {
+    #[cfg(unix)]
+    monitor: Option<(channels::Channel, bool)>,
+    /// The firmware console is attached (read through the monitor).
+    #[cfg(unix)]
+    firmware: bool,
+}
+
+impl Channels {
+    /// Opens what `s` asks for and adds its arguments to `spec`.
+    fn open(s: &Supervision<'_>, spec: &mut CommandSpec) -> Result<Channels, Error> {
+        #[cfg(unix)]
+        {
+            let mut this = Channels::default();
+            if s.monitor {
+                this.monitor = Some(Self::monitor(spec)?);
+                if s.firmware_console {
+                    spec.args([
+                        "-chardev".to_owned(),
+                        format!("ringbuf,id={},size=65536", channels::FIRMWARE_RING),
+                        "-device".to_owned(),
+                        format!(
+                            "isa-debugcon,iobase=0x402,chardev={}",
+                            channels::FIRMWARE_RING
+                        ),
+                    ]);
+                    this.firmware = true;
+                }
+            }
+            Ok(this)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (s, spec);
+            Ok(Channels::default())
+        }
+    }
+
+    #[cfg(unix)]
+    fn monitor(spec: &mut CommandSpec) -> Result<(channels::Channel, bool), Error> {
+        let channel = channels::Channel::new()
+            .map_err(|e| Error::io("create a socket pair for", &spec.program, e))?;
+        // Paused until the monitor listens, so that no event is lost; unless someone else (a
+        // debugger) starts it.
+        let resume = !spec.args.iter().any(|a| a == "-S");
+        spec.args([
+            "-chardev".to_owned(),
+            format!("socket,id=image-runner-qmp,fd={}", channel.fd()),
+            "-mon".to_owned(),
+            "chardev=image-runner-qmp,mode=control".to_owned(),
+        ]);
+        if resume {
+            spec.arg("-S");
+        }
+        Ok((channel, resume))
+    }
+
+    /// The fds QEMU inherits.
+    fn fds(&self) -> Vec<i32> {
+        #[cfg(unix)]
+        {
+            self.monitor.iter().map(|(c, _)| c.fd()).collect()
+        }
+        #[cfg(not(unix))]
+        Vec::new()
+    }
+
+    /// Closes QEMU's ends here (it has its own now), so that its exit ends our reads.
+    fn close_theirs(&mut self) {
+        #[cfg(unix)]
+        if let Some((channel, _)) = &mut self.monitor {
+            channel.close_theirs();
+        }
+    }
+}
+
 /// Runs QEMU to its end and reports how it ended. A panic of the handler goes on from here,
 /// after QEMU is stopped and reaped.
 pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
@@ -424,8 +845,17 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
     let serial_input = matches!(s.serial, SerialWiring::Stdio);
     let needs_stdin = s.interactive || s.watch.is_active() || serial_input;
 
-    let mut command = s.command.to_command();
+    let mut spec = s.command.clone();
+    let mut channels = match Channels::open(&s, &mut spec) {
+        Ok(channels) => channels,
+        Err(e) => {
+            signals.stop();
+            return Err(e);
+        }
+    };
+    let mut command = spec.to_command();
     platform::prepare(&mut command);
+    platform::inherit(&mut command, channels.fds());
     command
         .stdin(if needs_stdin {
             Stdio::piped()
@@ -436,17 +866,30 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
         .stderr(Stdio::piped());
     let we_write_log = matches!(s.serial, SerialWiring::Stdio);
     let log = if we_write_log {
-        Some(File::create(s.log).map_err(|e| Error::io("create", s.log, e))?)
+        let file = match File::create(s.log) {
+            Ok(file) => file,
+            Err(e) => {
+                signals.stop();
+                return Err(Error::io("create", s.log, e));
+            }
+        };
+        Some(LogWriter::new(file, s.log, s.log_limit))
     } else {
         if let SerialWiring::LogFile(path) = s.serial {
             // Exists before QEMU starts, so the follower can open it at once.
-            File::create(path).map_err(|e| Error::io("create", path, e))?;
+            if let Err(e) = File::create(path) {
+                signals.stop();
+                return Err(Error::io("create", path, e));
+            }
         }
         None
     };
 
     let start = Instant::now();
-    let mut child = match command.spawn() {
+    let spawned = command.spawn();
+    drop(command);
+    channels.close_theirs();
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             signals.stop();
@@ -461,6 +904,7 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
         echo: s.echo,
         log,
         watch: Some(s.watch),
+        verdict_at: None,
         handler: Some(HandlerLink {
             handler: s.handler,
             control: Control::new(),
@@ -479,7 +923,7 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
 
     // The readers borrow the handler, so they live in a scope that ends once QEMU is reaped
     // and its pipes are closed.
-    let (ended, panic) = std::thread::scope(|scope| {
+    let (ended, panic, monitor) = std::thread::scope(|scope| {
         let mut readers = Vec::new();
         match (s.serial, stdout) {
             (SerialWiring::Stdio, Some(out)) => {
@@ -498,6 +942,7 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
                         echo: true,
                         log: None,
                         watch: None,
+                        verdict_at: None,
                         handler: None,
                         stdin: Arc::clone(&stdin),
                         events: tx.clone(),
@@ -507,6 +952,25 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
                 }
             }
         }
+        #[cfg(unix)]
+        let monitor = channels.monitor.as_ref().map(|(channel, resume)| {
+            let finished = &finished;
+            let resume = *resume;
+            let events = tx.clone();
+            let firmware = channels.firmware;
+            scope.spawn(move || {
+                let mut watch = crate::serial::BootWatch::new();
+                let mut feed = |bytes: &[u8]| {
+                    for hit in watch.feed(bytes) {
+                        if let crate::serial::BootHit::GaveUp(reason) = hit {
+                            let _ = events.send(Event::Pattern(Hit::BootFailure(reason), true));
+                        }
+                    }
+                };
+                let firmware: Option<channels::Feed<'_>> = firmware.then_some(&mut feed);
+                channels::converse(&channel.ours, resume, finished, firmware)
+            })
+        });
         drop(tx);
         let ended = supervise(&rx, &mut child, start, s.timeout)
             .map_err(|e| Error::io("wait for", &s.command.program, e));
@@ -525,14 +989,55 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
                 panic.get_or_insert(payload);
             }
         }
-        (ended, panic)
+        #[cfg(unix)]
+        let monitor = monitor.and_then(|m| m.join().ok());
+        #[cfg(not(unix))]
+        let monitor: Option<()> = None;
+        (ended, panic, monitor)
     });
     if let Some(payload) = panic {
         std::panic::resume_unwind(payload);
     }
     let mut ended = ended?;
     ended.stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    #[cfg(unix)]
+    if let Some(report) = monitor {
+        ended.started = Some(report.started);
+        ended.shutdown = report.shutdown;
+    }
+    #[cfg(not(unix))]
+    let _ = monitor;
     Ok(ended)
+}
+
+/// Keeps reading for a moment after a failure verdict, so that the rest of its line and what
+/// follows (a panic message) reach the terminal, the log and the handler: until the line has
+/// ended and the output was quiet for [`DRAIN_QUIET`], at most [`DRAIN_MAX`]. Returns QEMU's
+/// exit when it exited meanwhile, and whether the user interrupted.
+fn drain(
+    rx: &mpsc::Receiver<Event>,
+    child: &mut Child,
+    mut line_done: bool,
+) -> (Option<Option<ExitStatus>>, bool) {
+    let hard = Instant::now() + DRAIN_MAX;
+    let mut last_output = Instant::now();
+    loop {
+        let deadline = if line_done {
+            (last_output + DRAIN_QUIET).min(hard)
+        } else {
+            hard
+        };
+        match next_event(rx, child, Some(deadline)) {
+            Some(Event::Output(done)) => {
+                line_done |= done;
+                last_output = Instant::now();
+            }
+            Some(Event::Exited(status)) => return (Some(status), false),
+            Some(Event::Signal) => return (None, true),
+            Some(_) => {}
+            None => return (None, false),
+        }
+    }
 }
 
 /// Waits for QEMU's end, stops it when a verdict, the user or the time limit says so, and
@@ -543,14 +1048,37 @@ fn supervise(
     start: Instant,
     timeout: Option<Duration>,
 ) -> std::io::Result<Ended> {
-    let deadline = timeout.map(|t| start + t);
+    // A limit too far away to be represented is no limit.
+    let deadline = timeout.and_then(|t| start.checked_add(t));
     let mut ended = Ended::default();
     let mut exit_status = None;
+    let mut exited = false;
     let mut handler_panicked = false;
-    match next_event(rx, child, deadline) {
-        Some(Event::Exited(status)) => exit_status = status,
+    let first = loop {
+        match next_event(rx, child, deadline) {
+            // Only output after a verdict: not the first event of interest.
+            Some(Event::Output(_)) => {}
+            other => break other,
+        }
+    };
+    match first {
+        Some(Event::Exited(status)) => {
+            exit_status = status;
+            exited = true;
+        }
         Some(Event::Signal) => ended.interrupted = true,
-        Some(Event::Pattern(hit)) => ended.pattern = Some(hit),
+        Some(Event::Pattern(hit, line_done)) => {
+            if !matches!(hit, Hit::Success(_)) {
+                let (exit, interrupted) = drain(rx, child, line_done);
+                if let Some(status) = exit {
+                    exit_status = status;
+                    exited = true;
+                }
+                ended.interrupted = interrupted;
+            }
+            ended.pattern = Some(hit);
+        }
+        Some(Event::Output(_)) => unreachable!("skipped above"),
         Some(Event::Finish(verdict)) => ended.handler = Some(verdict),
         Some(Event::HandlerPanicked) => handler_panicked = true,
         None => ended.timed_out = timeout,
@@ -560,10 +1088,9 @@ fn supervise(
         || ended.handler.is_some()
         || handler_panicked
         || ended.timed_out.is_some();
-    if stopped_by_us {
+    if stopped_by_us && !exited {
         platform::stop_group(child, false);
         let grace_end = Instant::now() + GRACE;
-        let mut exited = false;
         while let Some(event) = next_event(rx, child, Some(grace_end)) {
             if let Event::Exited(status) = event {
                 exit_status = status;
@@ -626,9 +1153,12 @@ mod tests {
             timeout: Some(Duration::from_secs(20)),
             serial,
             log,
+            log_limit: None,
             echo: false,
             interactive: false,
             watch,
+            monitor: false,
+            firmware_console: false,
             handler,
         })
         .unwrap()
@@ -684,7 +1214,13 @@ mod tests {
             &mut handler,
         );
         assert_eq!(ended.handler, Some(failure.clone()));
-        assert_eq!(crate::judge(&ended, true, 33), failure);
+        assert_eq!(
+            crate::judge(
+                &ended,
+                &image_runner_core::RunMode::choose(&Default::default(), true)
+            ),
+            failure
+        );
     }
 
     #[test]
@@ -768,5 +1304,131 @@ mod tests {
             .unwrap();
         // SAFETY: signal 0 only asks whether the process exists.
         assert_eq!(unsafe { libc::kill(pid, 0) }, -1, "QEMU outlived the run");
+    }
+    #[test]
+    fn a_failure_match_lets_its_line_and_the_message_after_it_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serial.log");
+        let watch = Watch::new(None, Some("PANIC"), &[], "test").unwrap();
+        let capture = Capture::new();
+        let mut handler = capture.clone();
+        // The rest of the line comes 50 ms after the match, a second line 50 ms later; then
+        // nothing for ever.
+        let ended = supervise_test(
+            &sh(
+                "printf 'boot\\nPANIC at '; sleep 0.05; printf 'main.rs:3: out of memory\\n'; sleep 0.05; printf 'backtrace: 0x1234\\n'; exec sleep 30",
+                &[],
+            ),
+            &SerialWiring::Stdio,
+            &log,
+            watch,
+            &mut handler,
+        );
+        assert_eq!(ended.pattern, Some(Hit::Failure("PANIC".into())));
+        assert!(ended.duration < Duration::from_secs(5), "{ended:?}");
+        let expected = "boot\nPANIC at main.rs:3: out of memory\nbacktrace: 0x1234\n";
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), expected);
+        assert_eq!(capture.text(), expected);
+    }
+
+    #[test]
+    fn output_that_never_stops_is_cut_after_a_moment() {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = Watch::new(None, Some("PANIC"), &[], "test").unwrap();
+        let start = Instant::now();
+        let ended = supervise_test(
+            &sh("printf 'PANIC'; exec yes", &[]),
+            &SerialWiring::Stdio,
+            &dir.path().join("serial.log"),
+            watch,
+            &mut image_runner_core::serial::Ignore,
+        );
+        assert_eq!(ended.pattern, Some(Hit::Failure("PANIC".into())));
+        assert!(start.elapsed() < Duration::from_secs(5), "{ended:?}");
+    }
+
+    #[test]
+    fn a_limit_too_far_away_is_no_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let ended = run(Supervision {
+            command: &sh("exit 33", &[]),
+            timeout: Some(Duration::from_secs(i64::MAX as u64)),
+            serial: &SerialWiring::Stdio,
+            log: &dir.path().join("serial.log"),
+            log_limit: None,
+            echo: false,
+            interactive: false,
+            watch: no_watch(),
+            monitor: false,
+            firmware_console: false,
+            handler: &mut image_runner_core::serial::Ignore,
+        })
+        .unwrap();
+        assert_eq!(ended.status, Some(33));
+        assert_eq!(ended.timed_out, None);
+    }
+
+    #[test]
+    fn the_log_keeps_its_first_and_last_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serial.log");
+        let ended = run(Supervision {
+            command: &sh(
+                "echo first; head -c 300000 /dev/zero | tr '\\0' x; echo; echo last",
+                &[],
+            ),
+            timeout: Some(Duration::from_secs(20)),
+            serial: &SerialWiring::Stdio,
+            log: &log,
+            log_limit: Some(64 * 1024),
+            echo: false,
+            interactive: false,
+            watch: no_watch(),
+            monitor: false,
+            firmware_console: false,
+            handler: &mut image_runner_core::serial::Ignore,
+        })
+        .unwrap();
+        assert_eq!(ended.status, Some(0));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.len() <= 64 * 1024 + 200, "{} bytes", text.len());
+        assert!(text.starts_with("first\nxxx"));
+        assert!(text.ends_with("xxx\nlast\n"));
+        let omitted = 6 + 300_001 + 5 - 64 * 1024;
+        assert!(
+            text.contains(&format!(
+                "\n[cargo-image-runner: {omitted} bytes of serial output left out here; serial.log keeps the first and the last 32768 bytes (`qemu.serial-log-limit`)]\n"
+            )),
+            "{}",
+            &text[32760..32768 + 200]
+        );
+        // Under the limit, the log is the output as it came.
+        let mut small = LogWriter::new(File::create(&log).unwrap(), &log, Some(100));
+        small.write(b"0123456789");
+        small.finish();
+        assert_eq!(std::fs::read(&log).unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_written_stops_being_written() {
+        let path = Path::new("/dev/full");
+        let mut log = LogWriter::new(File::create(path).unwrap(), path, None);
+        log.write(b"first");
+        assert!(log.failed);
+        log.write(b"second");
+        log.finish();
+    }
+
+    #[test]
+    fn qemus_notice_of_our_own_stop_is_recognised() {
+        let line = "qemu-system-x86_64: terminating on signal 15 from pid 4242 (/bin/runner)";
+        assert!(is_stop_notice(line, 4242));
+        assert!(!is_stop_notice(line, 424));
+        assert!(!is_stop_notice(line, 42421));
+        assert!(is_stop_notice(
+            "qemu-system-aarch64: terminating on signal 2 from pid 7",
+            7
+        ));
+        assert!(!is_stop_notice("qemu-system-x86_64: -drive x: bad", 7));
     }
 }

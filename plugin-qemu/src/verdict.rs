@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use image_runner_core::Verdict;
+use image_runner_core::{RunMode, Verdict};
 
 use crate::serial::Hit;
 
@@ -17,25 +17,59 @@ pub struct Ended {
     pub timed_out: Option<Duration>,
     /// We stopped it because the user interrupted the runner.
     pub interrupted: bool,
-    /// We stopped it because a serial pattern matched.
+    /// We stopped it because a serial pattern matched or the boot watch saw the bootloader or
+    /// firmware give up.
     pub pattern: Option<Hit>,
     /// We stopped it because the serial handler ended the run with this verdict.
     pub handler: Option<Verdict>,
     /// Run time.
     pub duration: Duration,
-    /// What QEMU wrote on stderr.
+    /// What QEMU wrote on stderr (without its notice of the runner's own stop).
     pub stderr: String,
+    /// Whether the machine was seen running (QEMU's monitor answered and the machine was
+    /// started); `None` when QEMU's monitor was not watched.
+    pub started: Option<bool>,
+    /// Why the machine shut down, from the monitor's `SHUTDOWN` event: `guest-shutdown` (it
+    /// powered off), `guest-reset` (a reset or triple fault, an exit under `-no-reboot`),
+    /// `host-signal`, ...; `None` when no such event was seen.
+    pub shutdown: Option<String>,
 }
 
 impl Ended {
-    fn last_error(&self) -> Option<&str> {
-        self.stderr.lines().rev().find(|l| !l.trim().is_empty())
+    /// QEMU's error line: the last line QEMU prefixed with its name (not a warning), else the
+    /// last line saying "error", else the last line.
+    pub fn error_line(&self) -> Option<&str> {
+        self.qemu_error()
+            .or_else(|| {
+                self.lines()
+                    .find(|l| l.to_ascii_lowercase().contains("error"))
+            })
+            .or_else(|| self.lines().next())
+    }
+
+    /// Non-empty stderr lines, last first.
+    fn lines(&self) -> impl Iterator<Item = &str> {
+        self.stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .rev()
+    }
+
+    /// The last line QEMU prefixed with its name that is not a warning.
+    fn qemu_error(&self) -> Option<&str> {
+        self.lines().find(|l| {
+            (l.starts_with("qemu-system-") || l.starts_with("qemu:")) && !l.contains("warning:")
+        })
     }
 }
 
-/// Judges a run. Only the success code or the success pattern pass; outside tests a clean
-/// power-off (status 0) passes too. A verdict the serial handler gave is taken as it is.
-pub fn judge(ended: &Ended, is_test: bool, success: i32) -> Verdict {
+/// Judges a run in `mode`. Only the success code or the success pattern pass; outside tests
+/// a clean power-off (status 0) passes too, unless a success pattern was asked for or QEMU's
+/// monitor says the machine reset rather than powered off. A verdict the serial handler gave
+/// is taken as it is.
+pub fn judge(ended: &Ended, mode: &RunMode) -> Verdict {
+    let success = mode.success_exit_code;
     if ended.interrupted {
         return Verdict::Interrupted;
     }
@@ -48,6 +82,11 @@ pub fn judge(ended: &Ended, is_test: bool, success: i32) -> Verdict {
             return Verdict::GuestFailure {
                 code: None,
                 reason: format!("the serial output matched the failure pattern: {text:?}"),
+            };
+        }
+        Some(Hit::BootFailure(reason)) => {
+            return Verdict::Crashed {
+                reason: reason.clone(),
             };
         }
         _ => {}
@@ -68,14 +107,61 @@ pub fn judge(ended: &Ended, is_test: bool, success: i32) -> Verdict {
     if status == success {
         return Verdict::Success;
     }
+    let never_started = ended.started == Some(false);
+    let qemu_failed = |line: &str| Verdict::Crashed {
+        reason: format!("QEMU failed: {line}"),
+    };
     match status {
-        0 if !is_test => Verdict::Success,
-        0 => Verdict::Crashed {
-            reason: "QEMU exited with status 0, which is no test verdict: the guest reset (a triple fault under -no-reboot) or powered off without reporting".into(),
+        0 => match ended.shutdown.as_deref() {
+            Some("guest-reset") => Verdict::Crashed {
+                reason: "the guest reset (a triple fault, or a reboot, which -no-reboot turns into an exit) without reporting a verdict".into(),
+            },
+            // A power-off, or the user closing QEMU (its window, or a `quit` on their own
+            // monitor), ends a normal run.
+            Some("guest-shutdown" | "host-ui" | "host-qmp-quit") | None if !mode.is_test => match &mode.success_pattern {
+                Some(pattern) => Verdict::Crashed {
+                    reason: format!(
+                        "the guest powered off, but its serial output never matched `{}.success-pattern` ({pattern:?})",
+                        mode.name()
+                    ),
+                },
+                None => Verdict::Success,
+            },
+            Some("guest-shutdown") => Verdict::Crashed {
+                reason: "QEMU exited with status 0, which is no test verdict: the guest powered off without reporting one".into(),
+            },
+            None => Verdict::Crashed {
+                reason: "QEMU exited with status 0, which is no test verdict: the guest reset (a triple fault under -no-reboot) or powered off without reporting".into(),
+            },
+            Some(closed @ ("host-ui" | "host-qmp-quit")) => Verdict::Crashed {
+                reason: format!("QEMU was closed ({closed}) before the guest reported a verdict"),
+            },
+            Some(other) => match ended.error_line() {
+                Some(line) => qemu_failed(line),
+                None => Verdict::Crashed {
+                    reason: format!("QEMU stopped the machine ({other}) before it reported a verdict"),
+                },
+            },
         },
-        1 if ended.last_error().is_some() => Verdict::Crashed {
-            reason: format!("QEMU failed: {}", ended.last_error().unwrap_or_default()),
+        s if never_started => match ended.error_line() {
+            Some(line) => qemu_failed(line),
+            None => Verdict::Crashed {
+                reason: format!(
+                    "QEMU exited with status {s} before the machine started, and said nothing on stderr"
+                ),
+            },
         },
+        // A guest write of 0 to the exit port and QEMU's own failure both give status 1;
+        // once the machine is known to run, it is the guest's unless QEMU says otherwise.
+        1 if ended.started.is_none() || ended.qemu_error().is_some() => {
+            match ended.error_line() {
+                Some(line) => qemu_failed(line),
+                None => Verdict::GuestFailure {
+                    code: Some(0),
+                    reason: "QEMU exited with status 1 and said nothing: the guest wrote 0x0 to the exit port, or QEMU failed silently".into(),
+                },
+            }
+        }
         s if s % 2 == 1 => Verdict::GuestFailure {
             code: Some(s >> 1),
             reason: format!(
@@ -93,6 +179,18 @@ pub fn judge(ended: &Ended, is_test: bool, success: i32) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image_runner_core::Config;
+
+    /// The run mode: a test or a normal run, with `success` as the success exit code.
+    fn mode(is_test: bool, success: i32) -> RunMode {
+        let mut mode = RunMode::choose(&Config::default(), is_test);
+        mode.success_exit_code = success;
+        mode
+    }
+
+    fn judge(ended: &Ended, is_test: bool, success: i32) -> Verdict {
+        super::judge(ended, &mode(is_test, success))
+    }
 
     fn exited(status: i32) -> Ended {
         Ended {
@@ -181,5 +279,124 @@ mod tests {
             ..e
         };
         assert_eq!(judge(&e, true, 33), Verdict::Interrupted);
+    }
+
+    fn ran(status: i32, shutdown: Option<&str>) -> Ended {
+        Ended {
+            status: Some(status),
+            started: Some(true),
+            shutdown: shutdown.map(str::to_owned),
+            ..Ended::default()
+        }
+    }
+
+    #[test]
+    fn a_reset_is_no_clean_power_off() {
+        let reset = ran(0, Some("guest-reset"));
+        for is_test in [true, false] {
+            let verdict = judge(&reset, is_test, 33);
+            assert!(
+                matches!(&verdict, Verdict::Crashed { reason } if reason.contains("the guest reset")),
+                "{verdict:?}"
+            );
+        }
+        let off = ran(0, Some("guest-shutdown"));
+        assert_eq!(judge(&off, false, 33), Verdict::Success);
+        let verdict = judge(&off, true, 33);
+        assert!(
+            matches!(&verdict, Verdict::Crashed { reason } if reason.contains("powered off without reporting")),
+            "{verdict:?}"
+        );
+        // The user closed QEMU's window: the end of a normal run, no test verdict.
+        let closed = ran(0, Some("host-ui"));
+        assert_eq!(judge(&closed, false, 33), Verdict::Success);
+        assert!(matches!(judge(&closed, true, 33), Verdict::Crashed { .. }));
+        // Stopped from outside (someone else's SIGTERM): QEMU's own words.
+        let mut outside = ran(0, Some("host-signal"));
+        outside.stderr =
+            "qemu-system-x86_64: terminating on signal 15 from pid 4242 (kill)\n".into();
+        assert_eq!(
+            judge(&outside, false, 33),
+            Verdict::Crashed {
+                reason:
+                    "QEMU failed: qemu-system-x86_64: terminating on signal 15 from pid 4242 (kill)"
+                        .into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_success_pattern_never_seen_is_no_pass_of_a_normal_run() {
+        let mut run = mode(false, 33);
+        run.success_pattern = Some("^all passed$".into());
+        for ended in [ran(0, Some("guest-shutdown")), exited(0)] {
+            let verdict = super::judge(&ended, &run);
+            assert!(
+                matches!(&verdict, Verdict::Crashed { reason } if reason.contains("`run.success-pattern`")),
+                "{verdict:?}"
+            );
+        }
+        // The success code still passes.
+        assert_eq!(super::judge(&exited(33), &run), Verdict::Success);
+    }
+
+    #[test]
+    fn status_1_is_the_guests_only_once_the_machine_ran() {
+        // QEMU gave up before the machine started, silently.
+        let mut e = exited(1);
+        e.started = Some(false);
+        let verdict = judge(&e, true, 33);
+        assert_eq!(
+            verdict,
+            Verdict::Crashed {
+                reason: "QEMU exited with status 1 before the machine started, and said nothing on stderr".into()
+            }
+        );
+        // The machine ran: the guest wrote 0, even with warnings on stderr.
+        let mut e = ran(1, None);
+        e.stderr = "qemu-system-x86_64: warning: TCG doesn't support requested feature\n".into();
+        assert!(matches!(
+            judge(&e, true, 33),
+            Verdict::GuestFailure { code: Some(0), .. }
+        ));
+        // Unknown: both are said.
+        let verdict = judge(&exited(1), true, 33);
+        assert!(
+            matches!(&verdict, Verdict::GuestFailure { reason, .. } if reason.contains("or QEMU failed silently")),
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn qemus_error_line_is_quoted_not_its_last_line() {
+        let mut e = exited(1);
+        e.started = Some(false);
+        e.stderr = "qemu-system-x86_64: warning: host doesn't support requested feature\nqemu-system-x86_64: unsupported machine type\nUse -machine help to list supported machines\n".into();
+        assert_eq!(
+            judge(&e, true, 33),
+            Verdict::Crashed {
+                reason: "QEMU failed: qemu-system-x86_64: unsupported machine type".into()
+            }
+        );
+        e.stderr = "qemu: could not load PC BIOS 'x'\n".into();
+        assert_eq!(e.error_line(), Some("qemu: could not load PC BIOS 'x'"));
+        e.stderr = "something broke: Error 5\nsee the manual\n".into();
+        assert_eq!(e.error_line(), Some("something broke: Error 5"));
+        e.stderr = "a\nlast words\n\n".into();
+        assert_eq!(e.error_line(), Some("last words"));
+    }
+
+    #[test]
+    fn a_boot_failure_is_a_crash_with_its_own_words() {
+        let e = Ended {
+            pattern: Some(Hit::BootFailure("Limine gave up: PANIC: x".into())),
+            ..Ended::default()
+        };
+        assert_eq!(
+            judge(&e, false, 33),
+            Verdict::Crashed {
+                reason: "Limine gave up: PANIC: x".into()
+            }
+        );
     }
 }

@@ -239,6 +239,7 @@ impl Kernel {
                 ));
             }
         };
+        check_extent(path, reader, bits == 64)?;
         let head = &bytes[..bytes.len().min(HEAD)];
         Ok(Kernel {
             path: path.to_path_buf(),
@@ -336,6 +337,86 @@ fn has_multiboot2(head: &[u8]) -> bool {
     })
 }
 
+/// Refuses a truncated ELF (an interrupted copy or link): its program header table and the
+/// file bytes of every segment must lie within the file. Left alone, a truncated kernel fails
+/// only in the boot, as QEMU's or the bootloader's load error.
+fn check_extent(path: &Path, reader: &mut Ranges<'_>, is64: bool) -> Result<(), Error> {
+    let bytes = reader.head;
+    let fields = if is64 {
+        u64_le(bytes, 32)
+            .zip(u16_le(bytes, 54))
+            .zip(u16_le(bytes, 56))
+    } else {
+        u32_le(bytes, 28)
+            .map(u64::from)
+            .zip(u16_le(bytes, 42))
+            .zip(u16_le(bytes, 44))
+    };
+    let Some(((phoff, phentsize), phnum)) = fields else {
+        return Err(Error::kernel(path, "truncated or malformed ELF header"));
+    };
+    // No program headers, or more than fit the field (PN_XNUM): nothing to check here.
+    if phnum == 0 || phnum == 0xffff {
+        return Ok(());
+    }
+    let len = reader
+        .file
+        .metadata()
+        .map_err(|e| Error::io("read the kernel", path, e))?
+        .len();
+    let truncated = |what: String, end: u64| {
+        Error::kernel(
+            path,
+            format!(
+                "is truncated: {what} ends at byte {end}, past the end of the file (the file ends at byte {len}); rebuild it (was its copy or link interrupted?)"
+            ),
+        )
+    };
+    let (entry, size) = (
+        u64::from(phentsize),
+        u64::from(phentsize) * u64::from(phnum),
+    );
+    let table_end = phoff.saturating_add(size);
+    if table_end > len {
+        return Err(truncated("its program header table".into(), table_end));
+    }
+    let min_entry = if is64 { 56 } else { 32 };
+    let (Ok(offset), Ok(size)) = (usize::try_from(phoff), usize::try_from(size)) else {
+        return Ok(());
+    };
+    if entry < min_entry {
+        return Err(Error::kernel(
+            path,
+            format!("malformed ELF: program header entries of {entry} bytes"),
+        ));
+    }
+    let Some(table) = reader.read(offset, size) else {
+        return Ok(());
+    };
+    for i in 0..usize::from(phnum) {
+        let ph = i * usize::from(phentsize);
+        let (offset, filesz) = if is64 {
+            (u64_le(&table, ph + 8), u64_le(&table, ph + 32))
+        } else {
+            (
+                u32_le(&table, ph + 4).map(u64::from),
+                u32_le(&table, ph + 16).map(u64::from),
+            )
+        };
+        let (Some(offset), Some(filesz)) = (offset, filesz) else {
+            continue;
+        };
+        let end = offset.saturating_add(filesz);
+        if filesz > 0 && end > len {
+            return Err(truncated(
+                format!("segment {i} (file bytes {offset:#x}..{end:#x})"),
+                end,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A `PT_NOTE` segment holding a "Xen" note of type 18 (`XEN_ELFNOTE_PHYS32_ENTRY`).
 fn has_pvh_note(reader: &mut Ranges<'_>, is64: bool) -> Option<bool> {
     let bytes = reader.head;
@@ -411,6 +492,44 @@ mod tests {
         assert!(!has_multiboot1(&elf32_with(&bad)));
         let mb2 = header(&[0xE852_50D6, 0, 16, 0u32.wrapping_sub(0xE852_50D6 + 16)]);
         assert!(has_multiboot2(&elf32_with(&mb2)));
+    }
+
+    /// An ELF32 file of `len` bytes whose one segment holds file bytes `offset..offset+filesz`.
+    fn elf32_segment(len: usize, offset: u32, filesz: u32) -> Vec<u8> {
+        let mut b = elf32_with(&[]);
+        b.resize(len.max(52 + 32), 0);
+        b[28..32].copy_from_slice(&52u32.to_le_bytes()); // e_phoff
+        b[42..44].copy_from_slice(&32u16.to_le_bytes()); // e_phentsize
+        b[44..46].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        b[52..56].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        b[56..60].copy_from_slice(&offset.to_le_bytes());
+        b[68..72].copy_from_slice(&filesz.to_le_bytes());
+        b.truncate(len);
+        b
+    }
+
+    #[test]
+    fn a_truncated_elf_is_refused_with_where_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kernel");
+        std::fs::write(&path, elf32_segment(0x3000, 0x1000, 0x2000)).unwrap();
+        assert!(
+            Kernel::inspect(&path).is_ok(),
+            "a segment up to the end is fine"
+        );
+        std::fs::write(&path, elf32_segment(0x2fff, 0x1000, 0x2000)).unwrap();
+        let err = Kernel::inspect(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("is truncated: segment 0 (file bytes 0x1000..0x3000) ends at byte 12288, past the end of the file (the file ends at byte 12287)"),
+            "{err}"
+        );
+        // Cut inside the program header table.
+        std::fs::write(&path, &elf32_segment(0x3000, 0x1000, 0x2000)[..70]).unwrap();
+        let err = Kernel::inspect(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("its program header table ends at byte 84"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@
  *                    -no-reboot, which must not count as a pass)
  *   -DVARIANT_INPUT  "KERNEL: <name> input", then the prompt "login: "; reads one byte from
  *                    COM1 and exits with 0x10 if it is 'y', else 0x11 (tests typed input)
+ *   -DVARIANT_POWEROFF "KERNEL: <name> poweroff", then an ACPI power-off (QEMU exits 0, like
+ *                    for a reset under -no-reboot; QMP tells the two apart)
  *
  * The line text must stay in sync with tests/src/kernels.rs.
  */
@@ -22,7 +24,7 @@
 #define KERNELS_COMMON_H
 
 #if defined(VARIANT_PASS) + defined(VARIANT_FAIL) + defined(VARIANT_HANG) \
-    + defined(VARIANT_TRIPLE) + defined(VARIANT_INPUT) != 1
+    + defined(VARIANT_TRIPLE) + defined(VARIANT_INPUT) + defined(VARIANT_POWEROFF) != 1
 #error "define exactly one VARIANT_*"
 #endif
 
@@ -36,6 +38,8 @@
 #define VARIANT_WORD "triple"
 #elif defined(VARIANT_INPUT)
 #define VARIANT_WORD "input"
+#elif defined(VARIANT_POWEROFF)
+#define VARIANT_WORD "poweroff"
 #else
 #define VARIANT_WORD "hang"
 #endif

@@ -124,6 +124,9 @@ pub enum Variant {
     /// Multiboot kernel only: prints its line and `login: `, reads one byte from COM1, and exits
     /// like [`Variant::Pass`] if it is `y`, like [`Variant::Fail`] otherwise.
     Input,
+    /// Multiboot kernel only: prints its line, then powers the machine off through ACPI (QEMU
+    /// exits 0, as for a reset under `-no-reboot`).
+    PowerOff,
 }
 
 impl Variant {
@@ -138,6 +141,7 @@ impl Variant {
             Variant::Hang => "hang",
             Variant::TripleFault => "triple",
             Variant::Input => "input",
+            Variant::PowerOff => "poweroff",
         }
     }
 
@@ -146,7 +150,7 @@ impl Variant {
         match self {
             Variant::Pass => Some(0x10),
             Variant::Fail => Some(0x11),
-            Variant::Hang | Variant::TripleFault | Variant::Input => None,
+            Variant::Hang | Variant::TripleFault | Variant::Input | Variant::PowerOff => None,
         }
     }
 
@@ -192,7 +196,8 @@ pub fn marker(kernel: Kernel, variant: Variant) -> &'static str {
         (Kernel::Multiboot, Variant::Hang) => "KERNEL: multiboot hang",
         (Kernel::Multiboot, Variant::TripleFault) => "KERNEL: multiboot triple",
         (Kernel::Multiboot, Variant::Input) => "KERNEL: multiboot input",
-        (kernel, Variant::TripleFault | Variant::Input) => {
+        (Kernel::Multiboot, Variant::PowerOff) => "KERNEL: multiboot poweroff",
+        (kernel, Variant::TripleFault | Variant::Input | Variant::PowerOff) => {
             panic!("the {} kernel has no {variant:?} variant", kernel.name())
         }
         (Kernel::EfiApp, Variant::Pass) => "KERNEL: efi-app pass",
