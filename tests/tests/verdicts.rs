@@ -123,11 +123,13 @@ fn a_limine_panic_ends_the_run_at_once() {
     let project = limine_project("", "config = \"limine.conf.in\"");
     project.write(
         "limine.conf.in",
-        "timeout: 0\nserial: yes\n\n/broken\n    protocol: multiboot2\n    kernel_path: boot():/boot/missing\n",
+        // Through Limine's own `${ARCH}` macro, so the check of template paths before the build
+        // (which cannot know every macro) lets it pass.
+        "timeout: 0\nserial: yes\n\n/broken\n    protocol: multiboot2\n    kernel_path: boot():/boot/${ARCH}-missing\n",
     );
     let run = limine_boot(&project);
     run.assert_code(4).assert_stderr_contains(
-        "PANIC: multiboot2: Failed to open kernel with path `boot():/boot/missing`.",
+        "PANIC: multiboot2: Failed to open kernel with path `boot():/boot/",
     );
     assert!(run.elapsed < Duration::from_secs(30), "not at once: {run}");
 }
