@@ -148,7 +148,10 @@ fn main() {
     let stamp = dir.path().join("fat.stamp");
     BuildCheck::new(&stamp, &staging, "fat")
         .expect("check")
-        .record(&Image::new(PathBuf::from(&ours_fat), ImageKind::Fat))
+        .record(
+            &staging,
+            &Image::new(PathBuf::from(&ours_fat), ImageKind::Fat),
+        )
         .expect("stamp");
     let noop = time(|| {
         let check = BuildCheck::new(&stamp, &staging, "fat").expect("check");

@@ -16,12 +16,13 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use image_runner_core::{Error, Staging};
 
+use crate::digest::{Digests, IdSeed};
 use cache::BlockCache;
-use content::{Capture, Capturing, Placement};
+use content::{Capture, Capturing, Placement, Sink};
 use layout::Layout;
 
 /// A FAT variant. UEFI firmware reads all three.
@@ -76,9 +77,12 @@ pub struct FatOptions {
     /// Volume label: 1 to 11 ASCII letters, digits, spaces (not first) or ``!#$%&'()-@^_`{}~``.
     /// Lowercase letters are stored uppercase, as FAT labels are.
     pub label: Option<String>,
-    /// Volume serial number; `None`: derived from the staged paths and contents, so that the
-    /// same input always gives the same image.
+    /// Volume serial number; `None`: derived from the staged paths, lengths and content
+    /// digests, so that the same input always gives the same image.
     pub volume_id: Option<u32>,
+    /// Content digests known before the build (see [`Digests`]); the writer adds those it
+    /// computes. Files whose digest is known are copied kernel-side, without being read.
+    pub digests: Arc<Digests>,
 }
 
 /// What was written.
@@ -107,6 +111,22 @@ pub fn format_into<S: Read + Write + Seek>(
     prepared.write(storage, &layout, None)
 }
 
+/// Like [`format_into`] for a volume inside an image file: `storage` is the `size` bytes of
+/// `file` starting at byte `offset`. File contents are then copied by a second thread, straight
+/// into `file`, while fatfs writes the directories through `storage`.
+pub(crate) fn format_region<S: Read + Write + Seek>(
+    storage: S,
+    file: &File,
+    offset: u64,
+    size: u64,
+    staging: &Staging,
+    opts: &FatOptions,
+) -> Result<FatInfo, Error> {
+    let prepared = Prepared::new(staging, opts)?;
+    let layout = layout::plan(&prepared.content, opts.fat_type, Some(size))?;
+    prepared.write(storage, &layout, Some((file, offset)))
+}
+
 /// The size in bytes `format_into` would need for this staging list and FAT type.
 ///
 /// This is the size chosen when no size is given: content, directories, FATs and a little free
@@ -123,15 +143,8 @@ pub fn write_fat_file(out: &Path, staging: &Staging, opts: &FatOptions) -> Resul
     let prepared = Prepared::new(staging, opts)?;
     let layout = layout::plan(&prepared.content, opts.fat_type, opts.size)?;
     let size = opts.size.unwrap_or_else(|| layout.bytes());
-    let result = create_zeroed(out, size).and_then(|file| {
-        // A second, independent handle (its own file position) for the content copy that runs
-        // beside fatfs.
-        let content = std::fs::OpenOptions::new()
-            .write(true)
-            .open(out)
-            .map_err(|e| Error::io("open", out, e))?;
-        prepared.write(&file, &layout, Some(content))
-    });
+    let result =
+        create_zeroed(out, size).and_then(|file| prepared.write(&file, &layout, Some((&file, 0))));
     if result.is_err() {
         // Best effort: the error being returned matters more than one about the cleanup.
         let _ = std::fs::remove_file(out);
@@ -168,6 +181,7 @@ struct Prepared<'a> {
     label: Option<[u8; 11]>,
     volume_id: Option<u32>,
     time: &'static clock::FixedTime,
+    digests: Arc<Digests>,
 }
 
 impl<'a> Prepared<'a> {
@@ -180,27 +194,28 @@ impl<'a> Prepared<'a> {
             label,
             volume_id: opts.volume_id,
             time: clock::from_env()?,
+            digests: Arc::clone(&opts.digests),
         })
     }
 
-    /// Formats `storage` and fills it. File contents are copied by a second thread into
-    /// `content`, a second handle to the same storage, if given; else into `storage` once
-    /// fatfs is done.
+    /// Formats `storage` and fills it. File contents are copied by a second thread straight
+    /// into `region` (the file holding `storage`, and where in it the volume starts), if given;
+    /// else into `storage` once fatfs is done.
     fn write<S: Read + Write + Seek>(
         &self,
         storage: S,
         layout: &Layout,
-        content: Option<File>,
+        region: Option<(&File, u64)>,
     ) -> Result<FatInfo, Error> {
         let mut disk = BlockCache::new(storage, layout.bytes());
         format(&mut disk, layout, self.label, self.volume_id)?;
         let volume = raw::Volume::read(&mut disk, layout.fat_type).map_err(image_error)?;
-        let (mut storage, derived_id) = match content {
-            Some(content) => self.fill_beside_copy(disk, layout, &volume, content)?,
+        let (mut storage, seed) = match region {
+            Some(region) => self.fill_beside_copy(disk, layout, &volume, region)?,
             None => self.fill_then_copy(disk, layout, &volume)?,
         };
-        if let Some(volume_id) = derived_id {
-            raw::set_volume_id(&mut storage, &volume, volume_id).map_err(image_error)?;
+        if self.volume_id.is_none() {
+            raw::set_volume_id(&mut storage, &volume, seed.finish32()).map_err(image_error)?;
         }
         storage.flush().map_err(image_error)?;
         Ok(FatInfo {
@@ -211,24 +226,23 @@ impl<'a> Prepared<'a> {
         })
     }
 
-    /// Fills the volume while a second thread copies each file's content into `content` as
-    /// soon as fatfs has placed it. Returns the storage and the derived volume id, if any.
+    /// Fills the volume while a second thread copies each file's content into `file` (the
+    /// volume starting at byte `offset`) as soon as fatfs has placed it. Returns the storage and
+    /// the seed of the derived volume id.
     fn fill_beside_copy<S: Read + Write + Seek>(
         &self,
         mut disk: BlockCache<S>,
         layout: &Layout,
         volume: &raw::Volume,
-        mut content: File,
-    ) -> Result<(S, Option<u32>), Error> {
-        let hash = self.volume_id.is_none();
+        (file, offset): (&File, u64),
+    ) -> Result<(S, IdSeed), Error> {
+        let digests = &*self.digests;
         std::thread::scope(|scope| {
             let (send, receive) = mpsc::channel::<Placement<'_>>();
             let copier = std::thread::Builder::new()
                 .name("fat-content".into())
                 .spawn_scoped(scope, move || {
-                    let copied = content::copy_all(receive, &mut content, hash)?;
-                    content.flush().map_err(image_error)?;
-                    Ok(copied)
+                    content::copy_all(receive, &mut Sink::file(file, offset), digests)
                 })
                 .map_err(|e| Error::plugin_source("fat", "could not start the content copy", e))?;
             // A failed send means the copier stopped on an error, which `join` reports.
@@ -252,15 +266,15 @@ impl<'a> Prepared<'a> {
         mut disk: BlockCache<S>,
         layout: &Layout,
         volume: &raw::Volume,
-    ) -> Result<(S, Option<u32>), Error> {
+    ) -> Result<(S, IdSeed), Error> {
         let mut placements = Vec::new();
         self.fill(&mut disk, layout, volume, &mut |placement| {
             placements.push(placement)
         })?;
         finish_metadata(&mut disk, volume)?;
         let mut storage = disk.into_inner();
-        let derived_id = content::copy_all(placements, &mut storage, self.volume_id.is_none())?;
-        Ok((storage, derived_id))
+        let seed = content::copy_all(placements, &mut Sink::Stream(&mut storage), &self.digests)?;
+        Ok((storage, seed))
     }
 
     /// Creates the tree in the formatted volume, content aside: `place` receives where each

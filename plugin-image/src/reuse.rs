@@ -1,19 +1,32 @@
 //! Reusing a built image when nothing it depends on changed. A stamp beside the output records
-//! the fingerprint of the inputs; file contents are hashed only when their metadata changed, so
-//! an unchanged no-op check costs a `stat` per file.
+//! the fingerprint of the inputs and each file's content digest by file identity, so an
+//! unchanged no-op check costs a `stat` per file.
+//!
+//! Contents are read as rarely as possible: a file whose identity is unchanged keeps its
+//! recorded digest; one whose identity changed is hashed only if it could still be the same
+//! (same host path and length as last time, everything else unchanged too), to tell a touched
+//! file from a changed one. When the image has to be rebuilt anyway (no stamp, other
+//! settings, a new or resized file), nothing is hashed here: the writer computes the missing
+//! digests while it copies the files (see [`crate::digest`]), and the stamp is written after
+//! the build from them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use image_runner_core::{BuildRequest, Error, Image, ImageKind, Source, Staging};
 use image_runner_disk_layout::content_hash::Hasher;
 
+use crate::digest::Digests;
+
 /// What a stamp file holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Stamp {
+    /// Everything but file contents: the settings, the boot hints and the staged paths.
+    settings: String,
     fingerprint: String,
     image: Option<(PathBuf, String)>,
-    /// File identity (device, inode, size, mtime) → content hash, from the last build.
+    /// File identity (device, inode, size, mtime, path) → content digest, from the last build.
     files: BTreeMap<String, String>,
 }
 
@@ -26,6 +39,7 @@ impl Stamp {
         for line in text.lines() {
             let mut parts = line.splitn(3, '\t');
             match (parts.next(), parts.next(), parts.next()) {
+                (Some("settings"), Some(s), None) => stamp.settings = s.to_owned(),
                 (Some("fingerprint"), Some(f), None) => stamp.fingerprint = f.to_owned(),
                 (Some("image"), Some(kind), Some(p)) => {
                     stamp.image = Some((PathBuf::from(p), kind.to_owned()))
@@ -40,7 +54,10 @@ impl Stamp {
     }
 
     fn render(&self) -> String {
-        let mut out = format!("fingerprint\t{}\n", self.fingerprint);
+        let mut out = format!(
+            "settings\t{}\nfingerprint\t{}\n",
+            self.settings, self.fingerprint
+        );
         if let Some((path, kind)) = &self.image {
             out.push_str(&format!("image\t{kind}\t{}\n", path.display()));
         }
@@ -64,57 +81,120 @@ fn identity(path: &Path) -> Result<String, Error> {
         .map_err(|e| Error::io("read the metadata of", path, e))
 }
 
+/// The length and host path an identity (`dev:ino:len:mtime:path`) names.
+fn length_and_path(identity: &str) -> Option<(&str, &str)> {
+    let mut parts = identity.splitn(5, ':');
+    let (_dev, _ino, len, _mtime, path) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    Some((len, path))
+}
+
+fn digest_text(digest: u64) -> String {
+    format!("{digest:016x}")
+}
+
 /// The inputs of one image build and what the last build left.
 #[derive(Debug)]
 pub struct BuildCheck {
     stamp_path: PathBuf,
-    new: Stamp,
     old: Stamp,
+    settings: String,
+    /// Each staged host file and its identity before the build.
+    files: Vec<(PathBuf, String)>,
+    digests: Arc<Digests>,
+    /// The inputs' fingerprint, if it was worth computing (the image might be reusable).
+    fingerprint: Option<String>,
 }
 
 impl BuildCheck {
-    /// Fingerprints `staging` and `options` (the format's settings as text), reusing content
-    /// hashes of files whose identity is unchanged since the build recorded in `stamp_path`.
+    /// Fingerprints `staging` and `options` (the format's settings as text), taking the digests
+    /// of files whose identity is unchanged since the build recorded in `stamp_path` from it,
+    /// and reading files only where that decides whether the image can be reused.
     pub fn new(stamp_path: &Path, staging: &Staging, options: &str) -> Result<BuildCheck, Error> {
         let old = Stamp::read(stamp_path);
-        let mut files = BTreeMap::new();
-        let mut hash = Hasher::new();
-        hash.text(options);
-        hash.text(&format!("{:?}", staging.hints));
+        let mut settings = Hasher::new();
+        settings.text(options);
+        settings.text(&format!("{:?}", staging.hints));
         for (path, source) in &staging.entries {
-            hash.text(path.as_str());
-            match source {
-                Source::File(file) => {
-                    let id = identity(file)?;
-                    let content = match old.files.get(&id) {
-                        Some(known) => known.clone(),
-                        None => {
-                            let mut h = Hasher::new();
-                            h.file(file).map_err(|e| Error::io("read", file, e))?;
-                            h.finish()
-                        }
-                    };
-                    hash.text(&content);
-                    files.insert(id, content);
+            settings.text(path.as_str());
+            settings.text(match source {
+                Source::File(_) => "file",
+                _ => "generated",
+            });
+        }
+        let settings = settings.finish();
+        let digests = Arc::new(Digests::new());
+        let mut files = Vec::new();
+        let mut unknown = Vec::new();
+        for source in staging.entries.values() {
+            if let Source::File(path) = source {
+                let id = identity(path)?;
+                match old
+                    .files
+                    .get(&id)
+                    .and_then(|d| u64::from_str_radix(d, 16).ok())
+                {
+                    Some(digest) => digests.insert(path, digest),
+                    None => unknown.push((path, files.len())),
                 }
-                Source::Bytes(bytes) => hash.bytes(bytes),
-                other => hash.bytes(&other.read()?),
+                files.push((path.clone(), id));
             }
         }
-        Ok(BuildCheck {
+        let mut check = BuildCheck {
             stamp_path: stamp_path.to_path_buf(),
-            new: Stamp {
-                fingerprint: hash.finish(),
-                image: None,
-                files,
-            },
             old,
-        })
+            settings,
+            files,
+            digests,
+            fingerprint: None,
+        };
+        // Only a file at the same place with the same length as last time can have the same
+        // content; anything else means a rebuild, and the writer will hash what it copies.
+        let could_match = {
+            let old = &check.old;
+            let before: HashSet<(&str, &str)> = old
+                .files
+                .keys()
+                .filter_map(|id| length_and_path(id))
+                .collect();
+            old.settings == check.settings
+                && old.image.is_some()
+                && unknown.iter().all(|&(_, i)| {
+                    length_and_path(&check.files[i].1).is_some_and(|key| before.contains(&key))
+                })
+        };
+        if could_match {
+            for (path, _) in unknown {
+                check.digests.get_or_read(&Source::File(path.clone()))?;
+            }
+            check.fingerprint = Some(check.fingerprint(staging)?);
+        }
+        Ok(check)
+    }
+
+    /// The digests known so far, for the writer to use and complete.
+    pub fn digests(&self) -> &Arc<Digests> {
+        &self.digests
+    }
+
+    /// Settings and every content digest together; reads files whose digest is still unknown.
+    fn fingerprint(&self, staging: &Staging) -> Result<String, Error> {
+        let mut hash = Hasher::new();
+        hash.text(&self.settings);
+        for source in staging.entries.values() {
+            hash.update(&self.digests.get_or_read(source)?.to_le_bytes());
+        }
+        Ok(hash.finish())
     }
 
     /// The image of the last build, if it was built from the same inputs and is still there.
     pub fn reusable(&self) -> Option<Image> {
-        if self.old.fingerprint != self.new.fingerprint {
+        if self.fingerprint.as_ref() != Some(&self.old.fingerprint) {
             return None;
         }
         let (path, kind) = self.old.image.as_ref()?;
@@ -132,10 +212,25 @@ impl BuildCheck {
         }
     }
 
-    /// Records `image` as the output of these inputs.
-    pub fn record(mut self, image: &Image) -> Result<(), Error> {
-        self.new.image = Some((image.path.clone(), kind_name(image.kind).to_owned()));
-        let text = self.new.render();
+    /// Records `image` as the output of `staging` (the list this check was made for). Digests
+    /// the writer did not compute are read now.
+    pub fn record(self, staging: &Staging, image: &Image) -> Result<(), Error> {
+        let fingerprint = match &self.fingerprint {
+            Some(known) => known.clone(),
+            None => self.fingerprint(staging)?,
+        };
+        let mut files = BTreeMap::new();
+        for (path, id) in &self.files {
+            let digest = self.digests.get_or_read(&Source::File(path.clone()))?;
+            files.insert(id.clone(), digest_text(digest));
+        }
+        let stamp = Stamp {
+            settings: self.settings,
+            fingerprint,
+            image: Some((image.path.clone(), kind_name(image.kind).to_owned())),
+            files,
+        };
+        let text = stamp.render();
         image_runner_core::fs::write_atomic(&self.stamp_path, |file, temp| {
             use std::io::Write;
             file.write_all(text.as_bytes())
@@ -147,13 +242,14 @@ impl BuildCheck {
 /// Builds the image of format `name` at `path` through `write` (which writes the file or folder
 /// at the temporary path it is given), lets the bootloader finish it, and publishes it; or, when
 /// the staging list and every setting the image depends on are unchanged since the last build,
-/// reuses that image without writing anything.
+/// reuses that image without writing anything. `write` gets the content digests known so far
+/// (see [`Digests`]) and adds those it computes.
 pub fn build_or_reuse(
     request: &BuildRequest<'_>,
     name: &str,
     kind: ImageKind,
     path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), Error>,
+    write: impl FnOnce(&Path, &Arc<Digests>) -> Result<(), Error>,
 ) -> Result<Image, Error> {
     let ctx = request.ctx;
     let decisions = &ctx.decisions;
@@ -180,19 +276,20 @@ pub fn build_or_reuse(
         return Ok(image);
     }
     check.invalidate()?;
+    let digests = Arc::clone(check.digests());
     if kind == ImageKind::Directory {
         crate::directory::publish_tree(path, |temp| {
-            write(temp)?;
+            write(temp, &digests)?;
             request.finish(&Image::new(temp, kind))
         })?;
     } else {
         image_runner_core::fs::write_atomic(path, |_, temp| {
-            write(temp)?;
+            write(temp, &digests)?;
             request.finish(&Image::new(temp, kind))
         })?;
     }
     let image = Image::new(path, kind);
-    check.record(&image)?;
+    check.record(request.staging, &image)?;
     Ok(image)
 }
 
@@ -215,7 +312,9 @@ mod tests {
 
         let first = BuildCheck::new(&stamp, &staging, "fat").unwrap();
         assert!(first.reusable().is_none());
-        first.record(&Image::new(&image, ImageKind::Fat)).unwrap();
+        first
+            .record(&staging, &Image::new(&image, ImageKind::Fat))
+            .unwrap();
 
         let again = BuildCheck::new(&stamp, &staging, "fat").unwrap();
         assert_eq!(again.reusable(), Some(Image::new(&image, ImageKind::Fat)));
@@ -237,6 +336,48 @@ mod tests {
     }
 
     #[test]
+    fn files_are_read_only_when_that_decides_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("kernel");
+        std::fs::write(&kernel, b"version 1").unwrap();
+        let image = dir.path().join("image.fat");
+        std::fs::write(&image, b"built").unwrap();
+        let stamp = dir.path().join("image.stamp");
+        let mut staging = Staging::new();
+        staging
+            .add_file("boot/kernel", Source::File(kernel.clone()))
+            .unwrap();
+        let hashed = |check: &BuildCheck| check.digests().get(&kernel).is_some();
+
+        // No stamp: a rebuild for sure, nothing read (the writer hashes while it copies).
+        let cold = BuildCheck::new(&stamp, &staging, "fat").unwrap();
+        assert!(cold.reusable().is_none() && !hashed(&cold));
+        cold.record(&staging, &Image::new(&image, ImageKind::Fat))
+            .unwrap();
+        // Unchanged: the digest comes from the stamp.
+        let same = BuildCheck::new(&stamp, &staging, "fat").unwrap();
+        assert!(same.reusable().is_some() && hashed(&same));
+
+        // Another length: changed for sure, not read.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(&kernel, b"version 1.1").unwrap();
+        let grown = BuildCheck::new(&stamp, &staging, "fat").unwrap();
+        assert!(grown.reusable().is_none() && !hashed(&grown));
+        // Other settings: not read either.
+        let other = BuildCheck::new(&stamp, &staging, "fat label=X").unwrap();
+        assert!(other.reusable().is_none() && !hashed(&other));
+        grown
+            .record(&staging, &Image::new(&image, ImageKind::Fat))
+            .unwrap();
+
+        // Same length, new identity: read, to tell a touched file from a changed one.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(&kernel, b"version 1.2").unwrap();
+        let touched = BuildCheck::new(&stamp, &staging, "fat").unwrap();
+        assert!(touched.reusable().is_none() && hashed(&touched));
+    }
+
+    #[test]
     fn touched_but_identical_files_still_match() {
         let dir = tempfile::tempdir().unwrap();
         let kernel = dir.path().join("kernel");
@@ -248,7 +389,7 @@ mod tests {
         staging.add_file("k", Source::File(kernel.clone())).unwrap();
         BuildCheck::new(&stamp, &staging, "")
             .unwrap()
-            .record(&Image::new(&image, ImageKind::Iso))
+            .record(&staging, &Image::new(&image, ImageKind::Iso))
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&kernel, b"same").unwrap();

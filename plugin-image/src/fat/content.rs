@@ -19,12 +19,14 @@
 //! copy never overwrite each other's bytes.
 
 use std::cell::{Cell, RefCell};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use image_runner_core::{Error, Source};
-use image_runner_disk_layout::content_hash::Hasher as ContentHash;
 
 use super::tree;
+use crate::copy::{self, Copier};
+use crate::digest::{Digests, IdSeed, Streaming, of_bytes};
 
 /// Bytes moved per read and write. Large enough that system calls cost little, small enough
 /// to stay in the CPU cache between the read, the hash and the write.
@@ -136,27 +138,85 @@ impl<T: Seek> Seek for Capturing<'_, T> {
     }
 }
 
-/// Writes the content of every placement, in order, into `out`; returns the content hash for
-/// the volume id if `hash` (over each file's path, content and length, in this order).
-pub(super) fn copy_all<'p, W: Write + Seek>(
-    placements: impl IntoIterator<Item = Placement<'p>>,
-    out: &mut W,
-    hash: bool,
-) -> Result<Option<u32>, Error> {
-    let mut hash = hash.then(ContentHash::new);
-    let mut buffer = vec![0u8; BUFFER_SIZE];
-    for placement in placements {
-        copy(&placement, out, hash.as_mut(), &mut buffer)?;
-    }
-    Ok(hash.map(|h| h.finish32()))
+/// Where file contents go.
+pub(super) enum Sink<'s> {
+    /// The image file itself, the volume starting at byte `base`: positional writes only (the
+    /// file's position belongs to fatfs's handle), and kernel-side copies of content whose
+    /// digest is known.
+    File {
+        file: &'s File,
+        base: u64,
+        copier: Copier,
+    },
+    /// Any other storage, through its position.
+    Stream(&'s mut dyn WriteSeek),
 }
 
-fn copy<W: Write + Seek>(
+/// Storage written through its position.
+pub(super) trait WriteSeek: Write + Seek {}
+
+impl<T: Write + Seek> WriteSeek for T {}
+
+impl Sink<'_> {
+    /// A sink into `file`, whose volume starts at byte `base`.
+    pub(super) fn file(file: &File, base: u64) -> Sink<'_> {
+        Sink::File {
+            file,
+            base,
+            copier: Copier::new(),
+        }
+    }
+
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::File { file, base, .. } => copy::write_all_at(file, bytes, *base + offset),
+            Sink::Stream(out) => {
+                out.seek(SeekFrom::Start(offset))?;
+                out.write_all(bytes)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File { .. } => Ok(()),
+            Sink::Stream(out) => out.flush(),
+        }
+    }
+}
+
+/// Writes the content of every placement, in order, into `sink`. Returns the seed of the
+/// derived volume id: each file's path, length and digest, in this order. Digests not known
+/// yet are computed on the way and recorded in `digests`.
+pub(super) fn copy_all<'p>(
+    placements: impl IntoIterator<Item = Placement<'p>>,
+    sink: &mut Sink<'_>,
+    digests: &Digests,
+) -> Result<IdSeed, Error> {
+    let mut seed = IdSeed::new();
+    let mut buffer = Vec::new();
+    for placement in placements {
+        let digest = copy(&placement, sink, digests, &mut buffer)?;
+        let file = placement.file;
+        seed.file(file.path.as_str(), file.len, digest);
+    }
+    sink.flush().map_err(|e| {
+        Error::plugin_source(
+            "fat",
+            "could not write the file contents of the FAT image",
+            e,
+        )
+    })?;
+    Ok(seed)
+}
+
+/// Copies one file's content; returns its digest.
+fn copy(
     placement: &Placement<'_>,
-    out: &mut W,
-    mut hash: Option<&mut ContentHash>,
-    buffer: &mut [u8],
-) -> Result<(), Error> {
+    sink: &mut Sink<'_>,
+    digests: &Digests,
+    buffer: &mut Vec<u8>,
+) -> Result<u64, Error> {
     let file = placement.file;
     let write_error = |e: io::Error| {
         Error::plugin_source(
@@ -173,7 +233,7 @@ fn copy<W: Write + Seek>(
             e,
         ),
     };
-    let changed = |read: u64| {
+    let changed = |read: String| {
         Error::plugin(
             "fat",
             format!(
@@ -183,59 +243,147 @@ fn copy<W: Write + Seek>(
             ),
         )
     };
-    if let Some(hash) = hash.as_deref_mut() {
-        hash.update(file.path.as_str().as_bytes());
-        hash.update(&[0]);
-    }
-    // A plain file rather than `Source::open`'s buffered reader: reads here are large already.
-    let mut input: Box<dyn Read + '_> = match file.source {
-        Source::File(path) => {
-            Box::new(std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?)
+    let copy_error = |e: CopyError| match (e, file.source) {
+        (CopyError::Read(e), Source::File(path)) => Error::io("read", path, e),
+        (CopyError::Read(e), _) => read_error(e),
+        (CopyError::Write(e), _) => write_error(e),
+        (CopyError::Either(e), Source::File(path)) => Error::plugin_source(
+            "fat",
+            format!(
+                "could not copy `{}` into the FAT image as `{}`",
+                path.display(),
+                file.path
+            ),
+            e,
+        ),
+        (CopyError::Either(e), _) => write_error(e),
+    };
+    let path = match file.source {
+        Source::File(path) => path,
+        other => {
+            let read;
+            let bytes = match other {
+                Source::Bytes(bytes) => bytes,
+                other => {
+                    read = other.read()?;
+                    &read
+                }
+            };
+            if bytes.len() as u64 != file.len {
+                return Err(changed(bytes.len().to_string()));
+            }
+            let mut rest: &[u8] = bytes;
+            for &(offset, len) in &placement.extents {
+                // The extents add up to the content's length, checked above.
+                let (piece, after) = rest.split_at(len as usize);
+                sink.write_at(offset, piece).map_err(write_error)?;
+                rest = after;
+            }
+            return Ok(of_bytes(bytes));
         }
-        other => other.open()?,
+    };
+    let input = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut state = match digests.get(path) {
+        Some(digest) => Digest::Known(digest),
+        None => Digest::Hashing(Streaming::new(file.len)),
     };
     let mut copied = 0u64;
     for &(offset, len) in &placement.extents {
-        out.seek(SeekFrom::Start(offset)).map_err(write_error)?;
-        let mut left = len;
-        while left > 0 {
-            // At most BUFFER_SIZE, so the cast cannot truncate.
-            let want = left.min(buffer.len() as u64) as usize;
-            let got = read_full(&mut input, &mut buffer[..want]).map_err(read_error)?;
-            if let Some(hash) = hash.as_deref_mut() {
-                hash.update(&buffer[..got]);
+        let got = match (&mut state, &mut *sink) {
+            // Content whose digest is known is never read here.
+            (
+                Digest::Known(_),
+                Sink::File {
+                    file: out,
+                    base,
+                    copier,
+                },
+            ) => copier
+                .copy(&input, copied, out, *base + offset, len)
+                .map_err(CopyError::Either),
+            (Digest::Known(_), sink) => stream(&input, copied, sink, offset, len, None, buffer),
+            (Digest::Hashing(digest), sink) => {
+                stream(&input, copied, sink, offset, len, Some(digest), buffer)
             }
-            out.write_all(&buffer[..got]).map_err(write_error)?;
-            copied += got as u64;
-            left -= got as u64;
-            if got < want {
-                return Err(changed(copied));
-            }
+        }
+        .map_err(copy_error)?;
+        copied += got;
+        if got < len {
+            return Err(changed(copied.to_string()));
         }
     }
     // The clusters were allocated for the length seen earlier; more content would not fit.
-    if copied != file.len {
-        return Err(changed(copied));
+    let now = input.metadata().map_err(read_error)?.len();
+    if now != file.len {
+        return Err(changed(if now > file.len {
+            "more".into()
+        } else {
+            now.to_string()
+        }));
     }
-    let more = io::copy(&mut input, &mut io::sink()).map_err(read_error)?;
-    if more > 0 {
-        return Err(changed(copied + more));
-    }
-    if let Some(hash) = hash {
-        hash.update(&copied.to_le_bytes());
-    }
-    Ok(())
+    Ok(match state {
+        Digest::Known(digest) => digest,
+        Digest::Hashing(streamed) => {
+            let digest = streamed.finish();
+            digests.insert(path, digest);
+            digest
+        }
+    })
 }
 
-/// Fills `buf` unless the input ends first; returns the bytes read.
-fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+/// A file's digest during its copy.
+enum Digest {
+    Known(u64),
+    Hashing(Streaming),
+}
+
+/// An I/O error while copying, and on which side.
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+    /// From a kernel-side copy, which does not say.
+    Either(io::Error),
+}
+
+/// Reads `len` bytes of `input` from `from`, adds them to `digest` and writes them at `offset`
+/// of the sink. Returns the bytes copied: fewer than `len` only if the input ended.
+fn stream(
+    input: &File,
+    from: u64,
+    sink: &mut Sink<'_>,
+    offset: u64,
+    len: u64,
+    mut digest: Option<&mut Streaming>,
+    buffer: &mut Vec<u8>,
+) -> Result<u64, CopyError> {
+    if buffer.is_empty() {
+        buffer.resize(BUFFER_SIZE, 0);
+    }
+    let mut done = 0u64;
+    while done < len {
+        // At most BUFFER_SIZE, so the cast cannot truncate.
+        let want = (len - done).min(buffer.len() as u64) as usize;
+        let got = read_full(input, &mut buffer[..want], from + done).map_err(CopyError::Read)?;
+        if let Some(digest) = digest.as_deref_mut() {
+            digest.update(&buffer[..got]);
+        }
+        sink.write_at(offset + done, &buffer[..got])
+            .map_err(CopyError::Write)?;
+        done += got as u64;
+        if got < want {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Fills `buf` from `offset` unless the input ends first; returns the bytes read.
+fn read_full(input: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        match copy::read_at(input, &mut buf[filled..], offset + filled as u64)? {
+            0 => break,
+            n => filled += n,
         }
     }
     Ok(filled)
@@ -247,58 +395,109 @@ mod tests {
     use image_runner_core::ImagePath;
     use std::io::Cursor;
 
+    /// Copies one file into a fresh 1 MiB file through a file sink and into a buffer through a
+    /// stream sink; checks both hold the same bytes (and give the same seed) and returns them.
+    fn copy_both_ways(file: &tree::File<'_>, extents: &[(u64, u64)], digests: &Digests) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("image");
+        let out = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&image)
+            .unwrap();
+        out.set_len(1 << 20).unwrap();
+        let base = 4096;
+        let placement = || Placement {
+            file,
+            extents: extents.to_vec(),
+        };
+        let by_file = copy_all([placement()], &mut Sink::file(&out, base), digests).unwrap();
+        let mut cursor = Cursor::new(vec![0u8; (1 << 20) - base as usize]);
+        let by_stream = copy_all([placement()], &mut Sink::Stream(&mut cursor), digests).unwrap();
+        assert_eq!(by_file.finish64(), by_stream.finish64());
+        let written = std::fs::read(&image).unwrap();
+        assert!(written[..base as usize].iter().all(|&b| b == 0));
+        assert!(written[base as usize..] == cursor.into_inner()[..]);
+        written[base as usize..].to_vec()
+    }
+
     #[test]
     fn content_fills_its_extents_in_order() {
         let path = ImagePath::new("boot/kernel").unwrap();
         let bytes: Vec<u8> = (0..BUFFER_SIZE as u32 + 1000).map(|i| i as u8).collect();
-        let source = Source::Bytes(bytes.clone());
-        let file = tree::File {
-            path: &path,
-            source: &source,
-            len: bytes.len() as u64,
-        };
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("kernel");
+        std::fs::write(&host, &bytes).unwrap();
         // The first extent is larger than the buffer, the second lies before it.
         let first = BUFFER_SIZE as u64 + 600;
-        let placement = Placement {
-            file: &file,
-            extents: vec![(1000, first), (100, 400)],
+        let extents = [(8192, first), (100, 400)];
+        let check = |out: &[u8]| {
+            assert_eq!(out[8192..8192 + first as usize], bytes[..first as usize]);
+            assert_eq!(out[100..500], bytes[first as usize..]);
+            assert!(out[..100].iter().chain(&out[500..8192]).all(|&b| b == 0));
         };
-        let mut out = Cursor::new(vec![0u8; BUFFER_SIZE + 4096]);
-        let hash = copy_all([placement], &mut out, true).unwrap();
-        let out = out.into_inner();
-        assert_eq!(out[1000..1000 + first as usize], bytes[..first as usize]);
-        assert_eq!(out[100..500], bytes[first as usize..]);
-        assert!(out[..100].iter().chain(&out[500..1000]).all(|&b| b == 0));
-        let placement = Placement {
-            file: &file,
-            extents: vec![(1000, first), (100, 400)],
-        };
-        let mut again = Cursor::new(vec![0u8; BUFFER_SIZE + 4096]);
-        assert_eq!(copy_all([placement], &mut again, true).unwrap(), hash);
-        assert!(hash.is_some());
+        for source in [Source::Bytes(bytes.clone()), Source::File(host.clone())] {
+            let file = tree::File {
+                path: &path,
+                source: &source,
+                len: bytes.len() as u64,
+            };
+            // Digest unknown (read and hashed), then known (copied kernel-side for a file).
+            let digests = Digests::new();
+            check(&copy_both_ways(&file, &extents, &digests));
+            assert_eq!(digests.known(&source), Some(of_bytes(&bytes)));
+            check(&copy_both_ways(&file, &extents, &digests));
+        }
     }
 
     #[test]
     fn content_that_changed_length_is_an_error() {
         let path = ImagePath::new("grown").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let image = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("image"))
+            .unwrap();
+        image.set_len(64).unwrap();
         for (now, then) in [(10usize, 8u64), (6, 8)] {
-            let source = Source::Bytes(vec![1; now]);
-            let file = tree::File {
-                path: &path,
-                source: &source,
-                len: then,
+            let host = dir.path().join("source");
+            std::fs::write(&host, vec![1; now]).unwrap();
+            let as_file = if now > then as usize {
+                "more".to_owned()
+            } else {
+                now.to_string()
             };
-            let placement = Placement {
-                file: &file,
-                extents: vec![(0, then)],
-            };
-            let err = copy_all([placement], &mut Cursor::new(vec![0u8; 16]), false)
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains("/grown") && err.contains(&format!("then {now} bytes were read")),
-                "{err}"
-            );
+            // Bytes; a file read and hashed; a file with a known digest, copied kernel-side.
+            let known = Digests::new();
+            known.insert(&host, 0);
+            let cases = [
+                (Source::Bytes(vec![1; now]), Digests::new(), now.to_string()),
+                (Source::File(host.clone()), Digests::new(), as_file.clone()),
+                (Source::File(host.clone()), known, as_file),
+            ];
+            for (source, digests, read) in cases {
+                let file = tree::File {
+                    path: &path,
+                    source: &source,
+                    len: then,
+                };
+                let placement = Placement {
+                    file: &file,
+                    extents: vec![(0, then)],
+                };
+                let err = copy_all([placement], &mut Sink::file(&image, 0), &digests)
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains("/grown") && err.contains(&format!("then {read} bytes were read")),
+                    "{source:?}: {err}"
+                );
+            }
         }
     }
 
