@@ -1,13 +1,15 @@
-//! The FAT image writer: plans a FAT12/16/32 volume for a staging list and fills it through
-//! fatfs, reproducibly, correcting what fatfs 0.3.6 gets wrong.
+//! The FAT image writer: plans a FAT12/16/32 volume for a staging list, formats it with fatfs
+//! and fills it, reproducibly.
 //!
-//! fatfs formats the volume, creates every directory and directory entry and allocates every
-//! cluster chain; file contents bypass it and go straight to the storage (see `content`),
-//! in parallel with fatfs's work when writing to a file.
+//! fatfs formats the volume (boot sector, FSInfo, empty FATs and root directory); the
+//! directories, their entries and the cluster chains are then computed and written here (see
+//! `fill`), and file contents go straight to their clusters (see `content`), in parallel with
+//! the directories when writing to a file.
 
 mod cache;
 mod clock;
 mod content;
+mod fill;
 mod layout;
 mod raw;
 mod tree;
@@ -16,13 +18,13 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
 use image_runner_core::{Error, Staging};
 
-use crate::digest::{Digests, IdSeed};
+use crate::digest::Digests;
 use cache::BlockCache;
-use content::{Capture, Capturing, Placement, Sink};
+use content::Sink;
 use layout::Layout;
 
 /// A FAT variant. UEFI firmware reads all three.
@@ -199,8 +201,8 @@ impl<'a> Prepared<'a> {
     }
 
     /// Formats `storage` and fills it. File contents are copied by a second thread straight
-    /// into `region` (the file holding `storage`, and where in it the volume starts), if given;
-    /// else into `storage` once fatfs is done.
+    /// into `region` (the file holding `storage`, and where in it the volume starts) while the
+    /// directories and FATs are written, if given; else into `storage` afterwards.
     fn write<S: Read + Write + Seek>(
         &self,
         storage: S,
@@ -209,10 +211,37 @@ impl<'a> Prepared<'a> {
     ) -> Result<FatInfo, Error> {
         let mut disk = BlockCache::new(storage, layout.bytes());
         format(&mut disk, layout, self.label, self.volume_id)?;
-        let volume = raw::Volume::read(&mut disk, layout.fat_type).map_err(image_error)?;
-        let (mut storage, seed) = match region {
-            Some(region) => self.fill_beside_copy(disk, layout, &volume, region)?,
-            None => self.fill_then_copy(disk, layout, &volume)?,
+        disk.write_back_all().map_err(image_error)?;
+        let mut storage = disk.into_inner();
+        let volume = raw::Volume::read(&mut storage, layout.fat_type).map_err(image_error)?;
+        check_formatted(&volume, layout)?;
+        let time = fatfs::TimeProvider::get_current_date_time(self.time);
+        let fill::Plan {
+            metadata,
+            placements,
+        } = fill::plan(&self.tree, &volume, self.label, time)?;
+        let digests = &*self.digests;
+        let seed = match region {
+            Some((file, offset)) => std::thread::scope(|scope| {
+                let copier = std::thread::Builder::new()
+                    .name("fat-content".into())
+                    .spawn_scoped(scope, move || {
+                        content::copy_all(placements, &mut Sink::file(file, offset), digests)
+                    })
+                    .map_err(|e| {
+                        Error::plugin_source("fat", "could not start the content copy", e)
+                    })?;
+                let written = metadata.write(&mut storage, &volume);
+                let copied = copier
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                written.map_err(image_error)?;
+                copied
+            })?,
+            None => {
+                metadata.write(&mut storage, &volume).map_err(image_error)?;
+                content::copy_all(placements, &mut Sink::Stream(&mut storage), digests)?
+            }
         };
         if self.volume_id.is_none() {
             raw::set_volume_id(&mut storage, &volume, seed.finish32()).map_err(image_error)?;
@@ -225,112 +254,32 @@ impl<'a> Prepared<'a> {
             cluster_size: layout.cluster_size as u32,
         })
     }
-
-    /// Fills the volume while a second thread copies each file's content into `file` (the
-    /// volume starting at byte `offset`) as soon as fatfs has placed it. Returns the storage and
-    /// the seed of the derived volume id.
-    fn fill_beside_copy<S: Read + Write + Seek>(
-        &self,
-        mut disk: BlockCache<S>,
-        layout: &Layout,
-        volume: &raw::Volume,
-        (file, offset): (&File, u64),
-    ) -> Result<(S, IdSeed), Error> {
-        let digests = &*self.digests;
-        std::thread::scope(|scope| {
-            let (send, receive) = mpsc::channel::<Placement<'_>>();
-            let copier = std::thread::Builder::new()
-                .name("fat-content".into())
-                .spawn_scoped(scope, move || {
-                    content::copy_all(receive, &mut Sink::file(file, offset), digests)
-                })
-                .map_err(|e| Error::plugin_source("fat", "could not start the content copy", e))?;
-            // A failed send means the copier stopped on an error, which `join` reports.
-            let filled = self.fill(&mut disk, layout, volume, &mut |placement| {
-                let _ = send.send(placement);
-            });
-            // Lets the copier finish once it has copied everything sent.
-            drop(send);
-            let finished = filled.and_then(|()| finish_metadata(&mut disk, volume));
-            let copied = copier
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            finished?;
-            Ok((disk.into_inner(), copied?))
-        })
-    }
-
-    /// Fills the volume, then copies every file's content into the same storage.
-    fn fill_then_copy<S: Read + Write + Seek>(
-        &self,
-        mut disk: BlockCache<S>,
-        layout: &Layout,
-        volume: &raw::Volume,
-    ) -> Result<(S, IdSeed), Error> {
-        let mut placements = Vec::new();
-        self.fill(&mut disk, layout, volume, &mut |placement| {
-            placements.push(placement)
-        })?;
-        finish_metadata(&mut disk, volume)?;
-        let mut storage = disk.into_inner();
-        let seed = content::copy_all(placements, &mut Sink::Stream(&mut storage), &self.digests)?;
-        Ok((storage, seed))
-    }
-
-    /// Creates the tree in the formatted volume, content aside: `place` receives where each
-    /// file's content goes, in creation order.
-    fn fill<'p, S: Read + Write + Seek>(
-        &'p self,
-        disk: &mut BlockCache<S>,
-        layout: &Layout,
-        volume: &raw::Volume,
-        place: &mut dyn FnMut(Placement<'p>),
-    ) -> Result<(), Error> {
-        disk.seek(SeekFrom::Start(0)).map_err(image_error)?;
-        let capture = Capture::new(volume.data_offset());
-        let fs = fatfs::FileSystem::new(
-            Capturing::new(&mut *disk, &capture),
-            fatfs::FsOptions::new().time_provider(self.time),
-        )
-        .map_err(image_error)?;
-        // fatfs picks the type from the cluster count and ignores the one asked for; the plan
-        // chose sizes to get it, and this catches any disagreement before files go in.
-        let made = FatType::from(fs.fat_type());
-        // Also counts the free clusters, so that FAT32's FSInfo sector is written with the
-        // right count instead of "unknown".
-        let stats = fs.stats().map_err(image_error)?;
-        if made != layout.fat_type || u64::from(stats.total_clusters()) < layout.needed {
-            return Err(Error::plugin(
-                "fat",
-                format!(
-                    "fatfs formatted a {made} volume with {} clusters of {} bytes where a {} \
-                     volume with at least {} clusters was planned ({} bytes); this is a bug in \
-                     the FAT writer, work around it by setting `image.size`",
-                    stats.total_clusters(),
-                    stats.cluster_size(),
-                    layout.fat_type,
-                    layout.needed,
-                    layout.bytes(),
-                ),
-            ));
-        }
-        let mut filler = Filler {
-            capture: &capture,
-            place,
-        };
-        filler.dir(&fs.root_dir(), &self.tree)?;
-        fs.unmount().map_err(image_error)
-    }
 }
 
-/// What fatfs cannot do right: `.` and `..` of subdirectories, written through the cache,
-/// then everything the cache holds.
-fn finish_metadata<S: Read + Write + Seek>(
-    disk: &mut BlockCache<S>,
-    volume: &raw::Volume,
-) -> Result<(), Error> {
-    raw::fix_subdirectories(disk, volume).map_err(image_error)?;
-    disk.write_back_all().map_err(image_error)
+/// Checks that fatfs formatted the volume that was planned: it picks the FAT type from the
+/// cluster count and ignores the one asked for, and the plan chose sizes to get it.
+fn check_formatted(volume: &raw::Volume, layout: &Layout) -> Result<(), Error> {
+    let clusters = volume.clusters();
+    let made = match clusters {
+        0..4085 => FatType::Fat12,
+        4085..65525 => FatType::Fat16,
+        _ => FatType::Fat32,
+    };
+    if made != layout.fat_type || made != volume.fat_type() || u64::from(clusters) < layout.needed {
+        return Err(Error::plugin(
+            "fat",
+            format!(
+                "fatfs formatted a {made} volume with {clusters} clusters of {} bytes where a {} \
+                 volume with at least {} clusters was planned ({} bytes); this is a bug in the \
+                 FAT writer, work around it by setting `image.size`",
+                volume.cluster_size(),
+                layout.fat_type,
+                layout.needed,
+                layout.bytes(),
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Formats the volume with fatfs; `volume_id` `None` leaves 0 for the content hash set later.
@@ -358,85 +307,6 @@ fn format<S: Read + Write + Seek>(
 
 fn image_error(e: io::Error) -> Error {
     Error::plugin_source("fat", "could not write the FAT volume", e)
-}
-
-/// Walks the tree through fatfs, capturing where file contents go.
-struct Filler<'p, 'f> {
-    capture: &'f Capture,
-    place: &'f mut dyn FnMut(Placement<'p>),
-}
-
-/// What fatfs is given as file content; dropped by [`Capture`], so only its length matters.
-static PLACEHOLDER: [u8; 64 * 1024] = [0; 64 * 1024];
-
-impl<'p> Filler<'p, '_> {
-    /// Creates the entries of `dir` in `into`, then fills its subdirectories.
-    fn dir<T: fatfs::ReadWriteSeek>(
-        &mut self,
-        into: &fatfs::Dir<'_, T>,
-        dir: &'p tree::Dir<'p>,
-    ) -> Result<(), Error> {
-        let mut subdirs = Vec::new();
-        for (name, entry) in dir.creation_order() {
-            match entry {
-                tree::Entry::File(file) => self.file(into, name, file)?,
-                tree::Entry::Dir(sub) => {
-                    let created = into.create_dir(name).map_err(|e| {
-                        Error::plugin_source(
-                            "fat",
-                            format!(
-                                "could not create directory `/{}` in the FAT image",
-                                sub.path
-                            ),
-                            e,
-                        )
-                    })?;
-                    subdirs.push((created, sub));
-                }
-            }
-        }
-        for (created, sub) in subdirs {
-            self.dir(&created, sub)?;
-        }
-        Ok(())
-    }
-
-    /// Creates one file of its full length, letting fatfs allocate its clusters while the
-    /// capture records them in place of the content.
-    fn file<T: fatfs::ReadWriteSeek>(
-        &mut self,
-        into: &fatfs::Dir<'_, T>,
-        name: &str,
-        file: &'p tree::File<'p>,
-    ) -> Result<(), Error> {
-        let write_error = |e: io::Error| {
-            Error::plugin_source(
-                "fat",
-                format!("could not write `{}` into the FAT image", file.path),
-                e,
-            )
-        };
-        let mut out = into.create_file(name).map_err(write_error)?;
-        self.capture.begin();
-        let mut left = file.len;
-        let written = loop {
-            if left == 0 {
-                break Ok(());
-            }
-            // At most the placeholder's length, so the cast cannot truncate.
-            let n = left.min(PLACEHOLDER.len() as u64) as usize;
-            if let Err(e) = out.write_all(&PLACEHOLDER[..n]) {
-                break Err(e);
-            }
-            left -= n as u64;
-        };
-        let extents = self.capture.end();
-        written.map_err(write_error)?;
-        // Writes the entry's size and first cluster (not captured: recording has ended).
-        out.flush().map_err(write_error)?;
-        (self.place)(Placement { file, extents });
-        Ok(())
-    }
 }
 
 /// Checks a volume label and encodes it as the 11 space-padded bytes FAT stores.

@@ -1,26 +1,13 @@
-//! File contents: fatfs allocates each file's clusters and writes its directory entry and FAT
-//! chain, but the bytes themselves go straight from the source to the image in large writes.
+//! File contents: each file's bytes go from its source straight to the clusters planned for
+//! it (see `fill`), in large writes, by a thread of their own when the image is a file, while
+//! the directories and FATs are written.
 //!
-//! Through fatfs, content moves one cluster per call, each call a seek plus a write into the
-//! block cache, which later writes the block out again: for a 64 MiB kernel on 4 KiB clusters,
-//! 16,000 calls and an extra copy of every byte. Instead, while fatfs writes a file, [`Capture`]
-//! turns its writes to the data region into a record of where they would have gone (the file's
-//! extents) and drops them, so fatfs can be fed any bytes (zeros) and still does all the
-//! allocation and bookkeeping. fatfs never reads file content back while it writes, so nothing
-//! notices. [`copy_all`] then fills the recorded [`Placement`]s from the sources, hashing the
-//! content on the way for the derived volume id.
-//!
-//! The copy runs after fatfs is done, through the same storage, or concurrently, through a
-//! second handle to the image file. fatfs's directory work is quadratic in the entries of a
-//! directory (every new entry scans all earlier ones, a dozen small reads per entry): 200 files
-//! in one directory cost about 20 ms, close to the 30 ms of copying a 64 MiB kernel, and
-//! overlapping the two took that build from about 56 ms to about 40 ms. The block cache writes
-//! back only the sectors written through it, and file contents never are, so the cache and the
-//! copy never overwrite each other's bytes.
+//! A file whose digest is already known (see [`crate::digest`]) is copied kernel-side into an
+//! image file and never read here; any other file is read once, and hashed on the way for the
+//! derived volume id and the reuse stamp.
 
-use std::cell::{Cell, RefCell};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 
 use image_runner_core::{Error, Source};
 
@@ -37,105 +24,6 @@ const BUFFER_SIZE: usize = 256 * 1024;
 pub(super) struct Placement<'p> {
     pub(super) file: &'p tree::File<'p>,
     pub(super) extents: Vec<(u64, u64)>,
-}
-
-/// Records, instead of performing, fatfs's writes of file content. Shared between the
-/// [`Capturing`] storage fatfs owns and the code driving fatfs.
-#[derive(Debug)]
-pub(super) struct Capture {
-    /// Where the data region (the clusters) begins; everything before it is boot sector,
-    /// FATs and the FAT12/FAT16 root directory, always written for real.
-    data_start: u64,
-    active: Cell<bool>,
-    extents: RefCell<Vec<(u64, u64)>>,
-}
-
-impl Capture {
-    pub(super) fn new(data_start: u64) -> Self {
-        Self {
-            data_start,
-            active: Cell::new(false),
-            extents: RefCell::new(Vec::new()),
-        }
-    }
-
-    /// Starts recording: until [`Capture::end`], writes to the data region are file content.
-    pub(super) fn begin(&self) {
-        self.extents.borrow_mut().clear();
-        self.active.set(true);
-    }
-
-    /// Stops recording and returns where the content would have been written, adjacent
-    /// writes merged.
-    pub(super) fn end(&self) -> Vec<(u64, u64)> {
-        self.active.set(false);
-        self.extents.take()
-    }
-
-    /// Whether a write of `len` bytes at `offset` is content to record; records it if so.
-    fn record(&self, offset: u64, len: usize) -> bool {
-        if !self.active.get() || offset < self.data_start {
-            return false;
-        }
-        let len = len as u64;
-        let mut extents = self.extents.borrow_mut();
-        match extents.last_mut() {
-            Some((start, run)) if *start + *run == offset => *run += len,
-            _ => extents.push((offset, len)),
-        }
-        true
-    }
-}
-
-/// The storage as fatfs sees it: `inner`, except that content writes are only recorded.
-pub(super) struct Capturing<'c, T> {
-    inner: T,
-    capture: &'c Capture,
-    pos: u64,
-}
-
-impl<'c, T> Capturing<'c, T> {
-    pub(super) fn new(inner: T, capture: &'c Capture) -> Self {
-        Self {
-            inner,
-            capture,
-            pos: 0,
-        }
-    }
-}
-
-impl<T: Read> Read for Capturing<'_, T> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl<T: Write + Seek> Write for Capturing<'_, T> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !buf.is_empty() && self.capture.record(self.pos, buf.len()) {
-            // Keep the position where a real write would have left it.
-            self.pos = self
-                .inner
-                .seek(SeekFrom::Start(self.pos + buf.len() as u64))?;
-            return Ok(buf.len());
-        }
-        let n = self.inner.write(buf)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<T: Seek> Seek for Capturing<'_, T> {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.pos = self.inner.seek(pos)?;
-        Ok(self.pos)
-    }
 }
 
 /// Where file contents go.
@@ -499,30 +387,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn only_content_writes_in_the_data_region_are_recorded() {
-        let capture = Capture::new(1024);
-        let mut disk = Capturing::new(Cursor::new(vec![0u8; 4096]), &capture);
-        capture.begin();
-        // Metadata (a FAT entry) while recording: written.
-        disk.seek(SeekFrom::Start(600)).unwrap();
-        disk.write_all(&[7; 4]).unwrap();
-        // Content: recorded, adjacent pieces merged, not written.
-        disk.seek(SeekFrom::Start(2048)).unwrap();
-        disk.write_all(&[1; 512]).unwrap();
-        disk.write_all(&[1; 512]).unwrap();
-        assert_eq!(disk.stream_position().unwrap(), 3072);
-        disk.seek(SeekFrom::Start(1024)).unwrap();
-        disk.write_all(&[1; 512]).unwrap();
-        assert_eq!(capture.end(), vec![(2048, 1024), (1024, 512)]);
-        // Not recording: written.
-        disk.seek(SeekFrom::Start(3072)).unwrap();
-        disk.write_all(&[2; 8]).unwrap();
-        let bytes = disk.inner.into_inner();
-        assert_eq!(bytes[600..604], [7; 4]);
-        assert!(bytes[1024..3072].iter().all(|&b| b == 0));
-        assert_eq!(bytes[3072..3080], [2; 8]);
     }
 }
