@@ -366,21 +366,10 @@ fn write_disk(
     opts: &DiskOptions,
 ) -> Result<DiskInfo, Error> {
     let plan = plan(scheme, staging, opts)?;
-    // Read access too: the FAT writer reads back what it wrote.
-    let result = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)
-        .map_err(|e| Error::io("create", out, e))
-        .and_then(|file| {
-            // The file stays sparse: only the tables and the FAT volume's used parts are
-            // written, everything else reads as the zeros a fresh file has.
-            file.set_len(plan.total * SECTOR)
-                .map_err(|e| Error::io("set the size of", out, e))?;
-            fill(scheme, &file, out, &plan, staging, opts)
-        });
+    // The file stays sparse: only the tables and the FAT volume's used parts are written,
+    // everything else reads as the zeros a fresh file has.
+    let result = crate::copy::create_zeroed(out, plan.total * SECTOR)
+        .and_then(|file| fill(scheme, &file, out, &plan, staging, opts));
     if result.is_err() {
         // Best effort: the error being returned matters more than one about the cleanup.
         let _ = std::fs::remove_file(out);

@@ -145,35 +145,13 @@ pub fn write_fat_file(out: &Path, staging: &Staging, opts: &FatOptions) -> Resul
     let prepared = Prepared::new(staging, opts)?;
     let layout = layout::plan(&prepared.content, opts.fat_type, opts.size)?;
     let size = opts.size.unwrap_or_else(|| layout.bytes());
-    let result =
-        create_zeroed(out, size).and_then(|file| prepared.write(&file, &layout, Some((&file, 0))));
+    let result = crate::copy::create_zeroed(out, size)
+        .and_then(|file| prepared.write(&file, &layout, Some((&file, 0))));
     if result.is_err() {
         // Best effort: the error being returned matters more than one about the cleanup.
         let _ = std::fs::remove_file(out);
     }
     result
-}
-
-/// Creates the file at `out`, or empties it, and makes it `size` zero bytes long (sparse).
-fn create_zeroed(out: &Path, size: u64) -> Result<File, Error> {
-    // Read access too: fatfs reads back what it wrote (FAT entries, directories).
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(out)
-        .map_err(|e| Error::io("create", out, e))?;
-    // Emptied down to one byte, which is then zeroed, rather than to nothing: ext4 takes a
-    // truncation to zero as a file's content being replaced and starts writing the new content
-    // to disk when the file is closed (its `auto_da_alloc` heuristic), so that rebuilding the
-    // same image waited for the previous one to reach the disk before it could truncate it,
-    // 30 ms for a 64 MiB image.
-    file.set_len(1)
-        .and_then(|()| file.write_all(&[0]))
-        .and_then(|()| file.set_len(size))
-        .map_err(|e| Error::io("set the size of", out, e))?;
-    Ok(file)
 }
 
 /// Everything checked and measured before any byte is written.

@@ -24,7 +24,7 @@ use image_runner_core::{
 };
 use image_runner_disk_layout::gpt;
 
-use crate::copy::Copier;
+use crate::copy::{Copier, CopyError, Digested, PARALLEL_DIGEST_MIN};
 use crate::digest::{Digests, IdSeed, Streaming};
 use tree::{Addresses, Tree};
 use volume::{BLOCK, FIRST_DESCRIPTOR};
@@ -135,26 +135,21 @@ pub fn write_iso(out: &Path, staging: &Staging, opts: &IsoOptions) -> Result<Iso
     let tree = Tree::build(staging)?;
     let boot = BootPlan::new(staging, &tree, opts)?;
     let layout = Layout::plan(&tree, &boot, opts, time)?;
-    let result = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)
-        .map_err(|e| Error::io("create", out, e))
-        .and_then(|file| {
-            let writer = Writer {
-                file: &file,
-                out,
-                tree: &tree,
-                boot: &boot,
-                layout: &layout,
-                volume_id: &volume_id,
-                opts,
-                time,
-            };
-            writer.write()
-        });
+    // Sized first: what is never written (system area gaps, padding) reads as zeros.
+    let total = u64::from(layout.blocks) * BLOCK as u64;
+    let result = crate::copy::create_zeroed(out, total).and_then(|file| {
+        let writer = Writer {
+            file: &file,
+            out,
+            tree: &tree,
+            boot: &boot,
+            layout: &layout,
+            volume_id: &volume_id,
+            opts,
+            time,
+        };
+        writer.write()
+    });
     match result {
         Ok(()) => Ok(layout.info(&tree, &boot, volume_id, opts.hybrid)),
         Err(e) => {
@@ -547,11 +542,6 @@ struct Writer<'a> {
 impl Writer<'_> {
     fn write(&self) -> Result<(), Error> {
         let layout = self.layout;
-        let total = u64::from(layout.blocks) * BLOCK as u64;
-        // Sized first: what is never written (system area gaps, padding) reads as zeros.
-        self.file
-            .set_len(total)
-            .map_err(|e| Error::io("set the size of", self.out, e))?;
         let mut seed = IdSeed::new();
         seed.text(self.volume_id);
         let mut out = Output::at(self.file, self.out, u64::from(FIRST_DESCRIPTOR))?;
@@ -702,6 +692,41 @@ impl Writer<'_> {
                         }));
                     }
                     digest
+                }
+                // Large and not hashed yet: the kernel copies it while a second thread reads it
+                // for the digest.
+                (Source::File(path), None, None)
+                    if file.len >= PARALLEL_DIGEST_MIN && copier.kernel_side() =>
+                {
+                    let input = File::open(path).map_err(|e| Error::io("open", path, e))?;
+                    let done = out.copy_with_digest(&input, file.len, &mut copier, path)?;
+                    let now = input
+                        .metadata()
+                        .map_err(|e| Error::io("read", path, e))?
+                        .len();
+                    match done.digest {
+                        Some(digest)
+                            if done.copied == file.len && now == file.len && !done.changed =>
+                        {
+                            digests.insert(path, digest);
+                            digest
+                        }
+                        _ if now > file.len => return Err(changed("more".into())),
+                        _ if now < file.len || done.copied < file.len => {
+                            return Err(changed(done.copied.min(now).to_string()));
+                        }
+                        _ => {
+                            return Err(Error::plugin(
+                                "iso",
+                                format!(
+                                    "`{}` (for `{}`) was modified while the ISO was written; \
+                                     build again",
+                                    path.display(),
+                                    file.path
+                                ),
+                            ));
+                        }
+                    }
                 }
                 (source, known, _) => {
                     let read_error = |e: io::Error| match source {
@@ -872,6 +897,40 @@ impl<'f> Output<'f> {
             .seek(SeekFrom::Start(self.pos))
             .map_err(|e| Error::io("write", self.path, e))?;
         Ok(copied)
+    }
+
+    /// Like [`Output::copy_from`], while a second thread reads `input` for its digest (see
+    /// [`Copier::copy_with_digest`]).
+    fn copy_with_digest(
+        &mut self,
+        input: &File,
+        len: u64,
+        copier: &mut Copier,
+        path: &Path,
+    ) -> Result<Digested, Error> {
+        self.inner
+            .flush()
+            .map_err(|e| Error::io("write", self.path, e))?;
+        let done = copier
+            .copy_with_digest(input, len, self.inner.get_ref(), &[(self.pos, len)])
+            .map_err(|e| match e {
+                CopyError::Read(e) => Error::io("read", path, e),
+                CopyError::Write(e) => Error::io("write", self.path, e),
+                CopyError::Either(e) => Error::plugin_source(
+                    "iso",
+                    format!(
+                        "could not copy `{}` into `{}`",
+                        path.display(),
+                        self.path.display()
+                    ),
+                    e,
+                ),
+            })?;
+        self.pos += done.copied;
+        self.inner
+            .seek(SeekFrom::Start(self.pos))
+            .map_err(|e| Error::io("write", self.path, e))?;
+        Ok(done)
     }
 
     fn pad_to_block(&mut self) -> Result<(), Error> {

@@ -283,7 +283,7 @@ pub fn build_or_reuse(
             request.finish(&Image::new(temp, kind))
         })?;
     } else {
-        image_runner_core::fs::write_atomic(path, |_, temp| {
+        write_then_publish(path, |temp| {
             write(temp, &digests)?;
             request.finish(&Image::new(temp, kind))
         })?;
@@ -291,6 +291,72 @@ pub fn build_or_reuse(
     let image = Image::new(path, kind);
     check.record(request.staging, &image)?;
     Ok(image)
+}
+
+/// Lets `write` fill a temporary file beside `path`, then puts it in place; on failure the
+/// temporary file is removed and `path` is left as it was.
+fn write_then_publish(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let temp = image_runner_core::fs::temp_path(path);
+    let result = std::fs::File::create(&temp)
+        .map_err(|e| Error::io("create", &temp, e))
+        .and_then(|_| write(&temp))
+        .and_then(|()| publish(&temp, path));
+    if result.is_err() {
+        // Best effort: the error being returned matters more than one about the cleanup.
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Moves the finished file `temp` to `path`, replacing what is there.
+///
+/// A new image takes the old one's place by exchanging the two names, and the old one is then
+/// removed: `path` names a whole image throughout, as with a rename. A plain rename over an
+/// existing file makes ext4 write the new file's content to the disk first (its `auto_da_alloc`
+/// heuristic for programs that replace files without `fsync`): 50 ms for a 64 MiB image, on
+/// every rebuild.
+fn publish(temp: &Path, path: &Path) -> Result<(), Error> {
+    #[cfg(target_os = "linux")]
+    if exchange(temp, path).is_ok() {
+        // `temp` now names the old image. Best effort: the new one is in place, and a
+        // temporary left behind is removed by a later build.
+        let _ = std::fs::remove_file(temp);
+        return Ok(());
+    }
+    // No previous image (or no exchange on this file system): a plain rename.
+    std::fs::rename(temp, path).map_err(|e| Error::io("rename a finished file into", path, e))
+}
+
+/// Swaps the names `a` and `b` (both must exist) in one step.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // Through the system call rather than the C library's wrapper, which older C libraries
+    // lack. SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -375,6 +441,24 @@ mod tests {
         std::fs::write(&kernel, b"version 1.2").unwrap();
         let touched = BuildCheck::new(&stamp, &staging, "fat").unwrap();
         assert!(touched.reusable().is_none() && hashed(&touched));
+    }
+
+    #[test]
+    fn a_published_image_replaces_the_old_one_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("image.fat");
+        for content in ["first", "second"] {
+            write_then_publish(&image, |temp| {
+                std::fs::write(temp, content).map_err(|e| Error::io("write", temp, e))
+            })
+            .unwrap();
+            assert_eq!(std::fs::read_to_string(&image).unwrap(), content);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
+        let err = write_then_publish(&image, |_| Err(Error::Config("no".into())));
+        assert!(err.is_err());
+        assert_eq!(std::fs::read_to_string(&image).unwrap(), "second");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

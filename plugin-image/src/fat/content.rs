@@ -12,7 +12,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use image_runner_core::{Error, Source};
 
 use super::tree;
-use crate::copy::{self, Copier};
+use crate::copy::{self, Copier, CopyError, PARALLEL_DIGEST_MIN};
 use crate::digest::{Digests, IdSeed, Streaming, of_bytes};
 
 /// Bytes moved per read and write. Large enough that system calls cost little, small enough
@@ -171,7 +171,47 @@ fn copy(
         }
     };
     let input = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let mut state = match digests.get(path) {
+    let known = digests.get(path);
+    // Large content not hashed yet, going into an image file: the kernel copies it while a
+    // second thread reads it for the digest.
+    if known.is_none()
+        && file.len >= PARALLEL_DIGEST_MIN
+        && let Sink::File {
+            file: out,
+            base,
+            copier,
+        } = &mut *sink
+        && copier.kernel_side()
+    {
+        let extents: Vec<(u64, u64)> = placement
+            .extents
+            .iter()
+            .map(|&(offset, len)| (*base + offset, len))
+            .collect();
+        let done = copier
+            .copy_with_digest(&input, file.len, out, &extents)
+            .map_err(copy_error)?;
+        let now = input.metadata().map_err(read_error)?.len();
+        return match done.digest {
+            Some(digest) if done.copied == file.len && now == file.len && !done.changed => {
+                digests.insert(path, digest);
+                Ok(digest)
+            }
+            _ if now > file.len => Err(changed("more".into())),
+            _ if now < file.len || done.copied < file.len => {
+                Err(changed(done.copied.min(now).to_string()))
+            }
+            _ => Err(Error::plugin(
+                "fat",
+                format!(
+                    "`{}` (for `{}`) was modified while the FAT image was written; build again",
+                    path.display(),
+                    file.path
+                ),
+            )),
+        };
+    }
+    let mut state = match known {
         Some(digest) => Digest::Known(digest),
         None => Digest::Hashing(Streaming::new(file.len)),
     };
@@ -223,14 +263,6 @@ fn copy(
 enum Digest {
     Known(u64),
     Hashing(Streaming),
-}
-
-/// An I/O error while copying, and on which side.
-enum CopyError {
-    Read(io::Error),
-    Write(io::Error),
-    /// From a kernel-side copy, which does not say.
-    Either(io::Error),
 }
 
 /// Reads `len` bytes of `input` from `from`, adds them to `digest` and writes them at `offset`
@@ -338,6 +370,61 @@ mod tests {
             assert_eq!(digests.known(&source), Some(of_bytes(&bytes)));
             check(&copy_both_ways(&file, &extents, &digests));
         }
+    }
+
+    #[test]
+    fn large_files_are_hashed_beside_the_kernel_side_copy() {
+        let path = ImagePath::new("boot/kernel").unwrap();
+        let len = 3 * PARALLEL_DIGEST_MIN as usize + 5;
+        let bytes: Vec<u8> = (0..len as u32)
+            .map(|i| (i.wrapping_mul(7) >> 3) as u8)
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("kernel");
+        std::fs::write(&host, &bytes).unwrap();
+        let image_path = dir.path().join("image");
+        let image = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&image_path)
+            .unwrap();
+        image.set_len(8 << 20).unwrap();
+        let source = Source::File(host.clone());
+        let file = tree::File {
+            path: &path,
+            source: &source,
+            len: len as u64,
+        };
+        let first = PARALLEL_DIGEST_MIN + 3;
+        let placement = Placement {
+            file: &file,
+            extents: vec![(4 << 20, first), (4096, len as u64 - first)],
+        };
+        let digests = Digests::new();
+        let seed = copy_all([placement], &mut Sink::file(&image, 0), &digests).unwrap();
+        assert_eq!(digests.get(&host), Some(of_bytes(&bytes)));
+        let mut expected = IdSeed::new();
+        expected.file("boot/kernel", len as u64, of_bytes(&bytes));
+        assert_eq!(seed.finish64(), expected.finish64());
+        let written = std::fs::read(&image_path).unwrap();
+        assert!(written[4 << 20..(4 << 20) + first as usize] == bytes[..first as usize]);
+        assert!(written[4096..4096 + len - first as usize] == bytes[first as usize..]);
+
+        // Shorter now than when the clusters were planned.
+        std::fs::write(&host, &bytes[..len - 10]).unwrap();
+        let placement = Placement {
+            file: &file,
+            extents: vec![(0, len as u64)],
+        };
+        let err = copy_all([placement], &mut Sink::file(&image, 0), &Digests::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("then {} bytes were read", len - 10)),
+            "{err}"
+        );
     }
 
     #[test]

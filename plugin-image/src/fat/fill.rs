@@ -13,7 +13,7 @@
 //! generated alias (`BASIS~N.EXT`, the lowest free `N`). Aliases are chosen after every 8.3
 //! name of the directory has its short name, so no alias can equal another entry's name.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use fatfs::DateTime;
@@ -453,9 +453,12 @@ fn short_names(dir: &tree::Dir<'_>) -> Result<Vec<([u8; 11], bool)>, Error> {
             Some((short, long))
         })
         .collect();
+    // Per basis, the number to try next: names sharing a basis (`module-000.bin`,
+    // `module-001.bin` ...) would otherwise probe every taken number again.
+    let mut next = HashMap::new();
     for (name, slot) in names.iter().zip(&mut out) {
         if slot.is_none() {
-            let alias = alias(name, &taken).ok_or_else(|| {
+            let alias = alias(name, &taken, &mut next).ok_or_else(|| {
                 Error::plugin(
                     "fat",
                     format!(
@@ -499,8 +502,13 @@ fn as_short_name(name: &str) -> Option<[u8; 11]> {
 }
 
 /// A generated short name for `name`: its letters and digits (upper-cased, others as `_`), cut
-/// to leave room for `~N`, with the lowest `N` not in `taken`.
-fn alias(name: &str, taken: &HashSet<[u8; 11]>) -> Option<[u8; 11]> {
+/// to leave room for `~N`, with the lowest `N` not in `taken` from where the last alias of the
+/// same basis left off (`next`).
+fn alias(
+    name: &str,
+    taken: &HashSet<[u8; 11]>,
+    next: &mut HashMap<(Vec<u8>, Vec<u8>), u32>,
+) -> Option<[u8; 11]> {
     let trimmed: String = name.chars().filter(|c| *c != ' ').collect();
     let trimmed = trimmed.trim_start_matches('.');
     let (base, extension) = match trimmed.rsplit_once('.') {
@@ -520,14 +528,18 @@ fn alias(name: &str, taken: &HashSet<[u8; 11]>) -> Option<[u8; 11]> {
         basis.push(b'_');
     }
     let extension = convert(extension, 3);
-    (1..=999_999u32).find_map(|n| {
+    let first = next.entry((basis.clone(), extension.clone())).or_insert(1);
+    let found = (*first..=999_999u32).find_map(|n| {
         let tail = format!("~{n}");
         let keep = basis.len().min(8 - tail.len());
         let mut base = basis[..keep].to_vec();
         base.extend_from_slice(tail.as_bytes());
         let candidate = pack(&base, &extension);
-        (!taken.contains(&candidate)).then_some(candidate)
-    })
+        (!taken.contains(&candidate)).then_some((n, candidate))
+    });
+    let (n, alias) = found?;
+    *first = n + 1;
+    Some(alias)
 }
 
 fn pack(base: &[u8], extension: &[u8]) -> [u8; 11] {
@@ -566,25 +578,26 @@ mod tests {
             assert_eq!(as_short_name(long), None, "{long}");
         }
         let mut taken = HashSet::new();
-        let first = alias("module-000.bin", &taken).unwrap();
+        let mut next = HashMap::new();
+        let first = alias("module-000.bin", &taken, &mut next).unwrap();
         assert_eq!(text(&first), "MODULE~1BIN");
         taken.insert(first);
+        let second = alias("module-001.bin", &taken, &mut next).unwrap();
+        assert_eq!(text(&second), "MODULE~2BIN");
+        let other = alias(".config file.json", &taken, &mut next).unwrap();
+        assert_eq!(text(&other), "CONFIG~1JSO");
         assert_eq!(
-            text(&alias("module-001.bin", &taken).unwrap()),
-            "MODULE~2BIN"
+            text(&alias("é+x", &taken, &mut next).unwrap()),
+            "__X~1      "
         );
-        assert_eq!(
-            text(&alias(".config file.json", &taken).unwrap()),
-            "CONFIG~1JSO"
-        );
-        assert_eq!(text(&alias("é+x", &taken).unwrap()), "__X~1      ");
         for n in 1..=9 {
             taken.insert(pack(format!("MODULE~{n}").as_bytes(), b"BIN"));
         }
-        assert_eq!(
-            text(&alias("module-009.bin", &taken).unwrap()),
-            "MODUL~10BIN"
-        );
+        let tenth = alias("module-009.bin", &taken, &mut next).unwrap();
+        assert_eq!(text(&tenth), "MODUL~10BIN");
+        // A fresh start probes from 1 and skips what is taken.
+        let fresh = alias("module-100.bin", &taken, &mut HashMap::new()).unwrap();
+        assert_eq!(text(&fresh), "MODUL~10BIN");
     }
 
     #[test]
