@@ -188,11 +188,9 @@ impl<'a> Prepared<'a> {
         region: Option<(&File, u64)>,
     ) -> Result<FatInfo, Error> {
         let mut disk = BlockCache::new(storage, layout.bytes());
-        format(&mut disk, layout, self.label, self.volume_id)?;
+        let volume = format_aligned(&mut disk, layout, self.label, self.volume_id)?;
         disk.write_back_all().map_err(image_error)?;
         let mut storage = disk.into_inner();
-        let volume = raw::Volume::read(&mut storage, layout.fat_type).map_err(image_error)?;
-        check_formatted(&volume, layout)?;
         let time = fatfs::TimeProvider::get_current_date_time(self.time);
         let fill::Plan {
             metadata,
@@ -260,10 +258,60 @@ fn check_formatted(volume: &raw::Volume, layout: &Layout) -> Result<(), Error> {
     Ok(())
 }
 
+/// File contents start on multiples of this in the volume where the layout allows it.
+const CONTENT_ALIGN: u64 = 4096;
+
+/// Formats the volume as planned and reads its geometry back. On FAT12/FAT16 with clusters of
+/// 4 KiB or more, the root directory region is grown by a few sectors so that the data
+/// region, and with it every cluster, starts on a 4 KiB boundary of the volume: file systems
+/// with shared extents (btrfs, XFS) can then reflink file contents into the image rather than
+/// copy them. (FAT32 puts its root directory in clusters, so there is nothing to grow.)
+fn format_aligned<S: Read + Write + Seek>(
+    disk: &mut BlockCache<S>,
+    layout: &Layout,
+    label: Option<[u8; 11]>,
+    volume_id: Option<u32>,
+) -> Result<raw::Volume, Error> {
+    let mut format_with = |root_entries: u64| -> Result<raw::Volume, Error> {
+        format(disk, layout, root_entries, label, volume_id)?;
+        disk.seek(SeekFrom::Start(0)).map_err(image_error)?;
+        raw::Volume::read(disk, layout.fat_type).map_err(image_error)
+    };
+    let mut good = (layout.root_entries, format_with(layout.root_entries)?);
+    check_formatted(&good.1, layout)?;
+    if layout.fat_type == FatType::Fat32 || layout.cluster_size < CONTENT_ALIGN {
+        return Ok(good.1);
+    }
+    let mut current = good.0;
+    // The FATs may grow by a sector as the data region shrinks: a few rounds at most.
+    for _ in 0..4 {
+        let off = good.1.data_offset() % CONTENT_ALIGN;
+        if off == 0 {
+            break;
+        }
+        let entries = good.0 + (CONTENT_ALIGN - off) / 32;
+        if entries > u64::from(u16::MAX) {
+            break;
+        }
+        current = entries;
+        let volume = format_with(entries)?;
+        if check_formatted(&volume, layout).is_err() {
+            break;
+        }
+        good = (entries, volume);
+    }
+    if current != good.0 {
+        // The last attempt did not keep the planned type or cluster count.
+        good.1 = format_with(good.0)?;
+    }
+    Ok(good.1)
+}
+
 /// Formats the volume with fatfs; `volume_id` `None` leaves 0 for the content hash set later.
 fn format<S: Read + Write + Seek>(
     disk: &mut BlockCache<S>,
     layout: &Layout,
+    root_entries: u64,
     label: Option<[u8; 11]>,
     volume_id: Option<u32>,
 ) -> Result<(), Error> {
@@ -273,8 +321,8 @@ fn format<S: Read + Write + Seek>(
         .bytes_per_cluster(layout.cluster_size as u32)
         .fat_type(layout.fat_type.into())
         .volume_id(volume_id.unwrap_or(0));
-    if layout.root_entries > 0 {
-        options = options.max_root_dir_entries(layout.root_entries as u16);
+    if root_entries > 0 {
+        options = options.max_root_dir_entries(root_entries as u16);
     }
     if let Some(label) = label {
         options = options.volume_label(label);
@@ -925,7 +973,7 @@ mod tests {
         ] {
             let planned = layout::plan(&content, Some(fat_type), Some(size)).unwrap();
             let mut disk = BlockCache::new(SparseDisk::default(), planned.bytes());
-            format(&mut disk, &planned, None, None).unwrap();
+            format(&mut disk, &planned, planned.root_entries, None, None).unwrap();
             disk.seek(SeekFrom::Start(0)).unwrap();
             let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
             let made = u64::from(fs.stats().unwrap().total_clusters());
@@ -934,6 +982,42 @@ mod tests {
                 made <= planned.clusters && made + 8 >= planned.clusters,
                 "fatfs made {made} clusters for {planned:?}"
             );
+        }
+    }
+
+    #[test]
+    fn clusters_of_4_kib_or_more_start_on_4_kib_boundaries() {
+        // Reflinks (btrfs, XFS) need file contents block-aligned in the image file.
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.bin");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(40 << 20)
+            .unwrap();
+        let mut staging = sample();
+        staging
+            .add_file("boot/big.bin", Source::File(big.clone()))
+            .unwrap();
+        for (fat_type, size) in [
+            (FatType::Fat12, 44 << 20),
+            (FatType::Fat16, 200 << 20),
+            (FatType::Fat16, 300 << 20),
+        ] {
+            let image = image_in(&dir, "aligned.img");
+            let info =
+                write_fat_file(&image, &staging, &options(Some(fat_type), Some(size))).unwrap();
+            assert!(
+                info.fat_type == fat_type && info.cluster_size >= 4096,
+                "{info:?}"
+            );
+            let mut file = std::fs::File::open(&image).unwrap();
+            let volume = raw::Volume::read(&mut file, fat_type).unwrap();
+            assert_eq!(
+                volume.data_offset() % 4096,
+                0,
+                "{fat_type} {size}: {volume:?}"
+            );
+            check_image(&image, &staging, &info);
         }
     }
 

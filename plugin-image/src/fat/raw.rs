@@ -133,6 +133,11 @@ impl Volume {
         self.fs_info
     }
 
+    /// Where the data region (cluster 2) begins.
+    pub(super) fn data_offset(&self) -> u64 {
+        self.data_offset
+    }
+
     /// Where cluster `cluster` (2 or more) begins.
     pub(super) fn cluster_offset(&self, cluster: u32) -> u64 {
         self.data_offset + u64::from(cluster - 2) * self.cluster_size
