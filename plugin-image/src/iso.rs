@@ -274,6 +274,9 @@ impl BootPlan {
     }
 }
 
+/// Files at least this long start on a 4 KiB boundary of the image (two blocks).
+const ALIGNED_FILE_MIN: u64 = 1 << 20;
+
 /// The smallest hybrid image, in blocks: 1 MiB.
 const MIN_HYBRID_BLOCKS: u64 = (1 << 20) / BLOCK as u64;
 
@@ -380,8 +383,10 @@ impl Layout {
         for i in 0..layout.data_order.len() {
             let node = layout.data_order[i];
             let len = tree.file(node).map_or(0, |f| f.len);
-            if Some(node) == staged_esp {
-                cursor.align(2); // 4 KiB alignment for the partition
+            // 4 KiB alignment for the ESP partition, and for large files so that file systems
+            // with shared extents (btrfs, XFS) can reflink them into the image.
+            if Some(node) == staged_esp || len >= ALIGNED_FILE_MIN {
+                cursor.align(2);
             }
             let at = extent(cursor.take(blocks_for(len)), len)?;
             layout.iso[node] = at;
