@@ -87,6 +87,13 @@ fat_kib=$(($(stat -c %s "$fat_image") / 1024))
 out_rel=target/image-runner/k
 
 hf=(hyperfine --warmup 3 ${HYPERFINE_ARGS:-})
+# Prints the hyperfine command line (shell-quoted), then runs it.
+run_hyperfine() {
+    echo
+    printf '%q ' "${hf[@]}" "$@"
+    echo
+    "${hf[@]}" "$@"
+}
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # (a) FAT
@@ -94,33 +101,34 @@ args=()
 for n in "${names[@]}"; do
     args+=(--prepare "rm -rf $work/$n/$out_rel"
         -n "$n: cargo-image-runner build (fat, cold)"
-        "cd $work/$n && ${bins[$n]} build target/debug/k.efi")
+        "${bins[$n]} build --manifest-dir $work/$n $work/$n/target/debug/k.efi")
 done
 args+=(--prepare "rm -f $work/ref.fat"
     -n "mkfs.fat -C + mcopy -s"
     "mkfs.fat -C $work/ref.fat $fat_kib >/dev/null && mcopy -s -i $work/ref.fat $tree/EFI $tree/boot ::/")
-"${hf[@]}" "${args[@]}"
+run_hyperfine "${args[@]}"
 
 # (b) ISO
 args=()
 for n in "${names[@]}"; do
     args+=(--prepare "rm -rf $work/$n/$out_rel"
         -n "$n: cargo-image-runner build (iso, cold)"
-        "cd $work/$n && ${bins[$n]} build --set format=iso target/debug/k.efi")
+        "${bins[$n]} build --set format=iso --manifest-dir $work/$n $work/$n/target/debug/k.efi")
 done
 args+=(--prepare "rm -f $work/ref.iso"
     -n "xorriso -as mkisofs -R -J"
     "xorriso -as mkisofs -quiet -R -J -o $work/ref.iso $tree")
-"${hf[@]}" "${args[@]}"
+run_hyperfine "${args[@]}"
 
-# (c) no-op rebuild
+# (c) no-op rebuild: no shell needed (and none wanted: hyperfine cannot subtract a shell's
+# start-up precisely enough for runs of a few milliseconds).
 args=()
 for n in "${names[@]}"; do
     (cd "$work/$n" && "${bins[$n]}" build target/debug/k.efi >/dev/null)
     args+=(-n "$n: cargo-image-runner build (fat, no-op)"
-        "cd $work/$n && ${bins[$n]} build target/debug/k.efi")
+        "${bins[$n]} build --manifest-dir $work/$n $work/$n/target/debug/k.efi")
 done
-"${hf[@]}" "${args[@]}"
+run_hyperfine -N "${args[@]}"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [[ -z ${WORK:-} ]]; then

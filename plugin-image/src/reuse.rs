@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use image_runner_core::{BuildRequest, Error, Image, ImageKind, Source, Staging};
 use image_runner_disk_layout::content_hash::Hasher;
@@ -104,9 +104,11 @@ pub struct BuildCheck {
     stamp_path: PathBuf,
     old: Stamp,
     settings: String,
-    /// Each staged host file and its identity before the build.
-    files: Vec<(PathBuf, String)>,
-    digests: Arc<Digests>,
+    /// Each staged host file (in staging order), its identity before the build, and its digest
+    /// when the stamp or this check knows it.
+    files: Vec<(PathBuf, String, Option<u64>)>,
+    /// Made on demand, for a build: the digests known, for the writer to use and complete.
+    digests: OnceLock<Arc<Digests>>,
     /// The inputs' fingerprint, if it was worth computing (the image might be reusable).
     fingerprint: Option<String>,
 }
@@ -128,21 +130,15 @@ impl BuildCheck {
             });
         }
         let settings = settings.finish();
-        let digests = Arc::new(Digests::new());
         let mut files = Vec::new();
-        let mut unknown = Vec::new();
         for source in staging.entries.values() {
             if let Source::File(path) = source {
                 let id = identity(path)?;
-                match old
+                let digest = old
                     .files
                     .get(&id)
-                    .and_then(|d| u64::from_str_radix(d, 16).ok())
-                {
-                    Some(digest) => digests.insert(path, digest),
-                    None => unknown.push((path, files.len())),
-                }
-                files.push((path.clone(), id));
+                    .and_then(|d| u64::from_str_radix(d, 16).ok());
+                files.push((path.clone(), id, digest));
             }
         }
         let mut check = BuildCheck {
@@ -150,27 +146,32 @@ impl BuildCheck {
             old,
             settings,
             files,
-            digests,
+            digests: OnceLock::new(),
             fingerprint: None,
         };
         // Only a file at the same place with the same length as last time can have the same
         // content; anything else means a rebuild, and the writer will hash what it copies.
         let could_match = {
             let old = &check.old;
-            let before: HashSet<(&str, &str)> = old
-                .files
-                .keys()
-                .filter_map(|id| length_and_path(id))
-                .collect();
+            let mut unknown = check.files.iter().filter(|f| f.2.is_none()).peekable();
             old.settings == check.settings
                 && old.image.is_some()
-                && unknown.iter().all(|&(_, i)| {
-                    length_and_path(&check.files[i].1).is_some_and(|key| before.contains(&key))
+                && (unknown.peek().is_none() || {
+                    let before: HashSet<(&str, &str)> = old
+                        .files
+                        .keys()
+                        .filter_map(|id| length_and_path(id))
+                        .collect();
+                    unknown.all(|f| length_and_path(&f.1).is_some_and(|k| before.contains(&k)))
                 })
         };
         if could_match {
-            for (path, _) in unknown {
-                check.digests.get_or_read(&Source::File(path.clone()))?;
+            for (path, _, digest) in &mut check.files {
+                if digest.is_none() {
+                    let mut hash = Hasher::new();
+                    hash.file(path).map_err(|e| Error::io("read", path, e))?;
+                    *digest = Some(hash.finish64());
+                }
             }
             check.fingerprint = Some(check.fingerprint(staging)?);
         }
@@ -179,17 +180,42 @@ impl BuildCheck {
 
     /// The digests known so far, for the writer to use and complete.
     pub fn digests(&self) -> &Arc<Digests> {
-        &self.digests
+        self.digests.get_or_init(|| {
+            let digests = Digests::new();
+            for (path, _, digest) in &self.files {
+                if let Some(digest) = digest {
+                    digests.insert(path, *digest);
+                }
+            }
+            Arc::new(digests)
+        })
     }
 
     /// Settings and every content digest together; reads files whose digest is still unknown.
     fn fingerprint(&self, staging: &Staging) -> Result<String, Error> {
         let mut hash = Hasher::new();
         hash.text(&self.settings);
+        let mut files = self.files.iter();
         for source in staging.entries.values() {
-            hash.update(&self.digests.get_or_read(source)?.to_le_bytes());
+            let digest = match source {
+                Source::File(_) => match files.next() {
+                    Some((path, _, known)) => self.digest_of(path, *known)?,
+                    None => Digests::new().get_or_read(source)?,
+                },
+                source => Digests::new().get_or_read(source)?,
+            };
+            hash.update(&digest.to_le_bytes());
         }
         Ok(hash.finish())
+    }
+
+    /// The digest of the staged file at `path`: known here, computed by the writer, or read now.
+    fn digest_of(&self, path: &Path, known: Option<u64>) -> Result<u64, Error> {
+        if let Some(digest) = known.or_else(|| self.digests.get().and_then(|d| d.get(path))) {
+            return Ok(digest);
+        }
+        self.digests()
+            .get_or_read(&Source::File(path.to_path_buf()))
     }
 
     /// The image of the last build, if it was built from the same inputs and is still there.
@@ -220,9 +246,8 @@ impl BuildCheck {
             None => self.fingerprint(staging)?,
         };
         let mut files = BTreeMap::new();
-        for (path, id) in &self.files {
-            let digest = self.digests.get_or_read(&Source::File(path.clone()))?;
-            files.insert(id.clone(), digest_text(digest));
+        for (path, id, known) in &self.files {
+            files.insert(id.clone(), digest_text(self.digest_of(path, *known)?));
         }
         let stamp = Stamp {
             settings: self.settings,
