@@ -126,12 +126,18 @@ impl CoreImage {
         config: &Path,
         output: &Path,
     ) -> CommandSpec {
+        // Paths are passed byte for byte (`--option=PATH`), even when they are not UTF-8.
+        let option = |name: &str, path: &Path| {
+            let mut word = std::ffi::OsString::from(name);
+            word.push(path);
+            word
+        };
         let mut spec = CommandSpec::new(mkimage.to_string_lossy());
         spec.arg(format!("--format={}", self.target.format()))
-            .arg(format!("--directory={}", modules_dir.display()))
+            .arg(option("--directory=", modules_dir))
             .arg(format!("--prefix={}", cfg::PREFIX))
-            .arg(format!("--config={}", config.display()))
-            .arg(format!("{OUTPUT_OPTION}{}", output.display()))
+            .arg(option("--config=", config))
+            .arg(option(OUTPUT_OPTION, output))
             .args(self.modules.iter().cloned());
         spec
     }
@@ -248,8 +254,13 @@ fn cache_key(
     let mut hash = Hasher::new();
     hash.text("grub core image 1");
     hash.text(&probe.program);
-    for arg in probe.args.iter().filter(|a| !a.starts_with(OUTPUT_OPTION)) {
-        hash.text(arg);
+    for arg in probe
+        .args
+        .iter()
+        .map(|a| a.as_encoded_bytes())
+        .filter(|a| !a.starts_with(OUTPUT_OPTION.as_bytes()))
+    {
+        hash.bytes(arg);
     }
     hash.text(early);
     let mut files = vec![
@@ -314,7 +325,7 @@ mod tests {
                 Path::new("/out/grub/early.cfg"),
                 Path::new("/out/grub/core.img"),
             )
-            .args
+            .args_lossy()
     }
 
     #[test]
@@ -389,7 +400,7 @@ mod tests {
                 Path::new("/c"),
                 Path::new("/o"),
             )
-            .args;
+            .args_lossy();
         assert_eq!(args[0], "--format=x86_64-efi");
         assert_eq!(
             &args[5..],

@@ -67,7 +67,15 @@ impl Bootloader for Grub {
     }
 
     fn config_section(&self) -> Option<Section> {
-        Some(Section::of::<GrubConfig>().with_variables(TEMPLATE_VARIABLES))
+        // `with_old_key`: cargo-image-runner 0.5's `[bootloader.grub] modules`.
+        Some(
+            Section::of::<GrubConfig>()
+                .with_variables(TEMPLATE_VARIABLES)
+                .with_old_key(image_runner_core::OldKey::renamed(
+                    "modules",
+                    "extra-modules",
+                )),
+        )
     }
 
     fn stage(&self, ctx: &Context) -> Result<Staged, Error> {

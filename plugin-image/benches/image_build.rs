@@ -155,7 +155,12 @@ fn main() {
         .expect("stamp");
     let noop = time(|| {
         let check = BuildCheck::new(&stamp, &staging, "fat").expect("check");
-        assert!(check.reusable().is_some(), "not reused");
+        assert!(
+            check
+                .reusable(Path::new(&ours_fat), ImageKind::Fat)
+                .is_some(),
+            "not reused"
+        );
     });
     report("no-op rebuild check", noop, None);
 }

@@ -67,12 +67,16 @@ pub fn fill_tree(staging: &Staging, root: &Path) -> Result<(), Error> {
 }
 
 /// Makes a fresh folder beside `dir`, lets `fill` write it, and swaps it in for `dir`; on
-/// failure the half-written folder is removed and `dir` is left as it was.
+/// failure the half-written folder is removed and `dir` is left as it was. The fresh folder and
+/// the old tree on its way out both have temporary names (`.<name>.tmp-<pid>`,
+/// `.<name>.old.tmp-<pid>`), removed on a signal or, after a kill, by the next build.
 pub fn publish_tree(
     dir: &Path,
     fill: impl FnOnce(&Path) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let temp = image_runner_core::fs::temp_path(dir);
+    use image_runner_core::fs::{PendingTemporary, temp_path};
+    let temp = temp_path(dir);
+    let registered = PendingTemporary::register(&temp);
     let _ = std::fs::remove_dir_all(&temp);
     let result = std::fs::create_dir_all(&temp)
         .map_err(|e| Error::io("create", &temp, e))
@@ -81,13 +85,31 @@ pub fn publish_tree(
         let _ = std::fs::remove_dir_all(&temp);
         return Err(e);
     }
-    let old = dir.with_extension("old");
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old = temp_path(&dir.with_file_name(format!("{name}.old")));
+    let old_registered = PendingTemporary::register(&old);
     let _ = std::fs::remove_dir_all(&old);
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(|e| Error::io("move aside", dir, e))?;
+    let published = registered.publish(|| {
+        let moved_aside = dir.exists();
+        if moved_aside {
+            std::fs::rename(dir, &old).map_err(|e| Error::io("move aside", dir, e))?;
+        }
+        std::fs::rename(&temp, dir).map_err(|e| {
+            if moved_aside {
+                let _ = std::fs::rename(&old, dir);
+            }
+            Error::io("rename into place", dir, e)
+        })
+    });
+    if let Err(e) = published {
+        let _ = std::fs::remove_dir_all(&temp);
+        return Err(e);
     }
-    std::fs::rename(&temp, dir).map_err(|e| Error::io("rename into place", dir, e))?;
     let _ = std::fs::remove_dir_all(&old);
+    drop(old_registered);
     Ok(())
 }
 

@@ -720,7 +720,12 @@ mod tests {
         assert!(a_bytes == b_bytes, "two runs differ");
 
         let mut changed = sample();
-        add(&mut changed, "README", b"read me!\n".to_vec());
+        changed
+            .replace(
+                image_runner_core::ImagePath::new("README").unwrap(),
+                Source::Bytes(b"read me!\n".to_vec()),
+            )
+            .unwrap();
         write_fat_file(&c, &changed, &FatOptions::default()).unwrap();
         let volume_id = |bytes: &[u8]| bytes[0x27..0x2B].to_vec();
         let c_bytes = std::fs::read(&c).unwrap();

@@ -1,6 +1,11 @@
 //! Reusing a built image when nothing it depends on changed. A stamp beside the output records
-//! the fingerprint of the inputs and each file's content digest by file identity, so an
-//! unchanged no-op check costs a `stat` per file.
+//! the fingerprint of the inputs, each file's content digest by file identity, and the identity
+//! of the image that was published, so an unchanged no-op check costs a `stat` per file.
+//!
+//! The stamp never says where the image is: the format passes the path it writes to, and the
+//! image found there is reused only if its identity (device, inode, size, modification and
+//! change times) is the one recorded right after it was published. A copied output folder, a
+//! stamp edited by hand, an image modified or truncated in place: each is rebuilt.
 //!
 //! Contents are read as rarely as possible: a file whose identity is unchanged keeps its
 //! recorded digest; one whose identity changed is hashed only if it could still be the same
@@ -25,7 +30,8 @@ struct Stamp {
     /// Everything but file contents: the settings, the boot hints and the staged paths.
     settings: String,
     fingerprint: String,
-    image: Option<(PathBuf, String)>,
+    /// The published image: its kind and its identity (see [`image_identity`]).
+    image: Option<(String, String)>,
     /// File identity (device, inode, size, mtime, path) → content digest, from the last build.
     files: BTreeMap<String, String>,
 }
@@ -41,8 +47,8 @@ impl Stamp {
             match (parts.next(), parts.next(), parts.next()) {
                 (Some("settings"), Some(s), None) => stamp.settings = s.to_owned(),
                 (Some("fingerprint"), Some(f), None) => stamp.fingerprint = f.to_owned(),
-                (Some("image"), Some(kind), Some(p)) => {
-                    stamp.image = Some((PathBuf::from(p), kind.to_owned()))
+                (Some("image"), Some(kind), Some(id)) => {
+                    stamp.image = Some((kind.to_owned(), id.to_owned()))
                 }
                 (Some("file"), Some(hash), Some(id)) => {
                     stamp.files.insert(id.to_owned(), hash.to_owned());
@@ -58,8 +64,8 @@ impl Stamp {
             "settings\t{}\nfingerprint\t{}\n",
             self.settings, self.fingerprint
         );
-        if let Some((path, kind)) = &self.image {
-            out.push_str(&format!("image\t{kind}\t{}\n", path.display()));
+        if let Some((kind, id)) = &self.image {
+            out.push_str(&format!("image\t{kind}\t{id}\n"));
         }
         for (id, hash) in &self.files {
             out.push_str(&format!("file\t{hash}\t{id}\n"));
@@ -68,17 +74,81 @@ impl Stamp {
     }
 }
 
-fn kind_name(kind: ImageKind) -> &'static str {
-    kind.name()
-}
-
-fn kind_from(name: &str) -> Option<ImageKind> {
-    ImageKind::from_name(name)
-}
-
 fn identity(path: &Path) -> Result<String, Error> {
     image_runner_disk_layout::content_hash::file_identity(path)
         .map_err(|e| Error::io("read the metadata of", path, e))
+}
+
+/// Device, inode, size and times of one file-system entry (not following a symbolic link).
+/// The change time is left out for `shared` entries: files of a directory image are hard links
+/// to their sources, whose change time moves whenever another output links them too.
+fn entry_identity(meta: &std::fs::Metadata, shared: bool) -> String {
+    let nanos = |t: std::io::Result<std::time::SystemTime>| {
+        t.ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos())
+    };
+    let kind = if meta.is_dir() {
+        'd'
+    } else if meta.is_file() {
+        'f'
+    } else {
+        'o'
+    };
+    #[cfg(unix)]
+    let (dev, ino, ctime) = {
+        use std::os::unix::fs::MetadataExt;
+        let ctime = if shared {
+            0
+        } else {
+            i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
+        };
+        (meta.dev(), meta.ino(), ctime)
+    };
+    #[cfg(not(unix))]
+    let (dev, ino, ctime) = (0u64, 0u64, {
+        let _ = shared;
+        0i128
+    });
+    format!(
+        "{kind}:{dev}:{ino}:{}:{}:{ctime}",
+        meta.len(),
+        nanos(meta.modified())
+    )
+}
+
+/// The identity of the image at `path`, or `None` when there is none of `kind` (a symbolic
+/// link is never an image). A file image: its own identity. A directory image: a hash of the
+/// identity and relative path of every entry in the tree, so a file changed deep inside shows.
+pub fn image_identity(path: &Path, kind: ImageKind) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if kind != ImageKind::Directory {
+        return meta.is_file().then(|| entry_identity(&meta, false));
+    }
+    if !meta.is_dir() {
+        return None;
+    }
+    let mut hash = Hasher::new();
+    hash.text(&entry_identity(&meta, true));
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(path.join(&relative))
+            .ok()?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        entries.sort();
+        for name in entries {
+            let child = relative.join(&name);
+            let meta = std::fs::symlink_metadata(path.join(&child)).ok()?;
+            hash.text(&child.to_string_lossy());
+            hash.text(&entry_identity(&meta, true));
+            if meta.is_dir() {
+                pending.push(child);
+            }
+        }
+    }
+    Some(format!("tree:{}", hash.finish()))
 }
 
 /// The length and host path an identity (`dev:ino:len:mtime:path`) names.
@@ -218,14 +288,17 @@ impl BuildCheck {
             .get_or_read(&Source::File(path.to_path_buf()))
     }
 
-    /// The image of the last build, if it was built from the same inputs and is still there.
-    pub fn reusable(&self) -> Option<Image> {
+    /// The image at `path`, if the last build made it from the same inputs and it is still
+    /// the very file (or tree) that build published.
+    pub fn reusable(&self, path: &Path, kind: ImageKind) -> Option<Image> {
         if self.fingerprint.as_ref() != Some(&self.old.fingerprint) {
             return None;
         }
-        let (path, kind) = self.old.image.as_ref()?;
-        let kind = kind_from(kind)?;
-        path.exists().then(|| Image::new(path.clone(), kind))
+        let (old_kind, old_id) = self.old.image.as_ref()?;
+        if old_kind != kind.name() {
+            return None;
+        }
+        (image_identity(path, kind)? == *old_id).then(|| Image::new(path, kind))
     }
 
     /// Forgets the last build before a new one starts: if the build is interrupted, no stamp
@@ -238,9 +311,19 @@ impl BuildCheck {
         }
     }
 
-    /// Records `image` as the output of `staging` (the list this check was made for). Digests
-    /// the writer did not compute are read now.
+    /// Records `image`, published at its final path, as the output of `staging` (the list this
+    /// check was made for). Digests the writer did not compute are read now.
     pub fn record(self, staging: &Staging, image: &Image) -> Result<(), Error> {
+        let id = image_identity(&image.path, image.kind).ok_or_else(|| {
+            Error::plugin(
+                "image",
+                format!(
+                    "the {} image `{}` vanished right after it was written",
+                    image.kind,
+                    image.path.display()
+                ),
+            )
+        })?;
         let fingerprint = match &self.fingerprint {
             Some(known) => known.clone(),
             None => self.fingerprint(staging)?,
@@ -252,7 +335,7 @@ impl BuildCheck {
         let stamp = Stamp {
             settings: self.settings,
             fingerprint,
-            image: Some((image.path.clone(), kind_name(image.kind).to_owned())),
+            image: Some((image.kind.name().to_owned(), id)),
             files,
         };
         let text = stamp.render();
@@ -294,7 +377,7 @@ pub fn build_or_reuse(
         request.staging,
         &options,
     )?;
-    if let Some(image) = check.reusable() {
+    if let Some(image) = check.reusable(path, kind) {
         if ctx.verbose > 0 {
             eprintln!("     Reusing {} (inputs unchanged)", image.path.display());
         }
@@ -324,11 +407,18 @@ fn write_then_publish(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), Error>,
 ) -> Result<(), Error> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create the directory", dir, e))?;
     let temp = image_runner_core::fs::temp_path(path);
+    // Removed by the CLI's signal handlers should the build be interrupted.
+    let registered = image_runner_core::fs::PendingTemporary::register(&temp);
     let result = std::fs::File::create(&temp)
         .map_err(|e| Error::io("create", &temp, e))
         .and_then(|_| write(&temp))
-        .and_then(|()| publish(&temp, path));
+        .and_then(|()| registered.publish(|| publish(&temp, path)));
     if result.is_err() {
         // Best effort: the error being returned matters more than one about the cleanup.
         let _ = std::fs::remove_file(&temp);
@@ -402,17 +492,20 @@ mod tests {
             .unwrap();
 
         let first = BuildCheck::new(&stamp, &staging, "fat").unwrap();
-        assert!(first.reusable().is_none());
+        assert!(first.reusable(&image, ImageKind::Fat).is_none());
         first
             .record(&staging, &Image::new(&image, ImageKind::Fat))
             .unwrap();
 
         let again = BuildCheck::new(&stamp, &staging, "fat").unwrap();
-        assert_eq!(again.reusable(), Some(Image::new(&image, ImageKind::Fat)));
+        assert_eq!(
+            again.reusable(&image, ImageKind::Fat),
+            Some(Image::new(&image, ImageKind::Fat))
+        );
         assert!(
             BuildCheck::new(&stamp, &staging, "fat size=1")
                 .unwrap()
-                .reusable()
+                .reusable(&image, ImageKind::Fat)
                 .is_none()
         );
 
@@ -421,7 +514,7 @@ mod tests {
         assert!(
             BuildCheck::new(&stamp, &staging, "fat")
                 .unwrap()
-                .reusable()
+                .reusable(&image, ImageKind::Fat)
                 .is_none()
         );
     }
@@ -442,21 +535,21 @@ mod tests {
 
         // No stamp: a rebuild for sure, nothing read (the writer hashes while it copies).
         let cold = BuildCheck::new(&stamp, &staging, "fat").unwrap();
-        assert!(cold.reusable().is_none() && !hashed(&cold));
+        assert!(cold.reusable(&image, ImageKind::Fat).is_none() && !hashed(&cold));
         cold.record(&staging, &Image::new(&image, ImageKind::Fat))
             .unwrap();
         // Unchanged: the digest comes from the stamp.
         let same = BuildCheck::new(&stamp, &staging, "fat").unwrap();
-        assert!(same.reusable().is_some() && hashed(&same));
+        assert!(same.reusable(&image, ImageKind::Fat).is_some() && hashed(&same));
 
         // Another length: changed for sure, not read.
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&kernel, b"version 1.1").unwrap();
         let grown = BuildCheck::new(&stamp, &staging, "fat").unwrap();
-        assert!(grown.reusable().is_none() && !hashed(&grown));
+        assert!(grown.reusable(&image, ImageKind::Fat).is_none() && !hashed(&grown));
         // Other settings: not read either.
         let other = BuildCheck::new(&stamp, &staging, "fat label=X").unwrap();
-        assert!(other.reusable().is_none() && !hashed(&other));
+        assert!(other.reusable(&image, ImageKind::Fat).is_none() && !hashed(&other));
         grown
             .record(&staging, &Image::new(&image, ImageKind::Fat))
             .unwrap();
@@ -465,7 +558,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&kernel, b"version 1.2").unwrap();
         let touched = BuildCheck::new(&stamp, &staging, "fat").unwrap();
-        assert!(touched.reusable().is_none() && hashed(&touched));
+        assert!(touched.reusable(&image, ImageKind::Fat).is_none() && hashed(&touched));
     }
 
     #[test]
@@ -505,8 +598,89 @@ mod tests {
         assert!(
             BuildCheck::new(&stamp, &staging, "")
                 .unwrap()
-                .reusable()
+                .reusable(&image, ImageKind::Iso)
                 .is_some()
         );
+    }
+
+    /// Builds a stamp for a one-file staging list and `image`, then lets `damage` act.
+    fn reused_after(damage: impl FnOnce(&Path, &Path)) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("kernel");
+        std::fs::write(&kernel, b"kernel").unwrap();
+        let image = dir.path().join("image.iso");
+        std::fs::write(&image, b"built image").unwrap();
+        let stamp = dir.path().join("iso.stamp");
+        let mut staging = Staging::new();
+        staging.add_file("k", Source::File(kernel)).unwrap();
+        BuildCheck::new(&stamp, &staging, "")
+            .unwrap()
+            .record(&staging, &Image::new(&image, ImageKind::Iso))
+            .unwrap();
+        damage(&image, &stamp);
+        BuildCheck::new(&stamp, &staging, "")
+            .unwrap()
+            .reusable(&image, ImageKind::Iso)
+            .is_some()
+    }
+
+    #[test]
+    fn only_the_very_image_that_was_published_is_reused() {
+        assert!(reused_after(|_, _| {}));
+        // Modified in place, same size and inode.
+        assert!(!reused_after(|image, _| {
+            use std::io::Write;
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let mut f = std::fs::OpenOptions::new().write(true).open(image).unwrap();
+            f.write_all(b"B").unwrap();
+        }));
+        // Truncated.
+        assert!(!reused_after(|image, _| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(image)
+                .unwrap()
+                .set_len(3)
+                .unwrap();
+        }));
+        // Replaced by another file with the same bytes.
+        assert!(!reused_after(|image, _| {
+            let other = image.with_extension("other");
+            std::fs::write(&other, b"built image").unwrap();
+            std::fs::rename(&other, image).unwrap();
+        }));
+        // Replaced by a symbolic link.
+        #[cfg(unix)]
+        assert!(!reused_after(|image, _| {
+            let other = image.with_extension("other");
+            std::fs::rename(image, &other).unwrap();
+            std::os::unix::fs::symlink(&other, image).unwrap();
+        }));
+        // A stamp from before identities were recorded names a path: not trusted.
+        assert!(!reused_after(|image, stamp| {
+            let text = std::fs::read_to_string(stamp).unwrap();
+            let text: String = text
+                .lines()
+                .map(|l| match l.strip_prefix("image\t") {
+                    Some(_) => format!("image\tiso\t{}\n", image.display()),
+                    None => format!("{l}\n"),
+                })
+                .collect();
+            std::fs::write(stamp, text).unwrap();
+        }));
+    }
+
+    #[test]
+    fn a_directory_image_is_checked_down_to_its_deepest_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("image");
+        std::fs::create_dir_all(tree.join("EFI/BOOT")).unwrap();
+        std::fs::write(tree.join("EFI/BOOT/BOOTX64.EFI"), b"app").unwrap();
+        let first = image_identity(&tree, ImageKind::Directory).unwrap();
+        assert_eq!(image_identity(&tree, ImageKind::Directory).unwrap(), first);
+        assert!(image_identity(&tree, ImageKind::Fat).is_none());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(tree.join("EFI/BOOT/BOOTX64.EFI"), b"APP").unwrap();
+        assert_ne!(image_identity(&tree, ImageKind::Directory).unwrap(), first);
     }
 }

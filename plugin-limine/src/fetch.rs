@@ -206,7 +206,7 @@ pub(crate) fn fetch(
     let shallow = !is_local(url) && !matches!(what, Fetch::Branches(_));
     if uses_git_program(url) {
         let mut command = CommandSpec::new("git");
-        command.arg("-C").arg(repo.path().to_string_lossy());
+        command.arg("-C").arg(repo.path());
         command.args(["fetch", "--no-tags", "--quiet"]);
         if shallow {
             command.arg("--depth=1");

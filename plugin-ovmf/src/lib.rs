@@ -59,7 +59,7 @@ impl Firmware for Ovmf {
     }
 
     fn checks(&self) -> Vec<Check> {
-        let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        let env = image_runner_core::context::process_env();
         [
             (image_runner_core::Arch::X86_64, CheckStatus::Missing),
             (image_runner_core::Arch::Aarch64, CheckStatus::Warn),

@@ -1,11 +1,14 @@
 //! The QEMU command line, built as a value from the boot media and the options. Nothing here
 //! runs anything, so every combination is pinned by unit tests.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use image_runner_core::command::qemu_escape;
+use image_runner_core::command::qemu_option;
 use image_runner_core::config::Attach;
-use image_runner_core::{Arch, BootMedia, CommandSpec, Context, Error, FirmwareFiles, ImageKind};
+use image_runner_core::{
+    Arch, BootMedia, CommandSpec, Context, Error, FirmwareFiles, Image, ImageKind,
+};
 
 use crate::accel::Accel;
 use crate::config::{QemuConfig, SerialMode};
@@ -85,6 +88,10 @@ pub struct QemuOptions {
     /// Extra arguments, in order: `qemu.args`, `test.args` or `run.args`,
     /// `CARGO_IMAGE_RUNNER_QEMU_ARGS`, then the command line's after `--`.
     pub extra_args: Vec<String>,
+    /// Let guest writes to a disk image reach the file (`qemu.persist-writes`). Off: every run
+    /// boots its own view of the image (`snapshot=on`: writes go to a temporary overlay), so
+    /// any number of runs can share one image and none changes it.
+    pub persist_writes: bool,
 }
 
 impl QemuOptions {
@@ -95,7 +102,7 @@ impl QemuOptions {
             binary: String::new(),
             machine: String::new(),
             cpu: String::new(),
-            memory: "256M".into(),
+            memory: crate::QemuConfig::default().memory,
             cores: 1,
             accel: Accel::Tcg,
             gui: false,
@@ -104,6 +111,7 @@ impl QemuOptions {
             gdb_port: None,
             cmdline: String::new(),
             extra_args: Vec::new(),
+            persist_writes: false,
         }
     }
 
@@ -130,6 +138,7 @@ impl QemuOptions {
             gdb_port,
             cmdline: ctx.config.cmdline.clone(),
             extra_args,
+            persist_writes: cfg.persist_writes,
         })
     }
 }
@@ -148,18 +157,6 @@ pub fn extra_args(ctx: &Context, cfg: &QemuConfig) -> Result<Vec<String>, Error>
     }
     args.extend(ctx.runner_args.iter().cloned());
     Ok(args)
-}
-
-fn utf8(path: &Path) -> Result<String, Error> {
-    path.to_str().map(|_| qemu_escape(path)).ok_or_else(|| {
-        Error::plugin(
-            "qemu",
-            format!(
-                "path `{}` is not valid UTF-8; QEMU options need UTF-8 paths",
-                path.display()
-            ),
-        )
-    })
 }
 
 /// Builds the QEMU command for `media`.
@@ -200,7 +197,7 @@ pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, 
             cmd.args(["-serial", "stdio"]);
         }
         SerialWiring::LogFile(log) => {
-            cmd.args(["-serial".to_owned(), format!("file:{}", utf8(log)?)]);
+            cmd.arg("-serial").arg(qemu_option("file:", log, ""));
         }
         SerialWiring::Off => {
             cmd.args(["-serial", "none"]);
@@ -231,56 +228,57 @@ pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, 
     }
     match &media.firmware {
         Some(FirmwareFiles::Pflash { code, vars }) => {
-            cmd.args([
-                "-drive".to_owned(),
-                format!(
-                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                    utf8(code)?
-                ),
-                "-drive".to_owned(),
-                format!("if=pflash,format=raw,unit=1,file={}", utf8(vars)?),
-            ]);
+            cmd.arg("-drive").arg(qemu_option(
+                "if=pflash,format=raw,unit=0,readonly=on,file=",
+                code,
+                "",
+            ));
+            cmd.arg("-drive")
+                .arg(qemu_option("if=pflash,format=raw,unit=1,file=", vars, ""));
         }
         Some(FirmwareFiles::Unified(path)) => {
-            cmd.arg("-bios").arg(path.to_string_lossy());
+            cmd.arg("-bios").arg(path);
         }
         Some(_) | None => {}
     }
     if let Some(kernel) = &media.direct_kernel {
-        cmd.arg("-kernel").arg(kernel.to_string_lossy());
+        cmd.arg("-kernel").arg(kernel);
         if !o.cmdline.is_empty() {
             cmd.args(["-append", o.cmdline.as_str()]);
         }
     }
     if let Some(image) = &media.image {
-        let file = utf8(&image.path)?;
-        let source = match image.kind {
-            ImageKind::Directory => format!("format=raw,file=fat:rw:{file}"),
-            _ => format!("format=raw,file={file}"),
-        };
+        if o.persist_writes && image.kind == ImageKind::Directory {
+            // vvfat writes through to the folder's files, which are hard links of the staged
+            // sources (the kernel in `target/` among them).
+            return Err(Error::Config(format!(
+                "`qemu.persist-writes = true` with a `directory` image would let the guest write into your own files (`{}` holds hard links of them); use `format = \"fat\"` (or gpt, mbr) to keep guest writes",
+                image.path.display()
+            )));
+        }
         let as_cdrom = match o.attach {
             Attach::Cdrom => true,
             Attach::Disk => false,
             _ => image.kind == ImageKind::Iso,
         };
+        let source = drive_source(image, as_cdrom, o.persist_writes);
+        let with = |prefix: &str| {
+            let mut value = OsString::from(prefix);
+            value.push(&source);
+            value
+        };
         match (as_cdrom, x86) {
-            (true, true) => cmd.args(["-drive".to_owned(), format!("media=cdrom,{source}")]),
-            (_, true) => cmd.args(["-drive".to_owned(), source]),
+            (true, true) => cmd.arg("-drive").arg(with("media=cdrom,")),
+            (_, true) => cmd.arg("-drive").arg(source.clone()),
             // ARM and RISC-V boards have no IDE/AHCI: attach through virtio.
-            (true, false) => cmd.args([
-                "-device".to_owned(),
-                "virtio-scsi-pci,id=scsi0".to_owned(),
-                "-drive".to_owned(),
-                format!("if=none,id=boot0,media=cdrom,{source}"),
-                "-device".to_owned(),
-                "scsi-cd,drive=boot0".to_owned(),
-            ]),
-            (_, false) => cmd.args([
-                "-drive".to_owned(),
-                format!("if=none,id=boot0,{source}"),
-                "-device".to_owned(),
-                "virtio-blk-pci,drive=boot0".to_owned(),
-            ]),
+            (true, false) => cmd
+                .args(["-device", "virtio-scsi-pci,id=scsi0", "-drive"])
+                .arg(with("if=none,id=boot0,media=cdrom,"))
+                .args(["-device", "scsi-cd,drive=boot0"]),
+            (_, false) => cmd
+                .arg("-drive")
+                .arg(with("if=none,id=boot0,"))
+                .args(["-device", "virtio-blk-pci,drive=boot0"]),
         };
     }
     if let Some(port) = o.gdb_port {
@@ -294,14 +292,30 @@ pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, 
     Ok(cmd)
 }
 
+/// The `format=raw,file=…` part of the image's `-drive`. A CD-ROM is read-only to the guest
+/// already. A disk gets `snapshot=on` unless guest writes are to persist: the file is then
+/// only read, and the guest's writes go to a temporary overlay that QEMU deletes at exit, so
+/// parallel runs of one image do not fight over QEMU's write lock and the image stays as built.
+/// A directory (vvfat) is read-only (`fat:DIR`) with a snapshot overlay above it, or
+/// `fat:rw:DIR` when writes persist (vvfat's `rw` mode cannot be combined with a snapshot).
+fn drive_source(image: &Image, as_cdrom: bool, persist_writes: bool) -> OsString {
+    match (image.kind, as_cdrom, persist_writes) {
+        (ImageKind::Directory, _, false) => {
+            qemu_option("format=raw,file=fat:", &image.path, ",snapshot=on")
+        }
+        (_, false, false) => qemu_option("format=raw,file=", &image.path, ",snapshot=on"),
+        (_, _, _) => qemu_option("format=raw,file=", &image.path, ""),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use image_runner_core::{BootKind, Image};
 
-    fn words(cmd: &CommandSpec) -> Vec<&str> {
-        std::iter::once(cmd.program.as_str())
-            .chain(cmd.args.iter().map(String::as_str))
+    fn words(cmd: &CommandSpec) -> Vec<String> {
+        std::iter::once(cmd.program.clone())
+            .chain(cmd.args_lossy())
             .collect()
     }
 
@@ -335,7 +349,7 @@ mod tests {
                 "-accel",
                 "tcg",
                 "-m",
-                "256M",
+                "1G",
                 "-smp",
                 "1",
                 "-display",
@@ -376,7 +390,7 @@ mod tests {
                 "-accel",
                 "kvm",
                 "-m",
-                "256M",
+                "1G",
                 "-smp",
                 "1",
                 "-serial",
@@ -389,7 +403,7 @@ mod tests {
                 "-drive",
                 "if=pflash,format=raw,unit=1,file=/out/a,,b/vars.fd",
                 "-drive",
-                "format=raw,file=/out/a,,b/my image.fat",
+                "format=raw,file=/out/a,,b/my image.fat,snapshot=on",
                 "-netdev",
                 "user,id=n"
             ]
@@ -414,7 +428,7 @@ mod tests {
                 "-accel",
                 "tcg",
                 "-m",
-                "256M",
+                "1G",
                 "-smp",
                 "1",
                 "-display",
@@ -438,8 +452,8 @@ mod tests {
         media.image = Some(Image::new("/o/dir", ImageKind::Directory));
         let cmd = build_command(&media, &o).unwrap();
         assert!(
-            cmd.args
-                .contains(&"format=raw,file=fat:rw:/o/dir".to_owned())
+            cmd.has_arg("format=raw,file=fat:/o/dir,snapshot=on"),
+            "{cmd}"
         );
     }
 
@@ -463,7 +477,7 @@ mod tests {
                 "-cpu",
                 "max",
                 "-m",
-                "256M",
+                "1G",
                 "-smp",
                 "1",
                 "-display",
@@ -482,7 +496,7 @@ mod tests {
                 "-drive",
                 "if=pflash,format=raw,unit=1,file=/o/vars.fd",
                 "-drive",
-                "if=none,id=boot0,format=raw,file=/o/image.fat",
+                "if=none,id=boot0,format=raw,file=/o/image.fat,snapshot=on",
                 "-device",
                 "virtio-blk-pci,drive=boot0"
             ]
@@ -524,14 +538,17 @@ mod tests {
         let cmd = build_command(&media, &QemuOptions::new(Arch::Aarch64)).unwrap();
         let words = words(&cmd);
         assert!(
-            words.ends_with(&[
-                "-device",
-                "virtio-scsi-pci,id=scsi0",
-                "-drive",
-                "if=none,id=boot0,media=cdrom,format=raw,file=/o/x.iso",
-                "-device",
-                "scsi-cd,drive=boot0"
-            ]),
+            words.ends_with(
+                &[
+                    "-device",
+                    "virtio-scsi-pci,id=scsi0",
+                    "-drive",
+                    "if=none,id=boot0,media=cdrom,format=raw,file=/o/x.iso",
+                    "-device",
+                    "scsi-cd,drive=boot0"
+                ]
+                .map(String::from)
+            ),
             "{words:?}"
         );
     }
@@ -548,7 +565,7 @@ mod tests {
                 "-accel",
                 "tcg",
                 "-m",
-                "256M",
+                "1G",
                 "-smp",
                 "1",
                 "-display",
@@ -606,8 +623,91 @@ mod tests {
         assert!(
             build_command(&BootMedia::new(BootKind::Bios), &o)
                 .unwrap()
-                .args
-                .contains(&"file:/o/a,,b/serial.log".to_owned())
+                .has_arg("file:/o/a,,b/serial.log")
         );
+    }
+
+    #[test]
+    fn disks_are_snapshots_unless_writes_persist() {
+        let drive = |image: Image, attach: Attach, persist: bool| {
+            let mut media = BootMedia::new(BootKind::Bios);
+            media.image = Some(image);
+            let mut o = QemuOptions::new(Arch::X86_64);
+            o.attach = attach;
+            o.persist_writes = persist;
+            let words = words(&build_command(&media, &o).unwrap());
+            let at = words.iter().rposition(|w| w == "-drive").unwrap();
+            words[at + 1].clone()
+        };
+        for kind in [ImageKind::Fat, ImageKind::Disk, ImageKind::Iso] {
+            assert_eq!(
+                drive(Image::new("/o/a,b.img", kind), Attach::Disk, false),
+                "format=raw,file=/o/a,,b.img,snapshot=on",
+                "{kind:?}"
+            );
+            assert_eq!(
+                drive(Image::new("/o/a,b.img", kind), Attach::Disk, true),
+                "format=raw,file=/o/a,,b.img",
+                "{kind:?}"
+            );
+        }
+        // A CD-ROM is read-only to the guest anyway.
+        assert_eq!(
+            drive(Image::new("/o/x.iso", ImageKind::Iso), Attach::Auto, false),
+            "media=cdrom,format=raw,file=/o/x.iso"
+        );
+        // vvfat: read-only below a snapshot. Kept writes would reach the folder's files, hard
+        // links of the user's own: refused.
+        assert_eq!(
+            drive(
+                Image::new("/o/d", ImageKind::Directory),
+                Attach::Disk,
+                false
+            ),
+            "format=raw,file=fat:/o/d,snapshot=on"
+        );
+        let mut media = BootMedia::new(BootKind::Bios);
+        media.image = Some(Image::new("/o/d", ImageKind::Directory));
+        let mut o = QemuOptions::new(Arch::X86_64);
+        o.persist_writes = true;
+        let err = build_command(&media, &o).unwrap_err().to_string();
+        assert!(
+            err.contains("`qemu.persist-writes = true` with a `directory` image"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn paths_that_are_not_utf8_reach_qemu_unchanged() {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let odd = |tail: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(tail));
+        let mut media = BootMedia::new(BootKind::Uefi);
+        media.direct_kernel = Some(odd(b"/k/ker\xffnel"));
+        media.firmware = Some(FirmwareFiles::Pflash {
+            code: odd(b"/fw/\xfe,code.fd"),
+            vars: odd(b"/o/\xfd/vars.fd"),
+        });
+        media.image = Some(Image::new(odd(b"/o/\xfd/image.fat"), ImageKind::Fat));
+        let mut o = QemuOptions::new(Arch::X86_64);
+        o.serial = SerialWiring::LogFile(odd(b"/o/\xfd/serial.log"));
+        let cmd = build_command(&media, &o).unwrap();
+        let args: Vec<Vec<u8>> = cmd.args.iter().map(|a| a.clone().into_vec()).collect();
+        for expected in [
+            &b"/k/ker\xffnel"[..],
+            b"if=pflash,format=raw,unit=0,readonly=on,file=/fw/\xfe,,code.fd",
+            b"if=pflash,format=raw,unit=1,file=/o/\xfd/vars.fd",
+            b"format=raw,file=/o/\xfd/image.fat,snapshot=on",
+            b"file:/o/\xfd/serial.log",
+        ] {
+            assert!(
+                args.iter().any(|a| a == expected),
+                "{:?} not in {cmd}",
+                String::from_utf8_lossy(expected)
+            );
+        }
+        media.firmware = Some(FirmwareFiles::Unified(odd(b"/fw/\xfeOVMF.fd")));
+        let cmd = build_command(&media, &o).unwrap();
+        assert!(cmd.args.iter().any(|a| a.as_bytes() == b"/fw/\xfeOVMF.fd"));
     }
 }

@@ -59,8 +59,32 @@ fn gdb_port(cfg: &QemuConfig) -> Result<Option<u16>, Error> {
     }
 }
 
+/// With `qemu.persist-writes`, QEMU opens the image for writing, which only one QEMU may do:
+/// waits until no other run of this output directory uses `image`, and returns the lock that
+/// says so (released when dropped, or when the process ends however it ends).
+fn take_turn(ctx: &Context, image: &std::path::Path) -> Result<std::fs::File, Error> {
+    let path = ctx.output_dir.join("persist-writes.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("open the lock file", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+    }
+    eprintln!(
+        "     Waiting for another run of `{}` to end (`qemu.persist-writes = true` keeps the guest's writes, so runs of one image take turns)",
+        image.display()
+    );
+    file.lock().map_err(|e| Error::io("lock", &path, e))?;
+    Ok(file)
+}
+
 fn print_gdb_help(ctx: &Context, port: u16) {
-    let exe = image_runner_core::command::shell_quote(&ctx.kernel.path.to_string_lossy());
+    let exe = image_runner_core::command::shell_quote_os(ctx.kernel.path.as_os_str());
     eprintln!(
         "     Waiting for a debugger on 127.0.0.1:{port} (QEMU starts halted; no time limit)"
     );
@@ -84,7 +108,12 @@ impl Runner for Qemu {
 
     fn config_section(&self) -> Option<Section> {
         // `qemu.attach` moved to the shared key `attach`; users' `qemu.attach` still sets it.
-        Some(Section::of::<QemuConfig>().with_moved_key("attach", "attach"))
+        let section = Section::of::<QemuConfig>().with_moved_key("attach", "attach");
+        Some(
+            config::old_keys()
+                .into_iter()
+                .fold(section, Section::with_old_key),
+        )
     }
 
     fn checks(&self) -> Vec<Check> {
@@ -154,6 +183,11 @@ impl Runner for Qemu {
         std::fs::create_dir_all(&ctx.output_dir)
             .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
         let log = ctx.output_dir.join("serial.log");
+        // Held until QEMU has exited: runs whose guest writes reach the image take turns.
+        let _turn = match &media.image {
+            Some(image) if cfg.persist_writes => Some(take_turn(ctx, &image.path)?),
+            _ => None,
+        };
         let mode = &ctx.decisions.mode;
         let timeout = if gdb.is_some() { None } else { mode.timeout };
         let mut attempts = plan.order.iter().peekable();
@@ -271,7 +305,7 @@ mod tests {
             .try_into()
             .unwrap();
         assert_eq!(cfg.cores, 2);
-        assert_eq!(cfg.memory, "256M", "defaults fill the rest");
+        assert_eq!(cfg.memory, "1G", "defaults fill the rest");
         let err = ConfigLayers::new(&sections)
             .add_file_str(Path::new("/k/image-runner.toml"), "[qemu]\ncors = 2\n")
             .unwrap_err()
@@ -286,7 +320,7 @@ mod tests {
         // No section: the defaults.
         let options =
             QemuOptions::from_context(&ctx, &section(&ctx).unwrap(), Accel::Tcg, None).unwrap();
-        assert_eq!(options.memory, "256M");
+        assert_eq!(options.memory, "1G");
         assert_eq!(
             options.attach,
             Attach::Cdrom,
@@ -321,7 +355,7 @@ mod tests {
         media.image = Some(Image::new("/o/x.iso", ImageKind::Iso));
         let cmd = Qemu.command(&media, &ctx).unwrap();
         assert!(
-            cmd.args.contains(&"format=raw,file=/o/x.iso".to_owned()),
+            cmd.has_arg("format=raw,file=/o/x.iso,snapshot=on"),
             "attached as a disk: {cmd}"
         );
     }

@@ -36,7 +36,10 @@ pub enum Command {
     /// Remove the images and run files under `<target>/image-runner/`.
     Clean(CleanArgs),
     /// Check what the plugins need on this host (QEMU, firmware, accelerator, bootloaders).
-    Doctor,
+    Doctor(Common),
+    /// Rewrite a configuration written for cargo-image-runner 0.5 in place (the package's and
+    /// the workspace's `Cargo.toml` metadata, `image-runner.toml`), showing the diff.
+    Migrate(MigrateArgs),
     /// Fetch Limine ahead of time (for offline work), list or clean the cached versions.
     #[cfg(feature = "limine")]
     Limine(LimineArgs),
@@ -162,6 +165,17 @@ pub struct ConfigArgs {
     pub executable: Option<PathBuf>,
 }
 
+/// `migrate` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Show the diff and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// `clean` options.
 #[derive(Debug, Args, Clone, Default)]
 pub struct CleanArgs {
@@ -176,7 +190,8 @@ pub struct CleanArgs {
 /// Parses the process arguments; `cargo image-runner ...` (cargo's subcommand form) passes
 /// `image-runner` as the first argument, which is dropped. Everything after the first `--` is
 /// for QEMU; it is split off first, because the trailing-arguments mode would swallow the `--`.
-pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
+/// The error is clap's (usage errors, and also `--help` and `--version`, which print and exit).
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, clap::Error> {
     let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
     if args.get(1).is_some_and(|a| a == "image-runner") {
         args.remove(1);
@@ -186,17 +201,69 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Cli {
             .split_off(at)
             .into_iter()
             .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+            .map(|a| {
+                a.into_string().map_err(|a| {
+                    clap::Error::raw(
+                        clap::error::ErrorKind::InvalidUtf8,
+                        format!(
+                            "the argument `{}` after `--` is not valid UTF-8; arguments for QEMU must be UTF-8 text\n",
+                            a.to_string_lossy()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    let mut cli = Cli::parse_from(args);
+    move_options_after_subcommand(&mut args);
+    let mut cli = Cli::try_parse_from(args)?;
     match &mut cli.command {
         Some(Command::Run(run) | Command::Build(run)) => run.runner_args = runner_args,
         Some(_) => {}
         None => cli.run.runner_args = runner_args,
     }
-    cli
+    Ok(cli)
+}
+
+/// `cargo-image-runner -v build K`: options every subcommand shares, given before the
+/// subcommand, are moved after it (`build -v K`). Without this, the runner form's positional
+/// executable would take the subcommand's name as the kernel's path.
+fn move_options_after_subcommand(args: &mut Vec<std::ffi::OsString>) {
+    use clap::CommandFactory;
+    let mut at = 1;
+    while let Some(arg) = args.get(at).and_then(|a| a.to_str()) {
+        let counted_verbose = arg.len() > 1
+            && arg.starts_with('-')
+            && !arg.starts_with("--")
+            && arg[1..].bytes().all(|b| b == b'v');
+        at += match arg {
+            "--verbose" | "--offline" => 1,
+            _ if counted_verbose => 1,
+            "--profile" | "--set" | "--manifest-dir" => 2,
+            _ if ["--profile=", "--set=", "--manifest-dir="]
+                .iter()
+                .any(|p| arg.starts_with(p)) =>
+            {
+                1
+            }
+            _ => break,
+        };
+    }
+    if at == 1 || at >= args.len() {
+        return;
+    }
+    let Some(word) = args[at].to_str() else {
+        return;
+    };
+    let cli = Cli::command();
+    let is_subcommand = word == "help"
+        || cli
+            .get_subcommands()
+            .any(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word));
+    if is_subcommand {
+        let options: Vec<_> = args.drain(1..at).collect();
+        args.splice(2..2, options);
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +276,7 @@ mod tests {
                 .chain(words.iter().copied())
                 .map(Into::into),
         )
+        .unwrap()
     }
 
     #[test]
@@ -240,6 +308,18 @@ mod tests {
         assert_eq!(run.runner_args, ["-s"]);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn an_argument_for_qemu_that_is_not_utf8_is_an_error_not_a_lossy_copy() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = ["cargo-image-runner", "/k", "--", "-x"]
+            .map(std::ffi::OsString::from)
+            .into_iter()
+            .chain([std::ffi::OsString::from_vec(b"a\xffb".to_vec())]);
+        let err = super::parse(args).unwrap_err().to_string();
+        assert!(err.contains("after `--` is not valid UTF-8"), "{err}");
+    }
+
     #[test]
     fn subcommands_and_options() {
         let cli = parse(&["build", "--profile", "ci", "--set", "boot=uefi", "/k"]);
@@ -251,5 +331,69 @@ mod tests {
         let cli = parse(&["--print-cmd", "-v", "/k"]);
         assert!(cli.run.print_cmd);
         assert_eq!(cli.run.common.verbose, 1);
+    }
+
+    #[test]
+    fn shared_options_may_come_before_the_subcommand() {
+        let cli = parse(&["-v", "build", "/k"]);
+        let Some(Command::Build(run)) = cli.command else {
+            panic!("not build: {cli:?}")
+        };
+        assert_eq!(run.executable.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(run.common.verbose, 1);
+
+        let cli = parse(&[
+            "--profile",
+            "ci",
+            "--set=boot=uefi",
+            "-vv",
+            "--offline",
+            "--manifest-dir",
+            "/p",
+            "run",
+            "--gdb",
+            "/k",
+            "--",
+            "-s",
+        ]);
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not run: {cli:?}")
+        };
+        assert_eq!(run.common.profile.as_deref(), Some("ci"));
+        assert_eq!(run.common.overrides, ["boot=uefi"]);
+        assert_eq!(run.common.verbose, 2);
+        assert!(run.common.offline);
+        assert_eq!(
+            run.common.manifest_dir.as_deref(),
+            Some(std::path::Path::new("/p"))
+        );
+        assert_eq!(run.executable.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(run.gdb, Some(None));
+        assert_eq!(run.runner_args, ["-s"]);
+
+        let cli = parse(&["--set", "qemu.memory=1G", "config"]);
+        let Some(Command::Config(config)) = cli.command else {
+            panic!("not config: {cli:?}")
+        };
+        assert_eq!(config.common.overrides, ["qemu.memory=1G"]);
+
+        let cli = parse(&["-v", "doctor"]);
+        assert!(matches!(cli.command, Some(Command::Doctor(c)) if c.verbose == 1));
+
+        #[cfg(feature = "limine")]
+        {
+            let cli = parse(&["--offline", "limine", "fetch"]);
+            let Some(Command::Limine(limine)) = cli.command else {
+                panic!("not limine: {cli:?}")
+            };
+            assert!(limine.common.offline);
+            assert!(matches!(limine.action, LimineAction::Fetch { .. }));
+        }
+
+        // The runner form is untouched: an executable, not a subcommand, follows the options.
+        let cli = parse(&["-v", "/t/deps/build-0123456789abcdef", "--nocapture"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.common.verbose, 1);
+        assert_eq!(cli.run.args, ["--nocapture"]);
     }
 }

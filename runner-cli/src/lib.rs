@@ -3,9 +3,13 @@
 //! over [`main_with_args`], so tests can build the very same program.
 
 mod args;
+mod interrupt;
+pub mod migrate;
 mod plugins;
 mod show_config;
 
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,17 +20,51 @@ use image_runner_core::{CheckStatus, Error, Invocation, Pipeline, Verdict};
 use args::{CleanArgs, Command, Common, ConfigArgs, RunArgs};
 
 /// Runs the command with `args` (the first one is the program name) and returns its exit code.
-pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
-    let cli = args::parse(args);
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    main_with_env(args, std::env::vars_os())
+}
+
+/// Like [`main_with_args`], with the environment `env` instead of the process's (variables that
+/// are not UTF-8 are fine: see [`Invocation::with_env`]). The current directory is still the
+/// process's.
+pub fn main_with_env(
+    args: impl IntoIterator<Item = OsString>,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> ExitCode {
+    let cli = match args::parse(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Usage errors exit 2 (like a runner error), `--help` and `--version` 0. Through
+            // the print macros (captured in tests), coloured by clap on a terminal.
+            let terminal = if e.use_stderr() {
+                std::io::stderr().is_terminal()
+            } else {
+                std::io::stdout().is_terminal()
+            };
+            match (terminal, e.use_stderr()) {
+                (true, _) => {
+                    let _ = e.print();
+                }
+                (false, true) => eprint!("{}", e.render()),
+                (false, false) => print!("{}", e.render()),
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
     let result = match cli.command {
-        None => run(&cli.run, false),
-        Some(Command::Run(run_args)) => run(&run_args, false),
-        Some(Command::Build(run_args)) => run(&run_args, true),
-        Some(Command::Config(config_args)) => show_config(&config_args),
-        Some(Command::Clean(clean_args)) => clean(&clean_args),
-        Some(Command::Doctor) => Ok(doctor()),
+        None => run(&env, &cli.run, false),
+        Some(Command::Run(run_args)) => run(&env, &run_args, false),
+        Some(Command::Build(run_args)) => run(&env, &run_args, true),
+        Some(Command::Config(config_args)) => show_config(&env, &config_args),
+        Some(Command::Clean(clean_args)) => clean(&env, &clean_args),
+        Some(Command::Doctor(_)) => Ok(doctor()),
+        Some(Command::Migrate(migrate_args)) => migrate::run(
+            &migrate_args,
+            &invocation(&env, &migrate_args.common, None, &[], None),
+        ),
         #[cfg(feature = "limine")]
-        Some(Command::Limine(limine_args)) => limine(&limine_args),
+        Some(Command::Limine(limine_args)) => limine(&env, &limine_args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -38,12 +76,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Exi
 }
 
 fn invocation(
+    env: &[(OsString, OsString)],
     common: &Common,
     executable: Option<&Path>,
     args: &[String],
     test: Option<bool>,
 ) -> Invocation {
-    let mut inv = Invocation::new(executable.map(Path::to_path_buf).unwrap_or_default());
+    let mut inv = Invocation::with_env(
+        executable.map(Path::to_path_buf).unwrap_or_default(),
+        env.iter().cloned(),
+    );
     inv.args = args.to_vec();
     inv.profile = common.profile.clone();
     inv.overrides = common.overrides.clone();
@@ -56,9 +98,12 @@ fn invocation(
     inv
 }
 
-fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
+fn run(env: &[(OsString, OsString)], run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
+    // From the start: a signal while the image is written removes it and exits with 130.
+    let preparing = interrupt::Preparing::install();
     let executable = run_args.executable.clone().unwrap_or_default();
     let mut inv = invocation(
+        env,
         &run_args.common,
         Some(&executable),
         &run_args.args,
@@ -95,6 +140,8 @@ fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
         println!("{}", pipeline.command(&media, &ctx)?);
         return Ok(exit_code::SUCCESS);
     }
+    // The runner plugin handles signals from here on (it stops QEMU).
+    drop(preparing);
     let outcome = pipeline.run(&media, &ctx, &mut image_runner_core::serial::Ignore)?;
     let name = ctx
         .kernel
@@ -123,12 +170,13 @@ fn run(run_args: &RunArgs, build_only: bool) -> Result<i32, Error> {
     Ok(outcome.verdict.exit_code())
 }
 
-fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
+fn show_config(env: &[(OsString, OsString)], config_args: &ConfigArgs) -> Result<i32, Error> {
     let common = &config_args.common;
     match &config_args.executable {
         Some(executable) => {
             let registry = plugins::registry();
             let ctx = Pipeline::new(&registry).context(invocation(
+                env,
                 common,
                 Some(executable),
                 &[],
@@ -157,7 +205,7 @@ fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
             );
         }
         None => {
-            let inv = invocation(common, None, &[], None);
+            let inv = invocation(env, common, None, &[], None);
             let project = Project::discover(&inv, None)?;
             let vars = show_config::placeholder_variables(&project);
             let resolved = image_runner_core::context::load_config(
@@ -178,10 +226,11 @@ fn show_config(config_args: &ConfigArgs) -> Result<i32, Error> {
 
 /// `limine fetch|list|clean`: settings come from the project's config when there is one.
 #[cfg(feature = "limine")]
-fn limine(limine_args: &args::LimineArgs) -> Result<i32, Error> {
+fn limine(env: &[(OsString, OsString)], limine_args: &args::LimineArgs) -> Result<i32, Error> {
     use args::LimineAction;
-    let inv = invocation(&limine_args.common, None, &[], None);
-    let cache_dir = image_runner_core::context::cache_dir(&inv.env);
+    let _preparing = interrupt::Preparing::install();
+    let inv = invocation(env, &limine_args.common, None, &[], None);
+    let cache_dir = image_runner_core::context::cache_dir(&inv.env)?;
     let (config, limine, manifest_dir) = match Project::discover(&inv, None) {
         Ok(project) => {
             let vars = show_config::placeholder_variables(&project);
@@ -290,8 +339,9 @@ fn doctor() -> i32 {
     }
 }
 
-fn clean(clean_args: &CleanArgs) -> Result<i32, Error> {
+fn clean(env: &[(OsString, OsString)], clean_args: &CleanArgs) -> Result<i32, Error> {
     let inv = invocation(
+        env,
         &clean_args.common,
         clean_args.executable.as_deref(),
         &[],
@@ -306,7 +356,7 @@ fn clean(clean_args: &CleanArgs) -> Result<i32, Error> {
     let project = Project::discover(&inv, executable.as_deref())?;
     let root = project.target_dir.join("image-runner");
     let dir: PathBuf = match executable.as_deref().and_then(Path::file_stem) {
-        Some(stem) => root.join(stem),
+        Some(stem) => root.join(image_runner_core::context::output_dir_name(stem)),
         None => root,
     };
     match std::fs::remove_dir_all(&dir) {

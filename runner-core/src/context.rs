@@ -2,6 +2,7 @@
 //! directories), the resolved config, and the boot decisions every step shares.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use crate::config::{Config, ConfigLayers, LayerKind, Resolved, Sections, Variabl
 use crate::decisions::Decisions;
 use crate::error::Error;
 use crate::kernel::Kernel;
+
+mod workspace;
 
 /// What the user asked for: the executable cargo built and how the runner was called.
 #[derive(Debug, Clone, Default)]
@@ -31,8 +34,14 @@ pub struct Invocation {
     pub test: Option<bool>,
     /// The package directory; `CARGO_MANIFEST_DIR`, then the current directory upward, when absent.
     pub manifest_dir: Option<PathBuf>,
-    /// The environment to read (`std::env::vars()` for the real thing).
+    /// The environment to read ([`process_env`] for the real thing): the variables whose name
+    /// and value are UTF-8.
     pub env: BTreeMap<String, String>,
+    /// Variables with a UTF-8 name whose value is not UTF-8. The paths cargo gives
+    /// (`CARGO_MANIFEST_DIR`, `CARGO_TARGET_DIR`) are read from here too, byte for byte; the
+    /// runner's own variables (`CARGO_IMAGE_RUNNER_*`) here are an error naming them; the rest
+    /// are of no concern to the runner.
+    pub env_not_utf8: BTreeMap<String, OsString>,
     /// Verbosity (`-v` count).
     pub verbose: u8,
     /// Read the project's config sources (`Cargo.toml` metadata, `image-runner.toml`).
@@ -48,13 +57,61 @@ impl Invocation {
     /// An invocation for `executable` with the process environment, reading the project's
     /// config.
     pub fn new(executable: impl Into<PathBuf>) -> Self {
+        Invocation::with_env(executable, std::env::vars_os())
+    }
+
+    /// An invocation for `executable` with the environment `vars` (name, value pairs as the
+    /// operating system gives them; see [`split_env`]), reading the project's config.
+    pub fn with_env(
+        executable: impl Into<PathBuf>,
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Self {
+        let (env, env_not_utf8) = split_env(vars);
         Invocation {
             executable: executable.into(),
-            env: std::env::vars().collect(),
+            env,
+            env_not_utf8,
             read_project_config: true,
             ..Self::default()
         }
     }
+
+    /// The path in environment variable `name`, byte for byte (also when it is not UTF-8).
+    pub fn env_path(&self, name: &str) -> Option<PathBuf> {
+        match self.env.get(name) {
+            Some(value) => Some(PathBuf::from(value)),
+            None => self.env_not_utf8.get(name).map(PathBuf::from),
+        }
+    }
+}
+
+/// The process environment as text: every variable whose name and value are UTF-8. Unlike
+/// `std::env::vars()`, never panics; the others are left out.
+pub fn process_env() -> BTreeMap<String, String> {
+    split_env(std::env::vars_os()).0
+}
+
+/// Splits environment variables into those that are text and those with a UTF-8 name and a
+/// value that is not; a name that is not UTF-8 is dropped (nothing the runner reads has one).
+pub fn split_env(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> (BTreeMap<String, String>, BTreeMap<String, OsString>) {
+    let mut text = BTreeMap::new();
+    let mut not_text = BTreeMap::new();
+    for (name, value) in vars {
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => {
+                text.insert(name, value);
+            }
+            Err(value) => {
+                not_text.insert(name, value);
+            }
+        }
+    }
+    (text, not_text)
 }
 
 /// Everything the pipeline steps share for one run: the kernel, the decisions made before
@@ -203,8 +260,8 @@ impl Project {
             Some(dir) => absolute(dir)?,
             None if inv.no_manifest_needed => std::env::current_dir()
                 .map_err(|e| Error::io("read the current directory", ".", e))?,
-            None => match inv.env.get("CARGO_MANIFEST_DIR") {
-                Some(dir) => PathBuf::from(dir),
+            None => match inv.env_path("CARGO_MANIFEST_DIR") {
+                Some(dir) => dir,
                 None => find_manifest_dir(
                     &std::env::current_dir()
                         .map_err(|e| Error::io("read the current directory", ".", e))?,
@@ -213,9 +270,8 @@ impl Project {
         };
         let workspace_root = find_workspace_root(&manifest_dir);
         let target_dir = inv
-            .env
-            .get("CARGO_TARGET_DIR")
-            .map(|d| absolute(Path::new(d)))
+            .env_path("CARGO_TARGET_DIR")
+            .map(|d| absolute(&d))
             .transpose()?
             .or_else(|| executable.and_then(find_target_dir))
             .unwrap_or_else(|| workspace_root.join("target"));
@@ -235,6 +291,16 @@ pub fn load_config(
     builtins: &Variables,
     sections: &Sections,
 ) -> Result<Resolved, Error> {
+    if let Some((name, value)) = inv
+        .env_not_utf8
+        .iter()
+        .find(|(name, _)| name.starts_with("CARGO_IMAGE_RUNNER_"))
+    {
+        return Err(Error::Config(format!(
+            "environment variable {name} is not valid UTF-8 (`{}`); set it to UTF-8 text or unset it",
+            value.to_string_lossy()
+        )));
+    }
     let mut layers = ConfigLayers::new(sections);
     if inv.read_project_config {
         let package_manifest = manifest_dir.join("Cargo.toml");
@@ -290,20 +356,10 @@ fn find_manifest_dir(start: &Path) -> Result<PathBuf, Error> {
         })
 }
 
-/// The nearest manifest at or above the package with a `[workspace]` table, else the package.
+/// The workspace root by cargo's rules (see [`workspace`]): the package itself when no
+/// workspace claims it.
 fn find_workspace_root(manifest_dir: &Path) -> PathBuf {
-    for dir in manifest_dir.ancestors() {
-        let manifest = dir.join("Cargo.toml");
-        let Ok(text) = std::fs::read_to_string(&manifest) else {
-            continue;
-        };
-        if let Ok(table) = text.parse::<toml::Table>()
-            && table.contains_key("workspace")
-        {
-            return dir.to_path_buf();
-        }
-    }
-    manifest_dir.to_path_buf()
+    workspace::root_of(manifest_dir)
 }
 
 /// Cargo marks its target directory with a `CACHEDIR.TAG` file.
@@ -313,6 +369,26 @@ fn find_target_dir(executable: &Path) -> Option<PathBuf> {
         .skip(1)
         .find(|dir| dir.join("CACHEDIR.TAG").is_file())
         .map(Path::to_path_buf)
+}
+
+/// The name of an executable's output folder (`<target>/image-runner/<name>/`): its file stem,
+/// with every byte that is not part of valid UTF-8 written as `%XX` and `%` itself as `%25`,
+/// so two stems never share a folder and the folder's path stays text wherever the target
+/// directory's is.
+pub fn output_dir_name(stem: &OsStr) -> String {
+    let mut name = String::new();
+    for chunk in stem.as_encoded_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '%' => name.push_str("%25"),
+                c => name.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            name.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    name
 }
 
 /// Test binaries live in `deps/` and end in `-<16 hex digits>`.
@@ -330,21 +406,70 @@ pub(crate) fn looks_like_test_binary(executable: &Path) -> bool {
 }
 
 /// The user cache: `CARGO_IMAGE_RUNNER_CACHE`, else `$XDG_CACHE_HOME/cargo-image-runner`, else
-/// `~/.cache/cargo-image-runner`.
-pub fn cache_dir(env: &BTreeMap<String, String>) -> PathBuf {
-    if let Some(dir) = env
-        .get("CARGO_IMAGE_RUNNER_CACHE")
-        .filter(|d| !d.is_empty())
-    {
-        return PathBuf::from(dir);
+/// `~/.cache/cargo-image-runner`. Without a home (`HOME` unset or empty), a private folder in
+/// the temporary directory, `cargo-image-runner-<uid>`, made with mode 0700 (one that belongs
+/// to another user is refused: it could hold anything).
+pub fn cache_dir(env: &BTreeMap<String, String>) -> Result<PathBuf, Error> {
+    let set = |key: &str| env.get(key).filter(|v| !v.is_empty());
+    if let Some(dir) = set("CARGO_IMAGE_RUNNER_CACHE") {
+        return Ok(PathBuf::from(dir));
     }
-    if let Some(dir) = env.get("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Path::new(dir).join("cargo-image-runner");
+    if let Some(dir) = set("XDG_CACHE_HOME") {
+        return Ok(Path::new(dir).join("cargo-image-runner"));
     }
-    match env.get("HOME") {
-        Some(home) => Path::new(home).join(".cache").join("cargo-image-runner"),
-        None => std::env::temp_dir().join("cargo-image-runner-cache"),
+    if let Some(home) = set("HOME") {
+        return Ok(Path::new(home).join(".cache").join("cargo-image-runner"));
     }
+    let temp = set("TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    private_temp_cache(&temp)
+}
+
+#[cfg(unix)]
+fn private_temp_cache(temp: &Path) -> Result<PathBuf, Error> {
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let dir = temp.join(format!("cargo-image-runner-{uid}"));
+    private_dir(&dir, uid)?;
+    Ok(dir)
+}
+
+#[cfg(not(unix))]
+fn private_temp_cache(temp: &Path) -> Result<PathBuf, Error> {
+    // The temporary directory is the user's own on these systems.
+    Ok(temp.join("cargo-image-runner-cache"))
+}
+
+/// Makes `dir` a folder only `uid` can use: created with mode 0700, or, when it exists, a real
+/// folder (not a link) owned by `uid`, its mode narrowed to 0700.
+#[cfg(unix)]
+fn private_dir(dir: &Path, uid: u32) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let advice = "set CARGO_IMAGE_RUNNER_CACHE (or HOME) to a folder of your own";
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io("create the cache folder", dir, e)),
+    }
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| Error::io("read the metadata of", dir, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Config(format!(
+            "the cache folder `{}` (used because HOME is not set) is not a folder but a link or file; {advice}",
+            dir.display()
+        )));
+    }
+    if meta.uid() != uid {
+        return Err(Error::Config(format!(
+            "the cache folder `{}` (used because HOME is not set) belongs to another user (uid {}), so its content cannot be trusted; {advice}",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("make private", dir, e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -380,6 +505,53 @@ mod tests {
         assert_eq!(ctx.host_path("a.txt"), Path::new("/work/a.txt"));
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn variables_that_are_not_utf8_are_set_apart_and_paths_read_byte_for_byte() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let inv = Invocation::with_env(
+            "/k",
+            [
+                ("HOME".into(), "/home/u".into()),
+                ("CARGO_TARGET_DIR".into(), odd(b"/t/\xff")),
+                (odd(b"N\xff"), "v".into()),
+                ("PWD".into(), odd(b"/p/\xfe")),
+            ],
+        );
+        assert_eq!(inv.env.len(), 1);
+        assert_eq!(inv.env["HOME"], "/home/u");
+        assert_eq!(
+            inv.env_not_utf8.keys().collect::<Vec<_>>(),
+            ["CARGO_TARGET_DIR", "PWD"]
+        );
+        assert_eq!(
+            inv.env_path("CARGO_TARGET_DIR"),
+            Some(PathBuf::from(odd(b"/t/\xff")))
+        );
+        assert_eq!(inv.env_path("HOME"), Some(PathBuf::from("/home/u")));
+        assert_eq!(inv.env_path("CARGO_MANIFEST_DIR"), None);
+    }
+
+    #[test]
+    fn output_folder_names_are_lossless() {
+        assert_eq!(output_dir_name(OsStr::new("kernel")), "kernel");
+        assert_eq!(output_dir_name(OsStr::new("k%FF é")), "k%25FF é");
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let ff = output_dir_name(OsStr::from_bytes(b"k\xff"));
+            let fe = output_dir_name(OsStr::from_bytes(b"k\xfe"));
+            assert_eq!(ff, "k%FF");
+            assert_eq!(fe, "k%FE");
+            assert_ne!(ff, output_dir_name(OsStr::new("k%FF")));
+            assert_eq!(
+                output_dir_name(OsStr::from_bytes(b"\xc3\xa9\xc3(%")),
+                "é%C3(%25"
+            );
+        }
+    }
+
     #[test]
     fn test_binaries_are_recognised_by_path() {
         assert!(looks_like_test_binary(Path::new(
@@ -389,5 +561,76 @@ mod tests {
         assert!(!looks_like_test_binary(Path::new(
             "/t/debug/deps/kernel-xyz"
         )));
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_cache_follows_the_variables_in_order() {
+        assert_eq!(
+            cache_dir(&env(&[("CARGO_IMAGE_RUNNER_CACHE", "/c"), ("HOME", "/h")])).unwrap(),
+            Path::new("/c")
+        );
+        assert_eq!(
+            cache_dir(&env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])).unwrap(),
+            Path::new("/x/cargo-image-runner")
+        );
+        assert_eq!(
+            cache_dir(&env(&[("HOME", "/h"), ("CARGO_IMAGE_RUNNER_CACHE", "")])).unwrap(),
+            Path::new("/h/.cache/cargo-image-runner")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn without_a_home_the_cache_is_private_to_the_user() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().unwrap();
+        let tmpdir = tmp.path().to_str().unwrap();
+        let uid = unsafe { libc::getuid() };
+        for vars in [
+            vec![("TMPDIR", tmpdir)],
+            vec![("TMPDIR", tmpdir), ("HOME", "")],
+        ] {
+            let dir = cache_dir(&env(&vars)).unwrap();
+            assert_eq!(dir, tmp.path().join(format!("cargo-image-runner-{uid}")));
+            let meta = std::fs::symlink_metadata(&dir).unwrap();
+            assert!(meta.is_dir());
+            assert_eq!(meta.mode() & 0o777, 0o700);
+            assert_eq!(meta.uid(), uid);
+        }
+        // Too open (made by an older version, say): narrowed.
+        let dir = tmp.path().join(format!("cargo-image-runner-{uid}"));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        cache_dir(&env(&[("TMPDIR", tmpdir)])).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_folder_of_another_user_or_a_link_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let uid = unsafe { libc::getuid() };
+        let dir = tmp.path().join("cache");
+        std::fs::create_dir(&dir).unwrap();
+        // Ours, but checked as if we were someone else.
+        let err = private_dir(&dir, uid.wrapping_add(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&dir.display().to_string()) && err.contains("another user"),
+            "{err}"
+        );
+        assert!(err.contains("CARGO_IMAGE_RUNNER_CACHE"), "{err}");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let err = private_dir(&link, uid).unwrap_err().to_string();
+        assert!(err.contains("not a folder"), "{err}");
+        private_dir(&dir, uid).unwrap();
     }
 }

@@ -40,6 +40,16 @@ pub enum Error {
     )]
     StagingConflict { path: String, other: String },
 
+    /// Two different sources for one image path.
+    #[error(
+        "image path `{path}` is staged twice, from {first} and from {second}; one of them needs another path"
+    )]
+    StagedTwice {
+        path: String,
+        first: String,
+        second: String,
+    },
+
     /// No plugin of this kind has this name.
     #[error(
         "no {kind} named `{name}`; available: {available}. Enable the plugin's cargo feature or check `{kind}` in your config"

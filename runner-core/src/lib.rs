@@ -25,7 +25,7 @@ pub mod session;
 pub mod staging;
 
 pub use command::CommandSpec;
-pub use config::{Config, Section};
+pub use config::{Config, OldKey, Section};
 pub use context::{Context, Invocation};
 pub use decisions::{Decisions, ImagePlan, RunMode};
 pub use error::{Error, Result};

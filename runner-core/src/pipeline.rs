@@ -43,10 +43,10 @@ impl<'r> Pipeline<'r> {
         } = Project::discover(&inv, Some(&executable))?;
         let stem = executable
             .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
+            .map(context::output_dir_name)
             .unwrap_or_else(|| "kernel".into());
         let output_dir = target_dir.join("image-runner").join(&stem);
-        let cache_dir = context::cache_dir(&inv.env);
+        let cache_dir = context::cache_dir(&inv.env)?;
         let is_test = inv
             .test
             .unwrap_or_else(|| context::looks_like_test_binary(&executable));
@@ -111,11 +111,29 @@ impl<'r> Pipeline<'r> {
     pub fn stage(&self, ctx: &Context) -> Result<Staged, Error> {
         let bootloader = self.registry.bootloader(&ctx.config.bootloader)?;
         let mut staged = bootloader.stage(ctx)?;
+        let mut extra: std::collections::BTreeMap<ImagePath, &str> = Default::default();
         for (dest, source) in &ctx.config.extra_files {
             let path = ImagePath::new(dest)
                 .map_err(|e| Error::Config(format!("`extra-files` entry \"{dest}\": {e}")))?;
             let host = ctx.host_file(&format!("extra-files.\"{dest}\""), source)?;
-            staged.staging.add(path, Source::File(host))?;
+            let origin = ctx
+                .origins
+                .get(&format!("extra-files.{dest}"))
+                .map_or_else(String::new, |o| format!(" (set by {o})"));
+            if let Some(other) = extra.get(&path) {
+                return Err(Error::Config(format!(
+                    "`extra-files` entries \"{other}\" and \"{dest}\"{origin} both name the image path `{path}`; remove one of them"
+                )));
+            }
+            if let Some(staged_source) = staged.staging.entries.get(&path) {
+                return Err(Error::Config(format!(
+                    "`extra-files` entry \"{dest}\" = \"{source}\"{origin} would replace `{path}`, which bootloader `{}` staged from {staged_source}: the extra file `{}` cannot take its place; give it another image path",
+                    ctx.config.bootloader,
+                    host.display()
+                )));
+            }
+            staged.staging.add(path.clone(), Source::File(host))?;
+            extra.insert(path, dest);
         }
         Ok(staged)
     }
@@ -144,6 +162,15 @@ impl<'r> Pipeline<'r> {
             }
             std::fs::create_dir_all(&ctx.output_dir)
                 .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
+            // What an earlier build killed outright left behind.
+            for stale in crate::fs::remove_stale_temporaries(&ctx.output_dir) {
+                if ctx.verbose > 0 {
+                    eprintln!(
+                        "     Removed {} (left by a build that was killed)",
+                        stale.display()
+                    );
+                }
+            }
             media.image = Some(self.build_image(&plan.format, &staged, ctx)?);
         }
         if ctx.decisions.boot.needs_uefi_firmware() {

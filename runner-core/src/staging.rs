@@ -52,6 +52,16 @@ impl Source {
     }
 }
 
+impl fmt::Display for Source {
+    /// `` `/host/path` `` for a host file, `generated content (N bytes)` for bytes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "`{}`", path.display()),
+            Source::Bytes(bytes) => write!(f, "generated content ({} bytes)", bytes.len()),
+        }
+    }
+}
+
 /// A normalised path inside an image: `/`-separated, relative to the image root, no `.` or `..`
 /// components, never empty.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -206,9 +216,21 @@ impl Staging {
         Self::default()
     }
 
-    /// Adds (or replaces) one file. A file and a directory may not share a path: adding
-    /// `a/b` when `a` is a file, or `a` when `a/b` exists, is an error.
+    /// Adds one file. A path is staged once: adding it again from another source is an error
+    /// naming both (the same source again changes nothing). A file and a directory may not
+    /// share a path either: adding `a/b` when `a` is a file, or `a` when `a/b` exists, is an
+    /// error.
     pub fn add(&mut self, path: ImagePath, source: Source) -> Result<(), Error> {
+        if let Some(existing) = self.entries.get(&path) {
+            if *existing == source {
+                return Ok(());
+            }
+            return Err(Error::StagedTwice {
+                path: path.to_string(),
+                first: existing.to_string(),
+                second: source.to_string(),
+            });
+        }
         let as_dir = format!("{}/", path.as_str());
         if let Some((other, _)) = self
             .entries
@@ -236,6 +258,22 @@ impl Staging {
         }
         self.entries.insert(path, source);
         Ok(())
+    }
+
+    /// Puts `source` at `path` whether or not something is staged there already, returning
+    /// what it replaces: for a plugin that means to override its own entry. Paths shared by
+    /// a file and a directory are refused as in [`Staging::add`].
+    pub fn replace(&mut self, path: ImagePath, source: Source) -> Result<Option<Source>, Error> {
+        let old = self.entries.remove(&path);
+        match self.add(path.clone(), source) {
+            Ok(()) => Ok(old),
+            Err(e) => {
+                if let Some(old) = old {
+                    self.entries.insert(path, old);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Adds a file from a raw image path (see [`ImagePath::new`]).
@@ -324,6 +362,20 @@ mod tests {
             .add_file("boot/other", Source::Bytes(vec![2, 3]))
             .unwrap();
         assert_eq!(staging.directories(), vec!["boot".to_string()]);
+        let err = staging
+            .add_file("/boot/other", Source::File("/host/other".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/boot/other")
+                && err.contains("generated content (2 bytes)")
+                && err.contains("`/host/other`"),
+            "{err}"
+        );
+        staging
+            .add_file("boot/other", Source::Bytes(vec![2, 3]))
+            .unwrap();
+        assert_eq!(staging.entries.len(), 2);
         assert_eq!(staging.content_size().unwrap(), 3);
     }
 }

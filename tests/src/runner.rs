@@ -169,6 +169,20 @@ impl Project {
         run_with_limit(self.command(args, env))
     }
 
+    /// Like [`Project::run`], with the variables named in `remove` taken out of the
+    /// environment (this helper's own `CARGO_IMAGE_RUNNER_CACHE` too, if named).
+    pub fn run_without_vars<I, S>(&self, args: I, env: &[(&str, &str)], remove: &[&str]) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut command = self.command(args, env);
+        for key in remove {
+            command.env_remove(key);
+        }
+        run_with_limit(command)
+    }
+
     /// Starts the runner with `args` and returns at once (for signal and debugger tests);
     /// stdout and stderr are piped.
     pub fn spawn<I, S>(&self, args: I, env: &[(&str, &str)]) -> std::process::Child
@@ -193,8 +207,8 @@ impl Project {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("CARGO_IMAGE_RUNNER_") {
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("CARGO_IMAGE_RUNNER_") {
                 command.env_remove(key);
             }
         }
@@ -203,6 +217,16 @@ impl Project {
             command.env(key, value);
         }
         command
+    }
+
+    /// The command [`Project::run`] would run, to change before running it with
+    /// [`run_command`] (environment values or a current directory that are not UTF-8).
+    pub fn command_for<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.command(args, &[])
     }
 
     /// Process IDs of QEMU processes whose command line mentions this project's directory.
@@ -215,6 +239,11 @@ fn run_with_limit(mut command: Command) -> Run {
     let start = Instant::now();
     let child = command.spawn().expect("start the runner");
     finish(child, start)
+}
+
+/// Runs a command from [`Project::command_for`] with the same safety limit as [`Project::run`].
+pub fn run_command(command: Command) -> Run {
+    run_with_limit(command)
 }
 
 /// Collects a runner started with [`Project::spawn`], with the same safety limit.

@@ -133,3 +133,102 @@ fn user_variables_may_not_shadow_built_in_ones() {
     let project = Project::new(runner_bin!(), "variables = { KERNEL = \"x\" }\n");
     project.run(["config"], &[]).assert_code(0);
 }
+
+#[test]
+fn an_extra_file_may_not_replace_what_the_bootloader_staged() {
+    // GRUB stages the kernel at `boot/kernel`.
+    let project = Project::new(
+        runner_bin!(),
+        "bootloader = \"grub\"\n[extra-files]\n\"/boot/kernel\" = \"other.elf\"\n",
+    );
+    project.write("other.elf", "not the kernel");
+    let kernel = kernel();
+    let run = project.run([&kernel], &[]);
+    run.assert_code(2)
+        .assert_stderr_contains("`extra-files` entry \"/boot/kernel\"")
+        .assert_stderr_contains("/boot/kernel")
+        .assert_stderr_contains(&project.root().join("other.elf").display().to_string())
+        .assert_stderr_contains(&format!("`{}`", kernel.display()))
+        .assert_stderr_contains("bootloader `grub`");
+    assert!(!run.stdout.contains("KERNEL:"), "booted anyway: {run}");
+
+    // `none` puts a UEFI application at `EFI/BOOT/BOOTX64.EFI`.
+    let project = Project::new(
+        runner_bin!(),
+        "[extra-files]\n\"EFI/BOOT/BOOTX64.EFI\" = \"shell.efi\"\n",
+    );
+    project.write("shell.efi", "another application");
+    let app = kernels::path(Kernel::EfiApp, Variant::Pass);
+    project
+        .run([&app], &[])
+        .assert_code(2)
+        .assert_stderr_contains("would replace `/EFI/BOOT/BOOTX64.EFI`")
+        .assert_stderr_contains(&format!("`{}`", app.display()))
+        .assert_stderr_contains("shell.efi");
+}
+
+#[test]
+fn two_extra_files_at_one_image_path_are_an_error() {
+    let project = Project::new(
+        runner_bin!(),
+        "[extra-files]\n\"boot/a.txt\" = \"one.txt\"\n\"/boot/./a.txt\" = \"two.txt\"\n",
+    );
+    project.write("one.txt", "1");
+    project.write("two.txt", "2");
+    project
+        .run([kernels::path(Kernel::EfiApp, Variant::Pass)], &[])
+        .assert_code(2)
+        .assert_stderr_contains("\"/boot/./a.txt\"")
+        .assert_stderr_contains("\"boot/a.txt\"")
+        .assert_stderr_contains("`/boot/a.txt`");
+}
+
+#[test]
+fn without_a_home_the_cache_is_a_private_folder() {
+    use std::os::unix::fs::MetadataExt;
+    let project = Project::new(runner_bin!(), "");
+    let tmp = project.scratch().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let uid = std::fs::metadata(&tmp).unwrap().uid();
+    let expected = tmp.join(format!("cargo-image-runner-{uid}"));
+    let run = project.run_without_vars(
+        ["limine", "list"],
+        &[("TMPDIR", tmp.to_str().unwrap())],
+        &["HOME", "XDG_CACHE_HOME", "CARGO_IMAGE_RUNNER_CACHE"],
+    );
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains(&expected.join("limine").display().to_string()),
+        "{run}"
+    );
+    let meta = std::fs::symlink_metadata(&expected).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.mode() & 0o777, 0o700);
+
+    // A folder of that name that is not a real folder of ours is refused.
+    std::fs::remove_dir(&expected).unwrap();
+    std::os::unix::fs::symlink(project.root(), &expected).unwrap();
+    project
+        .run_without_vars(
+            ["limine", "list"],
+            &[("TMPDIR", tmp.to_str().unwrap())],
+            &["HOME", "XDG_CACHE_HOME", "CARGO_IMAGE_RUNNER_CACHE"],
+        )
+        .assert_code(2)
+        .assert_stderr_contains(&expected.display().to_string())
+        .assert_stderr_contains("CARGO_IMAGE_RUNNER_CACHE");
+}
+
+#[test]
+fn shared_options_before_the_subcommand_apply_to_it() {
+    let project = Project::new(runner_bin!(), "");
+    let run = project.run(["-v".as_ref(), "build".as_ref(), kernel().as_os_str()], &[]);
+    run.assert_code(0);
+    assert_eq!(run.stdout.trim(), kernel().display().to_string(), "{run}");
+    // -v took effect: the runner says what it prepares.
+    run.assert_stderr_contains("Preparing");
+    let run = project.run(["--set", "qemu.memory=2G", "config"], &[]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("qemu.memory = \"2G\""), "{run}");
+}

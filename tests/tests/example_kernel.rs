@@ -21,9 +21,10 @@ fn cargo_run_boots_the_rust_example_kernel() {
             runner_bin!(),
         );
     // Variables the outer `cargo test` set for this test must not leak into the inner build.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("CARGO_") && key != "CARGO_HOME" || key == "RUSTFLAGS" {
-            cargo.env_remove(key);
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("CARGO_") && name != "CARGO_HOME" || name == "RUSTFLAGS" {
+            cargo.env_remove(&key);
         }
     }
     let out = cargo.output().expect("run cargo");

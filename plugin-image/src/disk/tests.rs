@@ -324,7 +324,10 @@ fn output_is_reproducible_and_ids_follow_the_content() {
 
         let mut changed = sample();
         changed
-            .add_file("boot/kernel.elf", Source::Bytes(pattern(300_000, 3)))
+            .replace(
+                image_runner_core::ImagePath::new("boot/kernel.elf").unwrap(),
+                Source::Bytes(pattern(300_000, 3)),
+            )
             .unwrap();
         let other = write(&c, &changed, &DiskOptions::default()).unwrap();
         assert_ne!(first.id, other.id);

@@ -468,7 +468,10 @@ fn a_64_mib_kernel_and_200_files_are_written_quickly() {
     std::fs::write(&kernel, pattern(64 << 20, 3)).unwrap();
     let mut staging = sample();
     staging
-        .add_file("boot/kernel.elf", Source::File(kernel))
+        .replace(
+            ImagePath::new("boot/kernel.elf").unwrap(),
+            Source::File(kernel),
+        )
         .unwrap();
     for i in 0..200 {
         add(

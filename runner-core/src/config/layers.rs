@@ -9,6 +9,7 @@ use serde::de::IntoDeserializer;
 use toml::de::{DeTable, DeValue};
 use toml::{Spanned, Table, Value};
 
+use super::old;
 use super::schema::{Config, SHARED_KEYS};
 use super::section::Sections;
 use super::template::Variables;
@@ -158,7 +159,9 @@ impl ConfigLayers {
             .and_then(|v| v.get_ref().get("metadata"))
             .and_then(|v| v.get_ref().get("image-runner"));
         if let Some(value) = found {
-            Checker::new(manifest, text, &self.sections).check(value)?;
+            let checker = Checker::new(manifest, text, &self.sections);
+            checker.old_spellings(&table, value)?;
+            checker.check(value)?;
         }
         move_keys(&mut table, &self.sections);
         let label = format!("{} [{section}.metadata.image-runner]", manifest.display());
@@ -182,7 +185,9 @@ impl ConfigLayers {
         let spanned = DeTable::parse(text).map_err(|e| spanned_error(path, text, &e, &[]))?;
         let span = spanned.span();
         let root = Spanned::new(span, DeValue::Table(spanned.into_inner()));
-        Checker::new(path, text, &self.sections).check(&root)?;
+        let checker = Checker::new(path, text, &self.sections);
+        checker.old_spellings(&table, &root)?;
+        checker.check(&root)?;
         move_keys(&mut table, &self.sections);
         self.push(split_profiles(
             LayerKind::File,
@@ -213,6 +218,25 @@ impl ConfigLayers {
                 continue;
             };
             if ENV_RESERVED.contains(&rest) || rest.is_empty() {
+                continue;
+            }
+            if let Some(message) =
+                old::env_message(ENV_PREFIX, rest, value.as_ref(), &self.sections)
+            {
+                return Err(Error::Config(format!(
+                    "environment variable {name} is {}'s {message}",
+                    old::OLD_RELEASE
+                )));
+            }
+            // Template variable names are the user's own: kept as written.
+            if let Some(variable) = rest.strip_prefix("VARIABLES_")
+                && !variable.is_empty()
+            {
+                pairs.push((
+                    format!("environment variable {name}"),
+                    format!("variables.{variable}"),
+                    value.as_ref().to_owned(),
+                ));
                 continue;
             }
             let key = rest.to_ascii_lowercase().replace('_', "-");
@@ -273,10 +297,30 @@ impl ConfigLayers {
         for (origin, key, raw) in pairs {
             let value = parse_scalar(&raw);
             let mut table = Table::new();
-            set_dotted(&mut table, &key, value);
-            move_keys(&mut table, &self.sections);
-            check_table(&table, &self.sections)
-                .map_err(|message| Error::Config(format!("{origin}: key `{key}`: {message}")))?;
+            set_dotted(&mut table, &key, value.clone());
+            if let Some(found) = old::respellings(&table, &self.sections)
+                .into_iter()
+                .filter(|r| !r.accepted)
+                .max_by_key(|r| r.old.len())
+            {
+                return Err(Error::Config(format!("{origin}: {}", found.message())));
+            }
+            let typed = |value: Value| {
+                let mut table = Table::new();
+                set_dotted(&mut table, &key, value);
+                move_keys(&mut table, &self.sections);
+                check_table(&table, &self.sections).map(|()| table)
+            };
+            // A value that reads as a number or a boolean is still a string for a string key
+            // (`--set cmdline=5`).
+            let table = match typed(value.clone()) {
+                Ok(table) => table,
+                Err(message) => match value {
+                    Value::String(_) => Err(message),
+                    _ => typed(Value::String(raw.clone())).map_err(|_| message),
+                }
+                .map_err(|message| Error::Config(format!("{origin}: key `{key}`: {message}")))?,
+            };
             self.push(Layer {
                 kind,
                 label: origin,
@@ -556,6 +600,31 @@ impl<'a> Checker<'a> {
             .map_err(|e| self.error(&e, span, &names))
     }
 
+    /// Every key of `table` (the plain form of `value`) in an old spelling, as one error that
+    /// locates each and names its new spelling.
+    fn old_spellings(&self, table: &Table, value: &Spanned<DeValue<'_>>) -> Result<(), Error> {
+        let found: Vec<old::Respelling> = old::respellings(table, self.sections)
+            .into_iter()
+            .filter(|r| !r.accepted)
+            .collect();
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut located: Vec<(usize, String)> = found
+            .iter()
+            .map(|r| {
+                let span = key_span(value, &r.old).unwrap_or_else(|| value.span());
+                (span.start, self.at(span, &r.message(), "").to_string())
+            })
+            .collect();
+        located.sort_by_key(|(start, _)| *start);
+        let located: Vec<String> = located.into_iter().map(|(_, text)| text).collect();
+        Err(Error::Config(format!(
+            "{}\nhelp: `cargo-image-runner migrate` rewrites these in place (`cargo-image-runner migrate --dry-run` shows the changes first)",
+            located.join("\n")
+        )))
+    }
+
     fn error(
         &self,
         err: &toml::de::Error,
@@ -586,6 +655,20 @@ impl<'a> Checker<'a> {
 
     fn at(&self, span: std::ops::Range<usize>, message: &str, hint: &str) -> Error {
         located(self.path, self.text, span, message, hint)
+    }
+}
+
+/// Where the key at `path` is written in `value`.
+fn key_span(value: &Spanned<DeValue<'_>>, path: &[String]) -> Option<std::ops::Range<usize>> {
+    let (first, rest) = path.split_first()?;
+    let DeValue::Table(table) = value.get_ref() else {
+        return None;
+    };
+    let (key, inner) = table.iter().find(|(k, _)| **k.get_ref() == **first)?;
+    if rest.is_empty() {
+        Some(key.span())
+    } else {
+        key_span(inner, rest)
     }
 }
 
@@ -982,6 +1065,75 @@ timeout = 99
         assert!(
             err.starts_with("/k/image-runner.toml:2:1: unknown field `cors`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn string_keys_take_values_that_read_as_numbers_or_booleans() {
+        let mut layers = ConfigLayers::new(&sections());
+        layers
+            .add_overrides(&["cmdline=5".into(), "arch=true".into()])
+            .unwrap();
+        layers
+            .add_env([("CARGO_IMAGE_RUNNER_QEMU_MEMORY", "1024")])
+            .unwrap();
+        let r = resolve(&layers, None).unwrap();
+        assert_eq!(r.config.cmdline, "5");
+        assert_eq!(r.config.arch, "true");
+        assert_eq!(
+            qemu(&r).memory,
+            "1024",
+            "a string key keeps the text as written"
+        );
+        // Numbers stay numbers where a number is wanted, and a wrong type is still an error.
+        layers.add_overrides(&["test.timeout=7".into()]).unwrap();
+        assert_eq!(resolve(&layers, None).unwrap().config.test.timeout, 7);
+        let err = ConfigLayers::new(&sections())
+            .add_overrides(&["test.timeout=soon".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`--set test.timeout=soon`: key `test.timeout`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn old_spellings_are_errors_naming_the_new_one() {
+        let mut sections = sections();
+        sections.insert(
+            "qemu",
+            Section::of::<Emu>().with_old_key(
+                crate::config::OldKey::renamed("kvm", "accel")
+                    .hint("no KVM is `tcg`")
+                    .convert(|v| v.as_bool().map(|_| Value::from("tcg"))),
+            ),
+        );
+        let text = "[package]\nname = \"k\"\n\n[package.metadata.image-runner.runner.qemu]\ncores = 2\nkvm = false\n\n[package.metadata.image-runner.boot]\ntype = \"uefi\"\n";
+        let err = ConfigLayers::new(&sections)
+            .add_manifest_str(Path::new("/k/Cargo.toml"), text, LayerKind::PackageMetadata)
+            .unwrap_err()
+            .to_string();
+        let expected = [
+            "/k/Cargo.toml:4:39: `[runner.qemu]` is cargo-image-runner 0.5's spelling; the section is `[qemu]` now",
+            "/k/Cargo.toml:6:1: `[runner.qemu] kvm` is cargo-image-runner 0.5's spelling; write `[qemu] accel = \"tcg\"` (no KVM is `tcg`)",
+            "/k/Cargo.toml:9:1: `[boot] type` is cargo-image-runner 0.5's spelling; write `boot = \"uefi\"`",
+            "help: `cargo-image-runner migrate` rewrites these in place",
+        ];
+        let mut from = 0;
+        for line in expected {
+            let at = err[from..]
+                .find(line)
+                .unwrap_or_else(|| panic!("{line:?} not in order in:\n{err}"));
+            from += at + line.len();
+        }
+        let err = ConfigLayers::new(&sections)
+            .add_env([("CARGO_IMAGE_RUNNER_KVM", "no")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "environment variable CARGO_IMAGE_RUNNER_KVM is cargo-image-runner 0.5's name for `[runner.qemu] kvm`; use CARGO_IMAGE_RUNNER_QEMU_ACCEL=tcg (no KVM is `tcg`)"
         );
     }
 }

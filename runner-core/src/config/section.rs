@@ -14,6 +14,8 @@ use toml::{Spanned, Table, Value};
 
 type SpannedCheck = dyn for<'i> Fn(Spanned<DeValue<'i>>) -> Result<(), TomlError> + Send + Sync;
 type ValueCheck = dyn Fn(Value) -> Result<(), TomlError> + Send + Sync;
+type ValueTest = dyn Fn(&Value) -> bool + Send + Sync;
+type ValueConvert = dyn Fn(&Value) -> Option<Value> + Send + Sync;
 
 /// The schema of one plugin's config section: how to check a table and what its defaults are.
 #[derive(Clone)]
@@ -23,6 +25,7 @@ pub struct Section {
     check_value: Arc<ValueCheck>,
     moved: Vec<(String, String)>,
     variables: Vec<String>,
+    old: Vec<OldKey>,
 }
 
 impl fmt::Debug for Section {
@@ -31,6 +34,7 @@ impl fmt::Debug for Section {
             .field("defaults", &self.defaults)
             .field("moved", &self.moved)
             .field("variables", &self.variables)
+            .field("old", &self.old)
             .finish_non_exhaustive()
     }
 }
@@ -51,6 +55,7 @@ impl Section {
             check_value: Arc::new(|value: Value| value.try_into::<T>().map(drop)),
             moved: Vec::new(),
             variables: Vec::new(),
+            old: Vec::new(),
         }
     }
 
@@ -75,6 +80,7 @@ impl Section {
             }),
             moved: Vec::new(),
             variables: Vec::new(),
+            old: Vec::new(),
         }
     }
 
@@ -103,6 +109,15 @@ impl Section {
         &self.variables
     }
 
+    /// Declares a key of an older spelling of this section (for example one written for
+    /// cargo-image-runner 0.5), so that a config using it gets an error naming the new
+    /// spelling, and `cargo-image-runner migrate` rewrites it. The first declaration that
+    /// matches a key wins.
+    pub fn with_old_key(mut self, old: OldKey) -> Section {
+        self.old.push(old);
+        self
+    }
+
     /// The section's defaults.
     pub fn defaults(&self) -> &Table {
         &self.defaults
@@ -113,12 +128,129 @@ impl Section {
         &self.moved
     }
 
+    /// The old spellings this section declared (see [`Section::with_old_key`]).
+    pub fn old_keys(&self) -> &[OldKey] {
+        &self.old
+    }
+
     pub(crate) fn check_spanned(&self, value: Spanned<DeValue<'_>>) -> Result<(), TomlError> {
         (self.check_spanned)(value)
     }
 
     pub(crate) fn check_value(&self, value: Value) -> Result<(), TomlError> {
         (self.check_value)(value)
+    }
+}
+
+/// An older spelling of a key of a plugin's section, and what it is now.
+#[derive(Clone)]
+pub struct OldKey {
+    key: String,
+    new: Option<String>,
+    hint: String,
+    accepted: bool,
+    when: Option<Arc<ValueTest>>,
+    convert: Option<Arc<ValueConvert>>,
+}
+
+impl fmt::Debug for OldKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OldKey")
+            .field("key", &self.key)
+            .field("new", &self.new)
+            .field("hint", &self.hint)
+            .field("accepted", &self.accepted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OldKey {
+    /// `old` is spelled `new` now (a key of the same section); the value stays as it is unless
+    /// [`OldKey::convert`] says otherwise.
+    pub fn renamed(old: &str, new: &str) -> OldKey {
+        OldKey {
+            key: old.to_owned(),
+            new: Some(new.to_owned()),
+            hint: String::new(),
+            accepted: false,
+            when: None,
+            convert: None,
+        }
+    }
+
+    /// `old` has no counterpart any more; `hint` says what to do instead.
+    pub fn removed(old: &str, hint: &str) -> OldKey {
+        OldKey {
+            key: old.to_owned(),
+            new: None,
+            hint: hint.to_owned(),
+            accepted: false,
+            when: None,
+            convert: None,
+        }
+    }
+
+    /// A sentence shown with the new spelling (what the old values mean now).
+    pub fn hint(mut self, hint: &str) -> OldKey {
+        self.hint = hint.to_owned();
+        self
+    }
+
+    /// Only values for which `test` holds are the old spelling (for a key whose name stayed
+    /// and whose type changed, like a table that became a string).
+    pub fn when(mut self, test: impl Fn(&Value) -> bool + Send + Sync + 'static) -> OldKey {
+        self.when = Some(Arc::new(test));
+        self
+    }
+
+    /// How an old value is written now; `None` when it cannot be converted (the user is then
+    /// shown the hint only).
+    pub fn convert(
+        mut self,
+        convert: impl Fn(&Value) -> Option<Value> + Send + Sync + 'static,
+    ) -> OldKey {
+        self.convert = Some(Arc::new(convert));
+        self
+    }
+
+    /// The old spelling still works (the section's type accepts it): it is no error, and only
+    /// `cargo-image-runner migrate` rewrites it.
+    pub fn accepted(mut self) -> OldKey {
+        self.accepted = true;
+        self
+    }
+
+    /// The old key's name.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The new key's name in the same section, if there is one.
+    pub fn new_key(&self) -> Option<&str> {
+        self.new.as_deref()
+    }
+
+    /// What to tell the user besides the new spelling.
+    pub fn hint_text(&self) -> &str {
+        &self.hint
+    }
+
+    /// Whether the old spelling still works.
+    pub fn is_accepted(&self) -> bool {
+        self.accepted
+    }
+
+    /// Whether `value`, written at this key, is the old spelling.
+    pub fn matches(&self, value: &Value) -> bool {
+        self.when.as_ref().is_none_or(|test| test(value))
+    }
+
+    /// `value` as it is written now (unchanged without a conversion).
+    pub fn converted(&self, value: &Value) -> Option<Value> {
+        match &self.convert {
+            Some(convert) => convert(value),
+            None => Some(value.clone()),
+        }
     }
 }
 
