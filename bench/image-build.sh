@@ -10,6 +10,8 @@
 #   (a) cold FAT build (output folder removed first) vs `mkfs.fat -C` + `mcopy -s` of the tree
 #   (b) cold ISO build vs `xorriso -as mkisofs -R -J` of the tree
 #   (c) no-op rebuild (nothing changed: the image is reused)
+#   (d) rebuild after the 64 MiB file changed (same size, new bytes: the reuse check must read it
+#       to tell, then the image is rebuilt over the previous one), against the tools rebuilding
 #
 # Usage: bench/image-build.sh            (builds the release runner first)
 # Environment:
@@ -129,6 +131,19 @@ for n in "${names[@]}"; do
         "${bins[$n]} build --manifest-dir $work/$n $work/$n/target/debug/k.efi")
 done
 run_hyperfine -N "${args[@]}"
+
+# (d) rebuild after the big file changed in place (its first bytes: a new value every run).
+change="date +%N | dd of=$tree/boot/kernel conv=notrunc status=none"
+args=()
+for n in "${names[@]}"; do
+    args+=(--prepare "$change"
+        -n "$n: cargo-image-runner build (fat, kernel changed)"
+        "${bins[$n]} build --manifest-dir $work/$n $work/$n/target/debug/k.efi")
+done
+args+=(--prepare "$change && rm -f $work/ref.fat"
+    -n "mkfs.fat -C + mcopy -s"
+    "mkfs.fat -C $work/ref.fat $fat_kib >/dev/null && mcopy -s -i $work/ref.fat $tree/EFI $tree/boot ::/")
+run_hyperfine "${args[@]}"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [[ -z ${WORK:-} ]]; then
