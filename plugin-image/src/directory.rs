@@ -20,9 +20,13 @@ impl ImageFormat for DirectoryFormat {
 
     fn build(&self, request: &BuildRequest<'_>) -> Result<Image, Error> {
         let dir = request.ctx.output_dir.join("image");
-        crate::reuse::build_or_reuse(request, "directory", ImageKind::Directory, &dir, |temp| {
-            fill_tree(request.staging, temp)
-        })
+        crate::reuse::build_or_reuse(
+            request,
+            "directory",
+            ImageKind::Directory,
+            &dir,
+            |temp, _| fill_tree(request.staging, temp),
+        )
     }
 }
 

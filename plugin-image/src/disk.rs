@@ -6,12 +6,14 @@ mod window;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use image_runner_core::{
     BootKind, BuildRequest, Context, Error, Image, ImageFormat, ImageKind, Staging,
 };
 use image_runner_disk_layout::{self as partition, GuidSeed, Mbr, gpt, mbr};
 
+use crate::digest::Digests;
 use crate::fat::{self, FatInfo, FatOptions, FatType};
 pub use image_runner_disk_layout::Guid;
 use window::Window;
@@ -37,6 +39,9 @@ pub struct DiskOptions {
     /// What the disk must boot with. `Bios`/`Hybrid` add a BIOS boot partition on GPT and mark
     /// the MBR partition active; `Uefi` makes the MBR partition type "EFI System" (0xEF).
     pub boot: BootKind,
+    /// Content digests known before the build (see [`Digests`]); the writer adds those it
+    /// computes. Files whose digest is known are copied kernel-side, without being read.
+    pub digests: Arc<Digests>,
 }
 
 impl Default for DiskOptions {
@@ -46,6 +51,7 @@ impl Default for DiskOptions {
             size: None,
             label: None,
             boot: BootKind::Uefi,
+            digests: Arc::default(),
         }
     }
 }
@@ -193,7 +199,13 @@ fn build(scheme: Scheme, request: &BuildRequest<'_>) -> Result<Image, Error> {
         scheme.format_name(),
         ImageKind::Disk,
         &path,
-        |temp| write_disk(scheme, temp, request.staging, &opts).map(|_| ()),
+        |temp, digests| {
+            let opts = DiskOptions {
+                digests: Arc::clone(digests),
+                ..opts
+            };
+            write_disk(scheme, temp, request.staging, &opts).map(|_| ())
+        },
     )
 }
 
@@ -205,6 +217,7 @@ fn options_from(ctx: &Context) -> Result<DiskOptions, Error> {
         size: image.size,
         label: image.label.clone(),
         boot: ctx.decisions.boot,
+        digests: Arc::default(),
     })
 }
 
@@ -353,21 +366,10 @@ fn write_disk(
     opts: &DiskOptions,
 ) -> Result<DiskInfo, Error> {
     let plan = plan(scheme, staging, opts)?;
-    // Read access too: the FAT writer reads back what it wrote.
-    let result = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)
-        .map_err(|e| Error::io("create", out, e))
-        .and_then(|file| {
-            // The file stays sparse: only the tables and the FAT volume's used parts are
-            // written, everything else reads as the zeros a fresh file has.
-            file.set_len(plan.total * SECTOR)
-                .map_err(|e| Error::io("set the size of", out, e))?;
-            fill(scheme, &file, out, &plan, staging, opts)
-        });
+    // The file stays sparse: only the tables and the FAT volume's used parts are written,
+    // everything else reads as the zeros a fresh file has.
+    let result = crate::copy::create_zeroed(out, plan.total * SECTOR)
+        .and_then(|file| fill(scheme, &file, out, &plan, staging, opts));
     if result.is_err() {
         // Best effort: the error being returned matters more than one about the cleanup.
         let _ = std::fs::remove_file(out);
@@ -387,19 +389,20 @@ fn fill(
     let fat_opts = FatOptions {
         fat_type: opts.fat_type,
         label: opts.label.clone(),
+        digests: Arc::clone(&opts.digests),
         ..FatOptions::default()
     };
-    let fat =
-        fat::format_into(Window::new(file, offset, len), len, staging, &fat_opts).map_err(|e| {
-            Error::plugin_source(
-                scheme.format_name(),
-                format!(
-                    "could not write the FAT partition ({len} bytes at byte {offset}) of `{}`",
-                    out.display()
-                ),
-                e,
-            )
-        })?;
+    let window = Window::new(file, offset, len);
+    let fat = fat::format_region(window, file, offset, len, staging, &fat_opts).map_err(|e| {
+        Error::plugin_source(
+            scheme.format_name(),
+            format!(
+                "could not write the FAT partition ({len} bytes at byte {offset}) of `{}`",
+                out.display()
+            ),
+            e,
+        )
+    })?;
     let seed = seed(scheme, file, out, plan, staging)?;
     let mut partitions = Vec::new();
     let id = match scheme {

@@ -1,13 +1,15 @@
-//! The FAT image writer: plans a FAT12/16/32 volume for a staging list and fills it through
-//! fatfs, reproducibly, correcting what fatfs 0.3.6 gets wrong.
+//! The FAT image writer: plans a FAT12/16/32 volume for a staging list, formats it with fatfs
+//! and fills it, reproducibly.
 //!
-//! fatfs formats the volume, creates every directory and directory entry and allocates every
-//! cluster chain; file contents bypass it and go straight to the storage (see `content`),
-//! in parallel with fatfs's work when writing to a file.
+//! fatfs formats the volume (boot sector, FSInfo, empty FATs and root directory); the
+//! directories, their entries and the cluster chains are then computed and written here (see
+//! `fill`), and file contents go straight to their clusters (see `content`), in parallel with
+//! the directories when writing to a file.
 
 mod cache;
 mod clock;
 mod content;
+mod fill;
 mod layout;
 mod raw;
 mod tree;
@@ -16,12 +18,13 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::Arc;
 
 use image_runner_core::{Error, Staging};
 
+use crate::digest::Digests;
 use cache::BlockCache;
-use content::{Capture, Capturing, Placement};
+use content::Sink;
 use layout::Layout;
 
 /// A FAT variant. UEFI firmware reads all three.
@@ -76,9 +79,12 @@ pub struct FatOptions {
     /// Volume label: 1 to 11 ASCII letters, digits, spaces (not first) or ``!#$%&'()-@^_`{}~``.
     /// Lowercase letters are stored uppercase, as FAT labels are.
     pub label: Option<String>,
-    /// Volume serial number; `None`: derived from the staged paths and contents, so that the
-    /// same input always gives the same image.
+    /// Volume serial number; `None`: derived from the staged paths, lengths and content
+    /// digests, so that the same input always gives the same image.
     pub volume_id: Option<u32>,
+    /// Content digests known before the build (see [`Digests`]); the writer adds those it
+    /// computes. Files whose digest is known are copied kernel-side, without being read.
+    pub digests: Arc<Digests>,
 }
 
 /// What was written.
@@ -107,6 +113,22 @@ pub fn format_into<S: Read + Write + Seek>(
     prepared.write(storage, &layout, None)
 }
 
+/// Like [`format_into`] for a volume inside an image file: `storage` is the `size` bytes of
+/// `file` starting at byte `offset`. File contents are then copied by a second thread, straight
+/// into `file`, while fatfs writes the directories through `storage`.
+pub(crate) fn format_region<S: Read + Write + Seek>(
+    storage: S,
+    file: &File,
+    offset: u64,
+    size: u64,
+    staging: &Staging,
+    opts: &FatOptions,
+) -> Result<FatInfo, Error> {
+    let prepared = Prepared::new(staging, opts)?;
+    let layout = layout::plan(&prepared.content, opts.fat_type, Some(size))?;
+    prepared.write(storage, &layout, Some((file, offset)))
+}
+
 /// The size in bytes `format_into` would need for this staging list and FAT type.
 ///
 /// This is the size chosen when no size is given: content, directories, FATs and a little free
@@ -123,42 +145,13 @@ pub fn write_fat_file(out: &Path, staging: &Staging, opts: &FatOptions) -> Resul
     let prepared = Prepared::new(staging, opts)?;
     let layout = layout::plan(&prepared.content, opts.fat_type, opts.size)?;
     let size = opts.size.unwrap_or_else(|| layout.bytes());
-    let result = create_zeroed(out, size).and_then(|file| {
-        // A second, independent handle (its own file position) for the content copy that runs
-        // beside fatfs.
-        let content = std::fs::OpenOptions::new()
-            .write(true)
-            .open(out)
-            .map_err(|e| Error::io("open", out, e))?;
-        prepared.write(&file, &layout, Some(content))
-    });
+    let result = crate::copy::create_zeroed(out, size)
+        .and_then(|file| prepared.write(&file, &layout, Some((&file, 0))));
     if result.is_err() {
         // Best effort: the error being returned matters more than one about the cleanup.
         let _ = std::fs::remove_file(out);
     }
     result
-}
-
-/// Creates the file at `out`, or empties it, and makes it `size` zero bytes long (sparse).
-fn create_zeroed(out: &Path, size: u64) -> Result<File, Error> {
-    // Read access too: fatfs reads back what it wrote (FAT entries, directories).
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(out)
-        .map_err(|e| Error::io("create", out, e))?;
-    // Emptied down to one byte, which is then zeroed, rather than to nothing: ext4 takes a
-    // truncation to zero as a file's content being replaced and starts writing the new content
-    // to disk when the file is closed (its `auto_da_alloc` heuristic), so that rebuilding the
-    // same image waited for the previous one to reach the disk before it could truncate it,
-    // 30 ms for a 64 MiB image.
-    file.set_len(1)
-        .and_then(|()| file.write_all(&[0]))
-        .and_then(|()| file.set_len(size))
-        .map_err(|e| Error::io("set the size of", out, e))?;
-    Ok(file)
 }
 
 /// Everything checked and measured before any byte is written.
@@ -168,6 +161,7 @@ struct Prepared<'a> {
     label: Option<[u8; 11]>,
     volume_id: Option<u32>,
     time: &'static clock::FixedTime,
+    digests: Arc<Digests>,
 }
 
 impl<'a> Prepared<'a> {
@@ -180,27 +174,53 @@ impl<'a> Prepared<'a> {
             label,
             volume_id: opts.volume_id,
             time: clock::from_env()?,
+            digests: Arc::clone(&opts.digests),
         })
     }
 
-    /// Formats `storage` and fills it. File contents are copied by a second thread into
-    /// `content`, a second handle to the same storage, if given; else into `storage` once
-    /// fatfs is done.
+    /// Formats `storage` and fills it. File contents are copied by a second thread straight
+    /// into `region` (the file holding `storage`, and where in it the volume starts) while the
+    /// directories and FATs are written, if given; else into `storage` afterwards.
     fn write<S: Read + Write + Seek>(
         &self,
         storage: S,
         layout: &Layout,
-        content: Option<File>,
+        region: Option<(&File, u64)>,
     ) -> Result<FatInfo, Error> {
         let mut disk = BlockCache::new(storage, layout.bytes());
-        format(&mut disk, layout, self.label, self.volume_id)?;
-        let volume = raw::Volume::read(&mut disk, layout.fat_type).map_err(image_error)?;
-        let (mut storage, derived_id) = match content {
-            Some(content) => self.fill_beside_copy(disk, layout, &volume, content)?,
-            None => self.fill_then_copy(disk, layout, &volume)?,
+        let volume = format_aligned(&mut disk, layout, self.label, self.volume_id)?;
+        disk.write_back_all().map_err(image_error)?;
+        let mut storage = disk.into_inner();
+        let time = fatfs::TimeProvider::get_current_date_time(self.time);
+        let fill::Plan {
+            metadata,
+            placements,
+        } = fill::plan(&self.tree, &volume, self.label, time)?;
+        let digests = &*self.digests;
+        let seed = match region {
+            Some((file, offset)) => std::thread::scope(|scope| {
+                let copier = std::thread::Builder::new()
+                    .name("fat-content".into())
+                    .spawn_scoped(scope, move || {
+                        content::copy_all(placements, &mut Sink::file(file, offset), digests)
+                    })
+                    .map_err(|e| {
+                        Error::plugin_source("fat", "could not start the content copy", e)
+                    })?;
+                let written = metadata.write(&mut storage, &volume);
+                let copied = copier
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                written.map_err(image_error)?;
+                copied
+            })?,
+            None => {
+                metadata.write(&mut storage, &volume).map_err(image_error)?;
+                content::copy_all(placements, &mut Sink::Stream(&mut storage), digests)?
+            }
         };
-        if let Some(volume_id) = derived_id {
-            raw::set_volume_id(&mut storage, &volume, volume_id).map_err(image_error)?;
+        if self.volume_id.is_none() {
+            raw::set_volume_id(&mut storage, &volume, seed.finish32()).map_err(image_error)?;
         }
         storage.flush().map_err(image_error)?;
         Ok(FatInfo {
@@ -210,119 +230,88 @@ impl<'a> Prepared<'a> {
             cluster_size: layout.cluster_size as u32,
         })
     }
-
-    /// Fills the volume while a second thread copies each file's content into `content` as
-    /// soon as fatfs has placed it. Returns the storage and the derived volume id, if any.
-    fn fill_beside_copy<S: Read + Write + Seek>(
-        &self,
-        mut disk: BlockCache<S>,
-        layout: &Layout,
-        volume: &raw::Volume,
-        mut content: File,
-    ) -> Result<(S, Option<u32>), Error> {
-        let hash = self.volume_id.is_none();
-        std::thread::scope(|scope| {
-            let (send, receive) = mpsc::channel::<Placement<'_>>();
-            let copier = std::thread::Builder::new()
-                .name("fat-content".into())
-                .spawn_scoped(scope, move || {
-                    let copied = content::copy_all(receive, &mut content, hash)?;
-                    content.flush().map_err(image_error)?;
-                    Ok(copied)
-                })
-                .map_err(|e| Error::plugin_source("fat", "could not start the content copy", e))?;
-            // A failed send means the copier stopped on an error, which `join` reports.
-            let filled = self.fill(&mut disk, layout, volume, &mut |placement| {
-                let _ = send.send(placement);
-            });
-            // Lets the copier finish once it has copied everything sent.
-            drop(send);
-            let finished = filled.and_then(|()| finish_metadata(&mut disk, volume));
-            let copied = copier
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            finished?;
-            Ok((disk.into_inner(), copied?))
-        })
-    }
-
-    /// Fills the volume, then copies every file's content into the same storage.
-    fn fill_then_copy<S: Read + Write + Seek>(
-        &self,
-        mut disk: BlockCache<S>,
-        layout: &Layout,
-        volume: &raw::Volume,
-    ) -> Result<(S, Option<u32>), Error> {
-        let mut placements = Vec::new();
-        self.fill(&mut disk, layout, volume, &mut |placement| {
-            placements.push(placement)
-        })?;
-        finish_metadata(&mut disk, volume)?;
-        let mut storage = disk.into_inner();
-        let derived_id = content::copy_all(placements, &mut storage, self.volume_id.is_none())?;
-        Ok((storage, derived_id))
-    }
-
-    /// Creates the tree in the formatted volume, content aside: `place` receives where each
-    /// file's content goes, in creation order.
-    fn fill<'p, S: Read + Write + Seek>(
-        &'p self,
-        disk: &mut BlockCache<S>,
-        layout: &Layout,
-        volume: &raw::Volume,
-        place: &mut dyn FnMut(Placement<'p>),
-    ) -> Result<(), Error> {
-        disk.seek(SeekFrom::Start(0)).map_err(image_error)?;
-        let capture = Capture::new(volume.data_offset());
-        let fs = fatfs::FileSystem::new(
-            Capturing::new(&mut *disk, &capture),
-            fatfs::FsOptions::new().time_provider(self.time),
-        )
-        .map_err(image_error)?;
-        // fatfs picks the type from the cluster count and ignores the one asked for; the plan
-        // chose sizes to get it, and this catches any disagreement before files go in.
-        let made = FatType::from(fs.fat_type());
-        // Also counts the free clusters, so that FAT32's FSInfo sector is written with the
-        // right count instead of "unknown".
-        let stats = fs.stats().map_err(image_error)?;
-        if made != layout.fat_type || u64::from(stats.total_clusters()) < layout.needed {
-            return Err(Error::plugin(
-                "fat",
-                format!(
-                    "fatfs formatted a {made} volume with {} clusters of {} bytes where a {} \
-                     volume with at least {} clusters was planned ({} bytes); this is a bug in \
-                     the FAT writer, work around it by setting `image.size`",
-                    stats.total_clusters(),
-                    stats.cluster_size(),
-                    layout.fat_type,
-                    layout.needed,
-                    layout.bytes(),
-                ),
-            ));
-        }
-        let mut filler = Filler {
-            capture: &capture,
-            place,
-        };
-        filler.dir(&fs.root_dir(), &self.tree)?;
-        fs.unmount().map_err(image_error)
-    }
 }
 
-/// What fatfs cannot do right: `.` and `..` of subdirectories, written through the cache,
-/// then everything the cache holds.
-fn finish_metadata<S: Read + Write + Seek>(
+/// Checks that fatfs formatted the volume that was planned: it picks the FAT type from the
+/// cluster count and ignores the one asked for, and the plan chose sizes to get it.
+fn check_formatted(volume: &raw::Volume, layout: &Layout) -> Result<(), Error> {
+    let clusters = volume.clusters();
+    let made = match clusters {
+        0..4085 => FatType::Fat12,
+        4085..65525 => FatType::Fat16,
+        _ => FatType::Fat32,
+    };
+    if made != layout.fat_type || made != volume.fat_type() || u64::from(clusters) < layout.needed {
+        return Err(Error::plugin(
+            "fat",
+            format!(
+                "fatfs formatted a {made} volume with {clusters} clusters of {} bytes where a {} \
+                 volume with at least {} clusters was planned ({} bytes); this is a bug in the \
+                 FAT writer, work around it by setting `image.size`",
+                volume.cluster_size(),
+                layout.fat_type,
+                layout.needed,
+                layout.bytes(),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// File contents start on multiples of this in the volume where the layout allows it.
+const CONTENT_ALIGN: u64 = 4096;
+
+/// Formats the volume as planned and reads its geometry back. On FAT12/FAT16 with clusters of
+/// 4 KiB or more, the root directory region is grown by a few sectors so that the data
+/// region, and with it every cluster, starts on a 4 KiB boundary of the volume: file systems
+/// with shared extents (btrfs, XFS) can then reflink file contents into the image rather than
+/// copy them. (FAT32 puts its root directory in clusters, so there is nothing to grow.)
+fn format_aligned<S: Read + Write + Seek>(
     disk: &mut BlockCache<S>,
-    volume: &raw::Volume,
-) -> Result<(), Error> {
-    raw::fix_subdirectories(disk, volume).map_err(image_error)?;
-    disk.write_back_all().map_err(image_error)
+    layout: &Layout,
+    label: Option<[u8; 11]>,
+    volume_id: Option<u32>,
+) -> Result<raw::Volume, Error> {
+    let mut format_with = |root_entries: u64| -> Result<raw::Volume, Error> {
+        format(disk, layout, root_entries, label, volume_id)?;
+        disk.seek(SeekFrom::Start(0)).map_err(image_error)?;
+        raw::Volume::read(disk, layout.fat_type).map_err(image_error)
+    };
+    let mut good = (layout.root_entries, format_with(layout.root_entries)?);
+    check_formatted(&good.1, layout)?;
+    if layout.fat_type == FatType::Fat32 || layout.cluster_size < CONTENT_ALIGN {
+        return Ok(good.1);
+    }
+    let mut current = good.0;
+    // The FATs may grow by a sector as the data region shrinks: a few rounds at most.
+    for _ in 0..4 {
+        let off = good.1.data_offset() % CONTENT_ALIGN;
+        if off == 0 {
+            break;
+        }
+        let entries = good.0 + (CONTENT_ALIGN - off) / 32;
+        if entries > u64::from(u16::MAX) {
+            break;
+        }
+        current = entries;
+        let volume = format_with(entries)?;
+        if check_formatted(&volume, layout).is_err() {
+            break;
+        }
+        good = (entries, volume);
+    }
+    if current != good.0 {
+        // The last attempt did not keep the planned type or cluster count.
+        good.1 = format_with(good.0)?;
+    }
+    Ok(good.1)
 }
 
 /// Formats the volume with fatfs; `volume_id` `None` leaves 0 for the content hash set later.
 fn format<S: Read + Write + Seek>(
     disk: &mut BlockCache<S>,
     layout: &Layout,
+    root_entries: u64,
     label: Option<[u8; 11]>,
     volume_id: Option<u32>,
 ) -> Result<(), Error> {
@@ -332,8 +321,8 @@ fn format<S: Read + Write + Seek>(
         .bytes_per_cluster(layout.cluster_size as u32)
         .fat_type(layout.fat_type.into())
         .volume_id(volume_id.unwrap_or(0));
-    if layout.root_entries > 0 {
-        options = options.max_root_dir_entries(layout.root_entries as u16);
+    if root_entries > 0 {
+        options = options.max_root_dir_entries(root_entries as u16);
     }
     if let Some(label) = label {
         options = options.volume_label(label);
@@ -344,85 +333,6 @@ fn format<S: Read + Write + Seek>(
 
 fn image_error(e: io::Error) -> Error {
     Error::plugin_source("fat", "could not write the FAT volume", e)
-}
-
-/// Walks the tree through fatfs, capturing where file contents go.
-struct Filler<'p, 'f> {
-    capture: &'f Capture,
-    place: &'f mut dyn FnMut(Placement<'p>),
-}
-
-/// What fatfs is given as file content; dropped by [`Capture`], so only its length matters.
-static PLACEHOLDER: [u8; 64 * 1024] = [0; 64 * 1024];
-
-impl<'p> Filler<'p, '_> {
-    /// Creates the entries of `dir` in `into`, then fills its subdirectories.
-    fn dir<T: fatfs::ReadWriteSeek>(
-        &mut self,
-        into: &fatfs::Dir<'_, T>,
-        dir: &'p tree::Dir<'p>,
-    ) -> Result<(), Error> {
-        let mut subdirs = Vec::new();
-        for (name, entry) in dir.creation_order() {
-            match entry {
-                tree::Entry::File(file) => self.file(into, name, file)?,
-                tree::Entry::Dir(sub) => {
-                    let created = into.create_dir(name).map_err(|e| {
-                        Error::plugin_source(
-                            "fat",
-                            format!(
-                                "could not create directory `/{}` in the FAT image",
-                                sub.path
-                            ),
-                            e,
-                        )
-                    })?;
-                    subdirs.push((created, sub));
-                }
-            }
-        }
-        for (created, sub) in subdirs {
-            self.dir(&created, sub)?;
-        }
-        Ok(())
-    }
-
-    /// Creates one file of its full length, letting fatfs allocate its clusters while the
-    /// capture records them in place of the content.
-    fn file<T: fatfs::ReadWriteSeek>(
-        &mut self,
-        into: &fatfs::Dir<'_, T>,
-        name: &str,
-        file: &'p tree::File<'p>,
-    ) -> Result<(), Error> {
-        let write_error = |e: io::Error| {
-            Error::plugin_source(
-                "fat",
-                format!("could not write `{}` into the FAT image", file.path),
-                e,
-            )
-        };
-        let mut out = into.create_file(name).map_err(write_error)?;
-        self.capture.begin();
-        let mut left = file.len;
-        let written = loop {
-            if left == 0 {
-                break Ok(());
-            }
-            // At most the placeholder's length, so the cast cannot truncate.
-            let n = left.min(PLACEHOLDER.len() as u64) as usize;
-            if let Err(e) = out.write_all(&PLACEHOLDER[..n]) {
-                break Err(e);
-            }
-            left -= n as u64;
-        };
-        let extents = self.capture.end();
-        written.map_err(write_error)?;
-        // Writes the entry's size and first cluster (not captured: recording has ended).
-        out.flush().map_err(write_error)?;
-        (self.place)(Placement { file, extents });
-        Ok(())
-    }
 }
 
 /// Checks a volume label and encodes it as the 11 space-padded bytes FAT stores.
@@ -1068,7 +978,7 @@ mod tests {
         ] {
             let planned = layout::plan(&content, Some(fat_type), Some(size)).unwrap();
             let mut disk = BlockCache::new(SparseDisk::default(), planned.bytes());
-            format(&mut disk, &planned, None, None).unwrap();
+            format(&mut disk, &planned, planned.root_entries, None, None).unwrap();
             disk.seek(SeekFrom::Start(0)).unwrap();
             let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
             let made = u64::from(fs.stats().unwrap().total_clusters());
@@ -1077,6 +987,42 @@ mod tests {
                 made <= planned.clusters && made + 8 >= planned.clusters,
                 "fatfs made {made} clusters for {planned:?}"
             );
+        }
+    }
+
+    #[test]
+    fn clusters_of_4_kib_or_more_start_on_4_kib_boundaries() {
+        // Reflinks (btrfs, XFS) need file contents block-aligned in the image file.
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.bin");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(40 << 20)
+            .unwrap();
+        let mut staging = sample();
+        staging
+            .add_file("boot/big.bin", Source::File(big.clone()))
+            .unwrap();
+        for (fat_type, size) in [
+            (FatType::Fat12, 44 << 20),
+            (FatType::Fat16, 200 << 20),
+            (FatType::Fat16, 300 << 20),
+        ] {
+            let image = image_in(&dir, "aligned.img");
+            let info =
+                write_fat_file(&image, &staging, &options(Some(fat_type), Some(size))).unwrap();
+            assert!(
+                info.fat_type == fat_type && info.cluster_size >= 4096,
+                "{info:?}"
+            );
+            let mut file = std::fs::File::open(&image).unwrap();
+            let volume = raw::Volume::read(&mut file, fat_type).unwrap();
+            assert_eq!(
+                volume.data_offset() % 4096,
+                0,
+                "{fat_type} {size}: {volume:?}"
+            );
+            check_image(&image, &staging, &info);
         }
     }
 

@@ -17,13 +17,15 @@ mod volume;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use image_runner_core::{
     BootKind, BuildRequest, Error, Image, ImageFormat, ImageKind, ImagePath, Source, Staging,
 };
 use image_runner_disk_layout::gpt;
 
-use image_runner_disk_layout::content_hash::Hasher as ContentHash;
+use crate::copy::{Copier, CopyError, Digested, PARALLEL_DIGEST_MIN};
+use crate::digest::{Digests, IdSeed, Streaming};
 use tree::{Addresses, Tree};
 use volume::{BLOCK, FIRST_DESCRIPTOR};
 
@@ -49,7 +51,11 @@ impl ImageFormat for IsoFormat {
             ..IsoOptions::default()
         };
         let path = ctx.output_dir.join("image.iso");
-        crate::reuse::build_or_reuse(request, "iso", ImageKind::Iso, &path, |temp| {
+        crate::reuse::build_or_reuse(request, "iso", ImageKind::Iso, &path, |temp, digests| {
+            let options = IsoOptions {
+                digests: Arc::clone(digests),
+                ..options
+            };
             write_iso(temp, request.staging, &options).map(|_| ())
         })
     }
@@ -71,6 +77,9 @@ pub struct IsoOptions {
     /// Write a protective MBR and a GPT into the system area (and a backup GPT at the end), so
     /// the image also boots as a disk. Default: on.
     pub hybrid: bool,
+    /// Content digests known before the build (see [`Digests`]); the writer adds those it
+    /// computes. Files whose digest is known are copied kernel-side, without being read.
+    pub digests: Arc<Digests>,
 }
 
 impl Default for IsoOptions {
@@ -80,6 +89,7 @@ impl Default for IsoOptions {
             boot: None,
             size: None,
             hybrid: true,
+            digests: Arc::default(),
         }
     }
 }
@@ -125,26 +135,21 @@ pub fn write_iso(out: &Path, staging: &Staging, opts: &IsoOptions) -> Result<Iso
     let tree = Tree::build(staging)?;
     let boot = BootPlan::new(staging, &tree, opts)?;
     let layout = Layout::plan(&tree, &boot, opts, time)?;
-    let result = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)
-        .map_err(|e| Error::io("create", out, e))
-        .and_then(|file| {
-            let writer = Writer {
-                file: &file,
-                out,
-                tree: &tree,
-                boot: &boot,
-                layout: &layout,
-                volume_id: &volume_id,
-                opts,
-                time,
-            };
-            writer.write()
-        });
+    // Sized first: what is never written (system area gaps, padding) reads as zeros.
+    let total = u64::from(layout.blocks) * BLOCK as u64;
+    let result = crate::copy::create_zeroed(out, total).and_then(|file| {
+        let writer = Writer {
+            file: &file,
+            out,
+            tree: &tree,
+            boot: &boot,
+            layout: &layout,
+            volume_id: &volume_id,
+            opts,
+            time,
+        };
+        writer.write()
+    });
     match result {
         Ok(()) => Ok(layout.info(&tree, &boot, volume_id, opts.hybrid)),
         Err(e) => {
@@ -269,6 +274,9 @@ impl BootPlan {
     }
 }
 
+/// Files at least this long start on a 4 KiB boundary of the image (two blocks).
+const ALIGNED_FILE_MIN: u64 = 1 << 20;
+
 /// The smallest hybrid image, in blocks: 1 MiB.
 const MIN_HYBRID_BLOCKS: u64 = (1 << 20) / BLOCK as u64;
 
@@ -375,8 +383,10 @@ impl Layout {
         for i in 0..layout.data_order.len() {
             let node = layout.data_order[i];
             let len = tree.file(node).map_or(0, |f| f.len);
-            if Some(node) == staged_esp {
-                cursor.align(2); // 4 KiB alignment for the partition
+            // 4 KiB alignment for the ESP partition, and for large files so that file systems
+            // with shared extents (btrfs, XFS) can reflink them into the image.
+            if Some(node) == staged_esp || len >= ALIGNED_FILE_MIN {
+                cursor.align(2);
             }
             let at = extent(cursor.take(blocks_for(len)), len)?;
             layout.iso[node] = at;
@@ -537,21 +547,17 @@ struct Writer<'a> {
 impl Writer<'_> {
     fn write(&self) -> Result<(), Error> {
         let layout = self.layout;
-        let total = u64::from(layout.blocks) * BLOCK as u64;
-        // Sized first: what is never written (system area gaps, padding) reads as zeros.
-        self.file
-            .set_len(total)
-            .map_err(|e| Error::io("set the size of", self.out, e))?;
-        let mut hash = ContentHash::new();
-        hash.update(self.volume_id.as_bytes());
+        let mut seed = IdSeed::new();
+        seed.text(self.volume_id);
         let mut out = Output::at(self.file, self.out, u64::from(FIRST_DESCRIPTOR))?;
         self.write_metadata(&mut out)?;
-        let checksum = self.write_files(&mut out, &mut hash)?;
+        let checksum = self.write_files(&mut out, &mut seed)?;
         out.finish()?;
         if let Some(Uefi::Built(esp, size)) = &self.boot.uefi
             && let Some((lba, _)) = layout.esp
         {
-            esp::write(self.file, u64::from(lba) * BLOCK as u64, *size, esp)?;
+            let at = u64::from(lba) * BLOCK as u64;
+            esp::write(self.file, at, *size, esp, &self.opts.digests)?;
         }
         if let (Some(entry), Some(checksum)) = (layout.bios_entry(self.tree, self.boot), checksum) {
             // Lengths are within 4 GiB (checked when the tree was built).
@@ -561,7 +567,7 @@ impl Writer<'_> {
             self.write_at(at, &table)?;
         }
         if self.opts.hybrid {
-            let tables = self.partition_tables(hash.finish64())?;
+            let tables = self.partition_tables(seed.finish64())?;
             let mut file = self.file;
             tables
                 .write_to(&mut file)
@@ -646,14 +652,13 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Streams every file's content into place, hashing it; returns the BIOS boot image's
-    /// boot info table checksum when it wants one.
-    fn write_files(
-        &self,
-        out: &mut Output<'_>,
-        hash: &mut ContentHash,
-    ) -> Result<Option<u32>, Error> {
-        let mut buffer = vec![0u8; 1 << 20];
+    /// Puts every file's content in place and adds each file to `seed`; returns the BIOS boot
+    /// image's boot info table checksum when it wants one. Content whose digest is known (and
+    /// that needs no checksum) is copied kernel-side; the rest is read, hashed and written.
+    fn write_files(&self, out: &mut Output<'_>, seed: &mut IdSeed) -> Result<Option<u32>, Error> {
+        let digests = &*self.opts.digests;
+        let mut buffer = Vec::new();
+        let mut copier = Copier::new();
         let mut checksum = None;
         for &node in &self.layout.data_order {
             let Some(file) = self.tree.file(node) else {
@@ -665,54 +670,126 @@ impl Writer<'_> {
             }
             let wants_table = self.boot.bios == Some((node, true));
             let mut sum = wants_table.then(eltorito::Checksum::default);
-            hash.update(file.path.as_str().as_bytes());
-            hash.update(&[0]);
-            let read_error = |e: io::Error| match file.source {
-                Source::File(path) => Error::io("read", path, e),
-                _ => Error::plugin_source(
-                    "iso",
-                    format!("could not read the content for `{}`", file.path),
-                    e,
-                ),
-            };
-            let mut input = file.source.open()?;
-            let mut written = 0u64;
-            loop {
-                let n = match input.read(&mut buffer) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(read_error(e)),
-                };
-                written += n as u64;
-                if written > file.len {
-                    break;
-                }
-                let bytes = &buffer[..n];
-                hash.update(bytes);
-                if let Some(sum) = &mut sum {
-                    sum.update(bytes);
-                }
-                out.write(bytes)?;
-            }
-            // The layout was planned with the length seen earlier.
-            if written != file.len {
-                return Err(Error::plugin(
+            let changed = |read: String| {
+                Error::plugin(
                     "iso",
                     format!(
                         "the content for `{}` changed while the ISO was written: it was {} \
-                         bytes, then {} bytes were read; build again",
-                        file.path,
-                        file.len,
+                         bytes, then {read} bytes were read; build again",
+                        file.path, file.len,
+                    ),
+                )
+            };
+            let known = digests.known(file.source);
+            let digest = match (file.source, known, &sum) {
+                (Source::File(path), Some(digest), None) => {
+                    let input = File::open(path).map_err(|e| Error::io("open", path, e))?;
+                    let copied = out.copy_from(&input, file.len, &mut copier, path)?;
+                    let now = input
+                        .metadata()
+                        .map_err(|e| Error::io("read", path, e))?
+                        .len();
+                    if copied != file.len || now != file.len {
+                        return Err(changed(if now > file.len {
+                            "more".into()
+                        } else {
+                            copied.to_string()
+                        }));
+                    }
+                    digest
+                }
+                // Large and not hashed yet: the kernel copies it while a second thread reads it
+                // for the digest.
+                (Source::File(path), None, None)
+                    if file.len >= PARALLEL_DIGEST_MIN && copier.kernel_side() =>
+                {
+                    let input = File::open(path).map_err(|e| Error::io("open", path, e))?;
+                    let done = out.copy_with_digest(&input, file.len, &mut copier, path)?;
+                    let now = input
+                        .metadata()
+                        .map_err(|e| Error::io("read", path, e))?
+                        .len();
+                    match done.digest {
+                        Some(digest)
+                            if done.copied == file.len && now == file.len && !done.changed =>
+                        {
+                            digests.insert(path, digest);
+                            digest
+                        }
+                        _ if now > file.len => return Err(changed("more".into())),
+                        _ if now < file.len || done.copied < file.len => {
+                            return Err(changed(done.copied.min(now).to_string()));
+                        }
+                        _ => {
+                            return Err(Error::plugin(
+                                "iso",
+                                format!(
+                                    "`{}` (for `{}`) was modified while the ISO was written; \
+                                     build again",
+                                    path.display(),
+                                    file.path
+                                ),
+                            ));
+                        }
+                    }
+                }
+                (source, known, _) => {
+                    let read_error = |e: io::Error| match source {
+                        Source::File(path) => Error::io("read", path, e),
+                        _ => Error::plugin_source(
+                            "iso",
+                            format!("could not read the content for `{}`", file.path),
+                            e,
+                        ),
+                    };
+                    if buffer.is_empty() {
+                        buffer = vec![0u8; 1 << 20];
+                    }
+                    let mut streamed = known.is_none().then(|| Streaming::new(file.len));
+                    let mut input = source.open()?;
+                    let mut written = 0u64;
+                    loop {
+                        let n = match input.read(&mut buffer) {
+                            Ok(0) => break,
+                            Ok(n) => n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(read_error(e)),
+                        };
+                        written += n as u64;
                         if written > file.len {
-                            "more".to_owned()
+                            break;
+                        }
+                        let bytes = &buffer[..n];
+                        if let Some(streamed) = &mut streamed {
+                            streamed.update(bytes);
+                        }
+                        if let Some(sum) = &mut sum {
+                            sum.update(bytes);
+                        }
+                        out.write(bytes)?;
+                    }
+                    // The layout was planned with the length seen earlier.
+                    if written != file.len {
+                        return Err(changed(if written > file.len {
+                            "more".into()
                         } else {
                             written.to_string()
+                        }));
+                    }
+                    match (known, streamed, source) {
+                        (Some(digest), _, _) => digest,
+                        (None, Some(streamed), Source::File(path)) => {
+                            let digest = streamed.finish();
+                            digests.insert(path, digest);
+                            digest
                         }
-                    ),
-                ));
-            }
-            hash.update(&written.to_le_bytes());
+                        (None, Some(streamed), _) => streamed.finish(),
+                        // `streamed` is only `None` when the digest was known.
+                        (None, None, _) => 0,
+                    }
+                }
+            };
+            seed.file(file.path.as_str(), file.len, digest);
             out.pad_to_block()?;
             if let Some(sum) = sum {
                 checksum = Some(sum.finish());
@@ -793,6 +870,72 @@ impl<'f> Output<'f> {
             .map_err(|e| Error::io("write", self.path, e))?;
         self.pos += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Copies `len` bytes of `input` (the file at `path`) to the current position without
+    /// reading them here; returns the bytes copied (fewer only if `input` is shorter).
+    fn copy_from(
+        &mut self,
+        input: &File,
+        len: u64,
+        copier: &mut Copier,
+        path: &Path,
+    ) -> Result<u64, Error> {
+        self.inner
+            .flush()
+            .map_err(|e| Error::io("write", self.path, e))?;
+        let copied = copier
+            .copy(input, 0, self.inner.get_ref(), self.pos, len)
+            .map_err(|e| {
+                Error::plugin_source(
+                    "iso",
+                    format!(
+                        "could not copy `{}` into `{}`",
+                        path.display(),
+                        self.path.display()
+                    ),
+                    e,
+                )
+            })?;
+        self.pos += copied;
+        self.inner
+            .seek(SeekFrom::Start(self.pos))
+            .map_err(|e| Error::io("write", self.path, e))?;
+        Ok(copied)
+    }
+
+    /// Like [`Output::copy_from`], while a second thread reads `input` for its digest (see
+    /// [`Copier::copy_with_digest`]).
+    fn copy_with_digest(
+        &mut self,
+        input: &File,
+        len: u64,
+        copier: &mut Copier,
+        path: &Path,
+    ) -> Result<Digested, Error> {
+        self.inner
+            .flush()
+            .map_err(|e| Error::io("write", self.path, e))?;
+        let done = copier
+            .copy_with_digest(input, len, self.inner.get_ref(), &[(self.pos, len)])
+            .map_err(|e| match e {
+                CopyError::Read(e) => Error::io("read", path, e),
+                CopyError::Write(e) => Error::io("write", self.path, e),
+                CopyError::Either(e) => Error::plugin_source(
+                    "iso",
+                    format!(
+                        "could not copy `{}` into `{}`",
+                        path.display(),
+                        self.path.display()
+                    ),
+                    e,
+                ),
+            })?;
+        self.pos += done.copied;
+        self.inner
+            .seek(SeekFrom::Start(self.pos))
+            .map_err(|e| Error::io("write", self.path, e))?;
+        Ok(done)
     }
 
     fn pad_to_block(&mut self) -> Result<(), Error> {

@@ -1,6 +1,8 @@
 //! Image formats: turn a [`image_runner_core::Staging`] list into a bootable image. One module per
 //! format; each writes to a temporary name and renames, so no half image is ever used.
 
+mod copy;
+pub mod digest;
 pub mod directory;
 pub mod disk;
 pub mod fat;
@@ -47,7 +49,11 @@ impl ImageFormat for FatFormat {
             ..Default::default()
         };
         let path = ctx.output_dir.join("image.fat");
-        reuse::build_or_reuse(request, "fat", ImageKind::Fat, &path, |temp| {
+        reuse::build_or_reuse(request, "fat", ImageKind::Fat, &path, |temp, digests| {
+            let options = fat::FatOptions {
+                digests: std::sync::Arc::clone(digests),
+                ..options
+            };
             fat::write_fat_file(temp, request.staging, &options).map(|_| ())
         })
     }

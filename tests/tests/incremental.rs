@@ -253,3 +253,106 @@ fn a_changed_file_in_a_directory_image_is_rebuilt() {
     assert_eq!(built_image(&project, &kernel), tree);
     assert!(!stray.exists(), "a changed directory image was reused");
 }
+
+/// Bytes the runner process read (`rchar` of `/proc/PID/io`: every `read`, `pread` and
+/// `copy_file_range`, page cache or not), and its output, for `args` run in `project`.
+#[cfg(target_os = "linux")]
+fn bytes_read_by(project: &Project, args: &[&std::ffi::OsStr]) -> (u64, String) {
+    use std::io::Read;
+    let mut child = project.spawn(args, &[]);
+    let pid = child.id();
+    let start = std::time::Instant::now();
+    // A zombie keeps its accounting until it is reaped.
+    let io = loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        if state == Some(Some('Z')) {
+            break std::fs::read_to_string(format!("/proc/{pid}/io")).expect("io accounting");
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the runner did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let status = child.wait().expect("reap the runner");
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut stdout).expect("runner stdout");
+    }
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_string(&mut stderr).expect("runner stderr");
+    }
+    assert!(status.success(), "{status}\n{stdout}\n{stderr}");
+    let rchar = io
+        .lines()
+        .find_map(|line| line.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("rchar in /proc/PID/io");
+    (rchar, stdout)
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn builds_read_each_input_byte_once() {
+    // An 8 MiB kernel-sized file and 50 smaller ones (4 MiB together), as FAT and as ISO (which
+    // also builds an ESP from the EFI application). `rchar` counts bytes a kernel-side copy
+    // moves as read too: a cold build copies the large file kernel-side while a second thread
+    // reads it for its digest (2 x 8 MiB), and reads, hashes and writes the small ones (1 x).
+    // Reading everything once in the reuse check and again in the writer was 2 x 12 MiB.
+    let mut metadata = String::from("[extra-files]\n\"boot/big.bin\" = \"big.bin\"\n");
+    for i in 0..50 {
+        metadata.push_str(&format!(
+            "\"boot/modules/m{i:02}.bin\" = \"modules/m{i:02}.bin\"\n"
+        ));
+    }
+    let project = Project::new(runner_bin!(), &metadata);
+    let big: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(project.root().join("big.bin"), &big).unwrap();
+    std::fs::create_dir_all(project.root().join("modules")).unwrap();
+    let large = big.len() as u64;
+    let mut small = 0;
+    for i in 0..50 {
+        let bytes = vec![i as u8; 80_000 + 97 * i];
+        small += bytes.len() as u64;
+        std::fs::write(project.root().join(format!("modules/m{i:02}.bin")), bytes).unwrap();
+    }
+    let kernel = project.add_kernel(
+        &kernels::path(Kernel::EfiApp, Variant::Pass),
+        "target/debug/k.efi",
+    );
+    small += std::fs::metadata(&kernel).unwrap().len();
+    // Config files, the kernel's headers, the ESP's copy of the EFI application.
+    let slack = 1 << 20;
+    for format in ["fat", "iso"] {
+        let set = format!("format={format}");
+        let build = |extra: &[&str]| {
+            let mut args: Vec<&std::ffi::OsStr> = vec!["build".as_ref(), "--set".as_ref()];
+            args.push(set.as_ref());
+            args.extend(extra.iter().map(std::ffi::OsStr::new));
+            args.push(kernel.as_os_str());
+            bytes_read_by(&project, &args)
+        };
+        let (read, stdout) = build(&[]);
+        assert!(
+            read <= small + 2 * large + slack,
+            "{format}: a cold build read {read} bytes for {small} + {large} bytes of content"
+        );
+        let image = PathBuf::from(stdout.trim());
+        assert!(image.is_file(), "{stdout}");
+        // Nothing changed: reused without reading any content.
+        let (read, _) = build(&[]);
+        assert!(read < slack, "{format}: a no-op build read {read} bytes");
+        // Another label: rebuilt, every digest known from the stamp, so every file is copied
+        // kernel-side and none is read for hashing.
+        let (read, _) = build(&["--set", "image.label=OTHER"]);
+        assert!(
+            read <= small + large + slack,
+            "{format}: a rebuild with known digests read {read} bytes for {} bytes of content",
+            small + large
+        );
+    }
+}

@@ -111,22 +111,6 @@ impl<'a> Dir<'a> {
         }
     }
 
-    /// The entries in the order they are created: 8.3 names containing `~` first, then the
-    /// rest, each group sorted.
-    ///
-    /// fatfs looks names up by long and by short (8.3) name, and `create_file` opens an existing
-    /// entry instead of failing. Had `Long File Name.txt` (short alias `LONGFI~1.TXT`) been
-    /// created first, a staged `LONGFI~1.TXT` would then overwrite it. Created in this order, the
-    /// names an alias could equal exist first and the alias generator steps around them.
-    pub(super) fn creation_order(&self) -> impl Iterator<Item = (&'a str, &Entry<'a>)> {
-        let first = self.entries.iter().filter(|(name, _)| could_be_alias(name));
-        let rest = self
-            .entries
-            .iter()
-            .filter(|(name, _)| !could_be_alias(name));
-        first.chain(rest).map(|(name, entry)| (*name, entry))
-    }
-
     /// What the tree occupies: file sizes and directory entry counts (see [`Content`]). The root
     /// always counts a volume label entry, so that sizes do not depend on whether one is set.
     pub(super) fn content(&self) -> Content {
@@ -163,16 +147,6 @@ impl<'a> Dir<'a> {
 /// names that would fit 8.3.
 fn raw_entries_for(name: &str) -> u64 {
     1 + (name.encode_utf16().count() as u64).div_ceil(13)
-}
-
-/// Whether `name` has the form of a generated short alias: a valid 8.3 name with a `~`.
-fn could_be_alias(name: &str) -> bool {
-    let short_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'()-@^_`{}~".contains(c);
-    let (base, extension) = name.rsplit_once('.').unwrap_or((name, ""));
-    name.contains('~')
-        && (1..=8).contains(&base.len())
-        && extension.len() <= 3
-        && base.chars().chain(extension.chars()).all(short_char)
 }
 
 fn join_path(parent: &str, name: &str) -> String {

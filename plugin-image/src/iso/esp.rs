@@ -4,9 +4,11 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
 
 use image_runner_core::{Error, Staging};
 
+use crate::digest::Digests;
 use crate::fat;
 
 /// The staged files under `EFI/` (any case, as UEFI's FAT lookups ignore it), or `None`.
@@ -27,14 +29,24 @@ pub(super) fn size(esp: &Staging) -> Result<u64, Error> {
 }
 
 /// Formats the ESP into `size` bytes of `file` at `offset`, which must be zeros.
-pub(super) fn write(file: &File, offset: u64, size: u64, esp: &Staging) -> Result<(), Error> {
+pub(super) fn write(
+    file: &File,
+    offset: u64,
+    size: u64,
+    esp: &Staging,
+    digests: &Arc<Digests>,
+) -> Result<(), Error> {
     let window = Window {
         file,
         start: offset,
         len: size,
         pos: 0,
     };
-    fat::format_into(window, size, esp, &fat::FatOptions::default()).map(|_| ())
+    let opts = fat::FatOptions {
+        digests: Arc::clone(digests),
+        ..fat::FatOptions::default()
+    };
+    fat::format_region(window, file, offset, size, esp, &opts).map(|_| ())
 }
 
 /// A part of a file seen as a whole storage device: positions are relative to `start`, and

@@ -491,3 +491,31 @@ fn a_64_mib_kernel_and_200_files_are_written_quickly() {
     let (ok, text) = run("sgdisk", &["-v", arg(&iso)]);
     assert!(ok && text.contains("No problems found"), "{text}");
 }
+
+#[test]
+fn large_files_start_on_4_kib_boundaries() {
+    // Reflinks (btrfs, XFS) need file contents block-aligned in the image file; one-block
+    // files before the large ones would otherwise leave them at odd blocks.
+    for small_files in 0..4 {
+        let mut staging = Staging::new();
+        for i in 0..small_files {
+            add(&mut staging, &format!("a{i}"), vec![1; 100]);
+        }
+        add(&mut staging, "big", pattern(3 << 20, 3));
+        add(&mut staging, "bigger", pattern((5 << 20) + 2048, 4));
+        let tree = Tree::build(&staging).unwrap();
+        let opts = IsoOptions::default();
+        let boot = BootPlan::new(&staging, &tree, &opts).unwrap();
+        let time = volume::Instant::from_unix(0);
+        let layout = Layout::plan(&tree, &boot, &opts, time).unwrap();
+        for name in ["big", "bigger"] {
+            let node = tree.find(&ImagePath::new(name).unwrap()).unwrap();
+            let (lba, _) = layout.iso[node];
+            assert_eq!(
+                lba % 2,
+                0,
+                "{name} after {small_files} small files at block {lba}"
+            );
+        }
+    }
+}
