@@ -215,44 +215,18 @@ fn check_template_paths(
     ctx: &Context,
     template: &std::path::Path,
 ) -> Result<(), Error> {
-    let mut staged: Vec<String> = staging
-        .entries
-        .keys()
-        .map(|p| p.as_str().to_owned())
-        .chain(
-            ctx.config
-                .extra_files
-                .keys()
-                .filter_map(|dest| ImagePath::new(dest).ok())
-                .map(|p| p.as_str().to_owned()),
-        )
-        .collect();
-    staged.sort();
-    staged.dedup();
-    let mut problems = Vec::new();
-    for loaded in cfg::loaded_paths(text) {
-        let problem = match ImagePath::new(&loaded.path) {
-            Ok(path) if staged.iter().any(|s| s.eq_ignore_ascii_case(path.as_str())) => continue,
-            Ok(path) => format!("{path} is not in the image"),
-            Err(e) => e.to_string(),
-        };
-        problems.push(format!(
-            "  line {}: `{}`: {problem}",
-            loaded.line, loaded.command
-        ));
-    }
-    if problems.is_empty() {
+    let named = cfg::loaded_paths(text)
+        .into_iter()
+        .map(|l| (l.line, l.command, l.path));
+    let extra = ctx.config.extra_files.keys().map(String::as_str);
+    let Err((problems, held)) = staging.check_named_paths(extra, named) else {
         return Ok(());
-    }
+    };
     Err(Error::Config(format!(
         "the grub.cfg made from `grub.config` (`{}`) loads files the image does not hold, so GRUB would stop there:\n{}\nThe image holds: {}.\nThe kernel is always at /{} (write `{{{{KERNEL}}}}`); add other files with `modules` or `extra-files`. A file on another device needs the device in its path, like `(hd1,gpt1)/boot/file`",
         ctx.host_path(template).display(),
         problems.join("\n"),
-        staged
-            .iter()
-            .map(|p| format!("/{p}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        held.join(", "),
         plan::KERNEL_PATH
     )))
 }

@@ -314,46 +314,18 @@ impl Plan {
         ctx: &Context,
         template: &Path,
     ) -> Result<(), Error> {
-        let mut staged: Vec<String> = staging
-            .entries
-            .keys()
-            .map(|p| p.as_str().to_owned())
-            .chain(
-                ctx.config
-                    .extra_files
-                    .keys()
-                    .filter_map(|dest| ImagePath::new(dest).ok())
-                    .map(|p| p.as_str().to_owned()),
-            )
-            .collect();
-        staged.sort();
-        staged.dedup();
-        let mut problems = Vec::new();
-        for named in conf::boot_paths(text) {
-            let problem = match ImagePath::new(&named.path) {
-                Ok(path) if staged.iter().any(|s| s.eq_ignore_ascii_case(path.as_str())) => {
-                    continue;
-                }
-                Ok(path) => format!("{path} is not in the image"),
-                Err(e) => e.to_string(),
-            };
-            problems.push(format!(
-                "  line {}: `{}`: {problem}",
-                named.line, named.option
-            ));
-        }
-        if problems.is_empty() {
+        let named = conf::boot_paths(text)
+            .into_iter()
+            .map(|b| (b.line, b.option, b.path));
+        let extra = ctx.config.extra_files.keys().map(String::as_str);
+        let Err((problems, held)) = staging.check_named_paths(extra, named) else {
             return Ok(());
-        }
+        };
         Err(Error::Config(format!(
             "the limine.conf made from `limine.config` (`{}`) names files the image does not hold, so Limine would stop there:\n{}\nThe image holds: {}.\nThe kernel is always at /{KERNEL_PATH} (write `{{{{KERNEL}}}}` for `{}`); add other files with `modules` or `extra-files`",
             ctx.host_path(template).display(),
             problems.join("\n"),
-            staged
-                .iter()
-                .map(|p| format!("/{p}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            held.join(", "),
             limine_path(KERNEL_PATH)
         )))
     }

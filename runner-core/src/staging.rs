@@ -216,6 +216,45 @@ impl Staging {
         Self::default()
     }
 
+    /// Checks the paths a user's bootloader config names against the image: `named` gives
+    /// (line, the text that names the path, the path); the image holds these entries plus
+    /// `also` (the `extra-files` destinations the core adds after staging). A name that differs
+    /// from a held one only in case counts as present (FAT and ISO 9660 readers may ignore
+    /// case). `Ok(())`, or the problem lines (`  line N: `text`: why`) and every path the image
+    /// holds (sorted, with a leading `/`), for the plugin's error.
+    pub fn check_named_paths<'a>(
+        &self,
+        also: impl IntoIterator<Item = &'a str>,
+        named: impl IntoIterator<Item = (usize, String, String)>,
+    ) -> Result<(), (Vec<String>, Vec<String>)> {
+        let mut held: Vec<String> = self
+            .entries
+            .keys()
+            .map(|p| p.as_str().to_owned())
+            .chain(
+                also.into_iter()
+                    .filter_map(|dest| ImagePath::new(dest).ok())
+                    .map(|p| p.as_str().to_owned()),
+            )
+            .collect();
+        held.sort();
+        held.dedup();
+        let mut problems = Vec::new();
+        for (line, text, path) in named {
+            let problem = match ImagePath::new(&path) {
+                Ok(path) if held.iter().any(|h| h.eq_ignore_ascii_case(path.as_str())) => continue,
+                Ok(path) => format!("{path} is not in the image"),
+                Err(e) => e.to_string(),
+            };
+            problems.push(format!("  line {line}: `{text}`: {problem}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err((problems, held.iter().map(|p| format!("/{p}")).collect()))
+        }
+    }
+
     /// Adds one file. A path is staged once: adding it again from another source is an error
     /// naming both (the same source again changes nothing). A file and a directory may not
     /// share a path either: adding `a/b` when `a` is a file, or `a` when `a/b` exists, is an
@@ -302,6 +341,29 @@ impl Staging {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_paths_are_checked_against_staged_and_extra_files() {
+        let mut staging = Staging::new();
+        staging
+            .add_file("boot/kernel", Source::Bytes(b"k".to_vec()))
+            .unwrap();
+        let named = |path: &str| vec![(3, format!("load {path}"), path.to_owned())];
+        assert_eq!(staging.check_named_paths([], named("/boot/kernel")), Ok(()));
+        assert_eq!(staging.check_named_paths([], named("/BOOT/Kernel")), Ok(()));
+        assert_eq!(
+            staging.check_named_paths(["/data/x"], named("/data/x")),
+            Ok(())
+        );
+        let (problems, held) = staging
+            .check_named_paths(["data/x"], named("/boot/other"))
+            .unwrap_err();
+        assert_eq!(
+            problems,
+            ["  line 3: `load /boot/other`: /boot/other is not in the image"]
+        );
+        assert_eq!(held, ["/boot/kernel", "/data/x"]);
+    }
 
     #[test]
     fn image_paths_are_normalised() {
