@@ -138,31 +138,26 @@ impl ConfigLayers {
                 )));
             }
         };
-        let doc: Table = parse_text(manifest, text)?;
-        let Some(table) = doc
+        // One parse, with positions; the plain table is read from it.
+        let spanned = DeTable::parse(text).map_err(|e| spanned_error(manifest, text, &e, &[]))?;
+        let Some(value) = spanned
+            .get_ref()
             .get(section)
-            .and_then(|v| v.get("metadata"))
-            .and_then(|v| v.get("image-runner"))
+            .and_then(|v| v.get_ref().get("metadata"))
+            .and_then(|v| v.get_ref().get("image-runner"))
         else {
             return Ok(());
         };
-        let Value::Table(mut table) = table.clone() else {
+        if !value.get_ref().is_table() {
             return Err(Error::Config(format!(
                 "{}: `{section}.metadata.image-runner` must be a table",
                 manifest.display()
             )));
-        };
-        let spanned = DeTable::parse(text).map_err(|e| spanned_error(manifest, text, &e, &[]))?;
-        let found = spanned
-            .get_ref()
-            .get(section)
-            .and_then(|v| v.get_ref().get("metadata"))
-            .and_then(|v| v.get_ref().get("image-runner"));
-        if let Some(value) = found {
-            let checker = Checker::new(manifest, text, &self.sections);
-            checker.old_spellings(&table, value)?;
-            checker.check(value)?;
         }
+        let mut table = plain_table(manifest, text, value)?;
+        let checker = Checker::new(manifest, text, &self.sections);
+        checker.old_spellings(&table, value)?;
+        checker.check(value)?;
         move_keys(&mut table, &self.sections);
         let label = format!("{} [{section}.metadata.image-runner]", manifest.display());
         self.push(split_profiles(kind, label, table));
@@ -181,10 +176,10 @@ impl ConfigLayers {
 
     /// Like [`ConfigLayers::add_file`] with the text already read.
     pub fn add_file_str(&mut self, path: &Path, text: &str) -> Result<(), Error> {
-        let mut table: Table = parse_text(path, text)?;
         let spanned = DeTable::parse(text).map_err(|e| spanned_error(path, text, &e, &[]))?;
         let span = spanned.span();
         let root = Spanned::new(span, DeValue::Table(spanned.into_inner()));
+        let mut table = plain_table(path, text, &root)?;
         let checker = Checker::new(path, text, &self.sections);
         checker.old_spellings(&table, &root)?;
         checker.check(&root)?;
@@ -521,8 +516,10 @@ fn parse_scalar(raw: &str) -> Value {
     }
 }
 
-fn parse_text(path: &Path, text: &str) -> Result<Table, Error> {
-    toml::from_str::<Table>(text).map_err(|e| spanned_error(path, text, &e, &[]))
+/// The plain table of a parsed (spanned) TOML table, without parsing the text again.
+fn plain_table(path: &Path, text: &str, value: &Spanned<DeValue<'_>>) -> Result<Table, Error> {
+    Table::deserialize(value.clone().into_deserializer())
+        .map_err(|e| spanned_error(path, text, &e, &[]))
 }
 
 /// Checks one source's image-runner table, with positions: shared keys against [`Config`],
