@@ -197,16 +197,10 @@ pub fn build_cached(image: &CoreImage, host: &Host, cache_dir: &Path) -> Result<
                 .map_err(|e| Error::io("write", temp, e))
         })?;
     }
-    let temp = image_runner_core::fs::temp_path(&output);
-    let spec = image.command(&mkimage, &modules_dir, &config, &temp);
-    let result = run(&spec);
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(e);
-    }
-    std::fs::rename(&temp, &output).map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        Error::io("rename a finished file into", &output, e)
+    // grub-mkimage writes the temporary file the shared atomic write made (and removes on
+    // failure or a signal); it is renamed into place only when grub-mkimage succeeded.
+    image_runner_core::fs::write_atomic(&output, |_, temp| {
+        run(&image.command(&mkimage, &modules_dir, &config, temp))
     })?;
     prune(cache_dir, stem, &output);
     Ok(Built {

@@ -245,13 +245,16 @@ pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<us
 
 /// Writes all of `buf` at `offset`, without moving any file position (other handles to the
 /// same file may be in use on other threads).
+#[cfg(unix)]
+pub(crate) fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+/// Writes all of `buf` at `offset` (Windows has no `write_all_at`).
+#[cfg(windows)]
 pub(crate) fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
-        #[cfg(unix)]
-        let result = std::os::unix::fs::FileExt::write_at(file, buf, offset);
-        #[cfg(windows)]
-        let result = std::os::windows::fs::FileExt::seek_write(file, buf, offset);
-        match result {
+        match std::os::windows::fs::FileExt::seek_write(file, buf, offset) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 buf = &buf[n..];

@@ -376,7 +376,6 @@ mod tests {
     use image_runner_core::Source;
     use std::collections::BTreeSet;
     use std::path::PathBuf;
-    use std::time::Instant;
 
     /// Runs a checker: whether it succeeded, its output, and everything it printed.
     fn run(program: &str, args: &[&str]) -> (bool, Vec<u8>, String) {
@@ -1027,7 +1026,7 @@ mod tests {
     }
 
     #[test]
-    fn a_64_mib_kernel_streams_in_quickly() {
+    fn a_64_mib_kernel_streams_in_whole() {
         let dir = tempfile::tempdir().unwrap();
         let kernel = dir.path().join("kernel.elf");
         let content = pattern(64 << 20, 42);
@@ -1039,10 +1038,7 @@ mod tests {
         add(&mut staging, "boot/limine.conf", b"timeout: 0\n".to_vec());
         for fat_type in [None, Some(FatType::Fat32)] {
             let image = image_in(&dir, "kernel.img");
-            let started = Instant::now();
-            let info = write_fat_file(&image, &staging, &options(fat_type, None)).unwrap();
-            let elapsed = started.elapsed();
-            eprintln!("64 MiB kernel: {info:?} written in {elapsed:?}");
+            write_fat_file(&image, &staging, &options(fat_type, None)).unwrap();
             assert_fsck_clean(&image);
             assert!(mtype(&image, "boot/kernel.elf") == content);
         }

@@ -278,7 +278,7 @@ impl Runner for Qemu {
             if channels
                 && ended.started == Some(false)
                 && ended.handler.is_none()
-                && ended.stderr.contains("image-runner-")
+                && ended.stderr.contains(process::channels::ID_PREFIX)
             {
                 eprintln!(
                     "note: QEMU refused the runner's monitor socket ({}); running without it, so a reset cannot be told from a power-off",

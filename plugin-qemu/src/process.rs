@@ -404,7 +404,7 @@ fn forward_terminal(stdin: SharedStdin) {
 /// QEMU's monitor (QMP), over a socket QEMU inherits (`fd=`), so that no socket path (with
 /// its length limit and its clean-up) is needed; the firmware console is read through it.
 #[cfg(unix)]
-mod channels {
+pub(crate) mod channels {
     use std::io::{Read, Write};
     use std::os::fd::{AsRawFd, RawFd};
     use std::os::unix::net::UnixStream;
@@ -491,6 +491,11 @@ mod channels {
 
     /// The firmware console's ring buffer (`-chardev ringbuf`), read through the monitor.
     pub(super) const FIRMWARE_RING: &str = "image-runner-fw";
+    /// The id of the monitor socket's chardev.
+    pub(super) const MONITOR: &str = "image-runner-qmp";
+    /// What the ids of the runner's own QEMU objects start with: QEMU names the id when it
+    /// refuses one.
+    pub(crate) const ID_PREFIX: &str = "image-runner-";
 
     /// How often the firmware console's ring buffer is read.
     const FIRMWARE_POLL: Duration = Duration::from_millis(100);
@@ -805,9 +810,9 @@ impl Channels {
         let resume = !spec.args.iter().any(|a| a == "-S");
         spec.args([
             "-chardev".to_owned(),
-            format!("socket,id=image-runner-qmp,fd={}", channel.fd()),
+            format!("socket,id={},fd={}", channels::MONITOR, channel.fd()),
             "-mon".to_owned(),
-            "chardev=image-runner-qmp,mode=control".to_owned(),
+            format!("chardev={},mode=control", channels::MONITOR),
         ]);
         if resume {
             spec.arg("-S");

@@ -2,7 +2,6 @@ use super::*;
 use crate::test_support::{checker, pattern};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
 
 use image_runner_core::Source;
 
@@ -358,7 +357,7 @@ fn large_disks_stay_sparse() {
 }
 
 #[test]
-fn a_64_mib_kernel_and_200_files_are_written_quickly() {
+fn a_64_mib_kernel_and_200_files_make_a_clean_disk() {
     let dir = tempfile::tempdir().unwrap();
     let kernel = dir.path().join("kernel.elf");
     let content = pattern(64 << 20, 42);
@@ -383,11 +382,10 @@ fn a_64_mib_kernel_and_200_files_are_written_quickly() {
         ("mbr", write_mbr_disk),
     ] {
         let image = image_in(&dir, "kernel.img");
-        let started = Instant::now();
         let info = write(&image, &staging, &opts(BootKind::Hybrid, None, None)).unwrap();
-        let elapsed = started.elapsed();
+        // Speed is measured in bench/image-build.sh, not here.
         eprintln!(
-            "{name}: 64 MiB kernel + 200 files, {} bytes, {}, written in {elapsed:?}",
+            "{name}: 64 MiB kernel + 200 files, {} bytes, {}",
             info.size, info.fat.fat_type
         );
         let part = info.files_partition().unwrap();

@@ -4,7 +4,6 @@
 use super::*;
 use crate::test_support::{checker, pattern};
 use std::path::PathBuf;
-use std::time::Instant;
 
 fn add(staging: &mut Staging, path: &str, bytes: Vec<u8>) {
     staging.add_file(path, Source::Bytes(bytes)).unwrap();
@@ -462,7 +461,7 @@ fn big_directories_and_many_long_names_span_blocks() {
 }
 
 #[test]
-fn a_64_mib_kernel_and_200_files_are_written_quickly() {
+fn a_64_mib_kernel_and_200_files_make_a_valid_hybrid_iso() {
     let dir = tempfile::tempdir().unwrap();
     let kernel = dir.path().join("kernel.elf");
     std::fs::write(&kernel, pattern(64 << 20, 3)).unwrap();
@@ -481,13 +480,7 @@ fn a_64_mib_kernel_and_200_files_are_written_quickly() {
         );
     }
     let iso = dir.path().join("big.iso");
-    let started = Instant::now();
-    let info = write_iso(&iso, &staging, &hybrid_options()).unwrap();
-    eprintln!(
-        "64 MiB kernel + 200 files: {} bytes written in {:?}",
-        info.size,
-        started.elapsed()
-    );
+    write_iso(&iso, &staging, &hybrid_options()).unwrap();
     let (ok, text) = run("sgdisk", &["-v", arg(&iso)]);
     assert!(ok && text.contains("No problems found"), "{text}");
 }

@@ -380,7 +380,7 @@ mod tests {
             .arg("--manifest-path")
             .arg(package_dir.join("Cargo.toml"))
             .output()
-            .ok()?;
+            .expect("run `cargo locate-project` (cargo runs these tests, so it is there)");
         if !out.status.success() {
             return None;
         }
@@ -389,7 +389,7 @@ mod tests {
     }
 
     /// Checks `root_of` against `expected` (relative to the layout, `None`: the package
-    /// itself because cargo refuses it) and against cargo's own answer when cargo runs here.
+    /// itself because cargo refuses it) and against cargo's own answer.
     #[track_caller]
     fn check(files: &[(&str, &str)], package: &str, expected: Option<&str>) {
         let dir = layout(files);
