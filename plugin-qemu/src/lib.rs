@@ -272,6 +272,7 @@ impl Runner for Qemu {
                 monitor: channels,
                 firmware_console,
                 handler: &mut *handler,
+                screenshot: Some(ctx.output_dir.join("screen.png")),
             })?;
             // A QEMU too old for an inherited socket (`-chardev socket,fd=`) refuses to start:
             // run it without the monitor and the console (resets then pass for power-offs).
@@ -307,6 +308,7 @@ impl Runner for Qemu {
                 SerialWiring::Stdio | SerialWiring::LogFile(_)
             )
             .then(|| log.clone());
+            outcome.screenshot = ended.screenshot.clone();
             return Ok(outcome);
         }
     }

@@ -53,7 +53,19 @@ enum Event {
     Finish(Verdict),
     /// The serial handler panicked: the run stops, and the panic goes on once QEMU is reaped.
     HandlerPanicked,
+    /// The serial handler set (or cleared) the time at which it ends the run, with what verdict.
+    Deadline(Option<(Instant, Verdict)>),
 }
+
+/// A picture of the guest's display to save (QMP `screendump`, PNG); `done` hears whether it
+/// was written.
+pub(crate) struct Shot {
+    pub path: PathBuf,
+    pub done: Option<mpsc::Sender<bool>>,
+}
+
+/// How long a screenshot before stopping QEMU may take.
+const SHOT_WAIT: Duration = Duration::from_secs(2);
 
 /// How to run QEMU and what to do with its serial port.
 pub(crate) struct Supervision<'a> {
@@ -81,6 +93,9 @@ pub(crate) struct Supervision<'a> {
     /// Gets the guest's serial output as it arrives; may type into the serial port and end
     /// the run.
     pub handler: &'a mut dyn SerialHandler,
+    /// Where to save a picture of the display when the run is stopped for a time limit or a
+    /// failure (with the monitor only).
+    pub screenshot: Option<PathBuf>,
 }
 
 type SharedStdin = Arc<Mutex<Option<ChildStdin>>>;
@@ -213,6 +228,8 @@ struct SerialSink<'h> {
     handler: Option<HandlerLink<'h>>,
     stdin: SharedStdin,
     events: mpsc::Sender<Event>,
+    /// Screenshots the handler asks for go to the monitor here.
+    shots: Option<mpsc::Sender<Shot>>,
     /// What the handler panicked with, to go on with once QEMU is stopped.
     panic: Option<Box<dyn Any + Send>>,
 }
@@ -283,6 +300,14 @@ impl SerialSink<'_> {
                 eprintln!(
                     "note: the serial port is wired to a file because your QEMU arguments use stdio, so what the serial handler types cannot reach the guest"
                 );
+            }
+        }
+        if let Some(deadline) = link.control.take_deadline() {
+            let _ = self.events.send(Event::Deadline(deadline));
+        }
+        for path in link.control.take_screenshots() {
+            if let Some(shots) = &self.shots {
+                let _ = shots.send(Shot { path, done: None });
             }
         }
         if let Some(verdict) = link.control.take_verdict()
@@ -509,8 +534,27 @@ pub(crate) mod channels {
         resume: bool,
         finished: &AtomicBool,
         mut firmware: Option<Feed<'_>>,
+        shots: &std::sync::mpsc::Receiver<super::Shot>,
     ) -> MonitorReport {
         let mut report = MonitorReport::default();
+        // Screenshots asked for and not answered yet, by request number.
+        let waiting =
+            std::cell::RefCell::new(Vec::<(u64, Option<std::sync::mpsc::Sender<bool>>)>::new());
+        let mut next_shot = 0u64;
+        let answer_shot = |id: Option<&str>, written: bool| {
+            if let Some(n) = id
+                .and_then(|id| id.strip_prefix("shot-"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                let mut waiting = waiting.borrow_mut();
+                if let Some(at) = waiting.iter().position(|(k, _)| *k == n) {
+                    let (_, done) = waiting.swap_remove(at);
+                    if let Some(done) = done {
+                        let _ = done.send(written);
+                    }
+                }
+            }
+        };
         let mut pending = Vec::new();
         let mut last_poll = Instant::now();
         let send = |command: &str| {
@@ -542,8 +586,10 @@ pub(crate) mod channels {
                                 feed(text.as_bytes());
                             }
                         }
-                        _ => {}
+                        id => answer_shot(id, true),
                     }
+                } else if message.get("error").is_some() {
+                    answer_shot(message.get("id").and_then(|id| id.as_str()), false);
                 } else if message.get("event").and_then(|e| e.as_str()) == Some("SHUTDOWN") {
                     report.shutdown = message
                         .pointer("/data/reason")
@@ -553,6 +599,17 @@ pub(crate) mod channels {
             }
         };
         let tick = || {
+            while let Ok(shot) = shots.try_recv() {
+                let arguments = serde_json::json!({
+                    "filename": shot.path.to_string_lossy(),
+                    "format": "png",
+                });
+                send(&format!(
+                    "{{\"execute\": \"screendump\", \"arguments\": {arguments}, \"id\": \"shot-{next_shot}\"}}\n"
+                ));
+                waiting.borrow_mut().push((next_shot, shot.done));
+                next_shot += 1;
+            }
             if polls && started.get() && last_poll.elapsed() >= FIRMWARE_POLL {
                 last_poll = Instant::now();
                 send(&format!(
@@ -890,6 +947,7 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
         None
     };
 
+    let (shot_tx, shot_rx) = mpsc::channel::<Shot>();
     let start = Instant::now();
     let spawned = command.spawn();
     drop(command);
@@ -919,6 +977,7 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
         }),
         stdin: Arc::clone(&stdin),
         events: tx.clone(),
+        shots: Some(shot_tx.clone()),
         panic: None,
     };
     let stdout = child.stdout.take();
@@ -951,6 +1010,7 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
                         handler: None,
                         stdin: Arc::clone(&stdin),
                         events: tx.clone(),
+                        shots: None,
                         panic: None,
                     };
                     readers.push(scope.spawn(move || pump(out, plain_sink)));
@@ -973,12 +1033,21 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
                     }
                 };
                 let firmware: Option<channels::Feed<'_>> = firmware.then_some(&mut feed);
-                channels::converse(&channel.ours, resume, finished, firmware)
+                channels::converse(&channel.ours, resume, finished, firmware, &shot_rx)
             })
         });
         drop(tx);
-        let ended = supervise(&rx, &mut child, start, s.timeout)
-            .map_err(|e| Error::io("wait for", &s.command.program, e));
+        #[cfg(not(unix))]
+        drop(shot_rx);
+        let shot = s.monitor.then_some(()).and(s.screenshot.as_deref());
+        let ended = supervise(
+            &rx,
+            &mut child,
+            start,
+            s.timeout,
+            shot.map(|p| (&shot_tx, p)),
+        )
+        .map_err(|e| Error::io("wait for", &s.command.program, e));
         if let Some(waiter) = waiter {
             let _ = waiter.join();
         }
@@ -1052,6 +1121,7 @@ fn supervise(
     child: &mut Child,
     start: Instant,
     timeout: Option<Duration>,
+    shot: Option<(&mpsc::Sender<Shot>, &Path)>,
 ) -> std::io::Result<Ended> {
     // A limit too far away to be represented is no limit.
     let deadline = timeout.and_then(|t| start.checked_add(t));
@@ -1059,10 +1129,20 @@ fn supervise(
     let mut exit_status = None;
     let mut exited = false;
     let mut handler_panicked = false;
+    let mut handler_deadline: Option<(Instant, Verdict)> = None;
     let first = loop {
-        match next_event(rx, child, deadline) {
+        let wake = match (deadline, handler_deadline.as_ref()) {
+            (Some(d), Some((h, _))) => Some(d.min(*h)),
+            (d, h) => d.or(h.map(|(at, _)| *at)),
+        };
+        match next_event(rx, child, wake) {
             // Only output after a verdict: not the first event of interest.
             Some(Event::Output(_)) => {}
+            Some(Event::Deadline(new)) => handler_deadline = new,
+            None => match handler_deadline.take() {
+                Some((at, verdict)) if Instant::now() >= at => break Some(Event::Finish(verdict)),
+                _ => break None,
+            },
             other => break other,
         }
     };
@@ -1083,7 +1163,7 @@ fn supervise(
             }
             ended.pattern = Some(hit);
         }
-        Some(Event::Output(_)) => unreachable!("skipped above"),
+        Some(Event::Output(_) | Event::Deadline(_)) => unreachable!("skipped above"),
         Some(Event::Finish(verdict)) => ended.handler = Some(verdict),
         Some(Event::HandlerPanicked) => handler_panicked = true,
         None => ended.timed_out = timeout,
@@ -1093,6 +1173,23 @@ fn supervise(
         || ended.handler.is_some()
         || handler_panicked
         || ended.timed_out.is_some();
+    let failing = ended.timed_out.is_some()
+        || matches!(&ended.pattern, Some(hit) if !matches!(hit, Hit::Success(_)))
+        || matches!(&ended.handler, Some(v) if *v != Verdict::Success && *v != Verdict::Interrupted);
+    if failing
+        && !exited
+        && let Some((shots, path)) = shot
+    {
+        // The display as it was when the run was judged, before QEMU is stopped.
+        let (done, heard) = mpsc::channel();
+        let asked = shots.send(Shot {
+            path: path.to_path_buf(),
+            done: Some(done),
+        });
+        if asked.is_ok() && heard.recv_timeout(SHOT_WAIT) == Ok(true) {
+            ended.screenshot = Some(path.to_path_buf());
+        }
+    }
     if stopped_by_us && !exited {
         platform::stop_group(child, false);
         let grace_end = Instant::now() + GRACE;
@@ -1165,6 +1262,7 @@ mod tests {
             monitor: false,
             firmware_console: false,
             handler,
+            screenshot: None,
         })
         .unwrap()
     }
@@ -1201,6 +1299,36 @@ mod tests {
             std::fs::read_to_string(&log).unwrap(),
             "name? hello world\n"
         );
+    }
+
+    /// Sets a deadline on the first output it sees, then stays quiet.
+    struct Watchdog(Option<Verdict>);
+
+    impl SerialHandler for Watchdog {
+        fn output(&mut self, _: &[u8], control: &mut Control) {
+            if let Some(verdict) = self.0.take() {
+                control.end_at(Instant::now() + Duration::from_millis(300), verdict);
+            }
+        }
+    }
+
+    #[test]
+    fn the_handlers_deadline_ends_a_quiet_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let verdict = Verdict::Timeout {
+            after: Duration::from_millis(300),
+        };
+        let mut handler = Watchdog(Some(verdict.clone()));
+        let started = Instant::now();
+        let ended = supervise_test(
+            &sh("echo started; exec sleep 30", &[]),
+            &SerialWiring::Stdio,
+            &dir.path().join("serial.log"),
+            no_watch(),
+            &mut handler,
+        );
+        assert_eq!(ended.handler, Some(verdict), "{ended:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]
@@ -1367,6 +1495,7 @@ mod tests {
             monitor: false,
             firmware_console: false,
             handler: &mut image_runner_core::serial::Ignore,
+            screenshot: None,
         })
         .unwrap();
         assert_eq!(ended.status, Some(33));
@@ -1392,6 +1521,7 @@ mod tests {
             monitor: false,
             firmware_console: false,
             handler: &mut image_runner_core::serial::Ignore,
+            screenshot: None,
         })
         .unwrap();
         assert_eq!(ended.status, Some(0));

@@ -33,6 +33,8 @@ pub struct Ended {
     /// powered off), `guest-reset` (a reset or triple fault, an exit under `-no-reboot`),
     /// `host-signal`, ...; `None` when no such event was seen.
     pub shutdown: Option<String>,
+    /// Where a picture of the display was saved before the runner stopped a failing run.
+    pub screenshot: Option<std::path::PathBuf>,
 }
 
 impl Ended {

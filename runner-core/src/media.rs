@@ -225,6 +225,9 @@ pub struct Outcome {
     pub duration: Duration,
     /// Where the guest's serial output was saved, if it was.
     pub serial_log: Option<PathBuf>,
+    /// A picture of the guest's display, saved when the runner stopped a failing test run
+    /// (a time limit, a failure verdict), if it could take one.
+    pub screenshot: Option<PathBuf>,
 }
 
 impl Outcome {
@@ -235,6 +238,7 @@ impl Outcome {
             status: None,
             duration,
             serial_log: None,
+            screenshot: None,
         }
     }
 }

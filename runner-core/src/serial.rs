@@ -4,7 +4,9 @@
 //! [`AnswerOn`], [`EndOn`]; tuples and `Vec<Box<dyn SerialHandler>>` chain several.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use crate::media::Verdict;
 
@@ -13,6 +15,9 @@ use crate::media::Verdict;
 pub struct Control {
     input: Vec<u8>,
     end: Option<Verdict>,
+    /// `Some(new)` when the handler set or cleared its deadline in this call.
+    deadline: Option<Option<(Instant, Verdict)>>,
+    screenshots: Vec<PathBuf>,
 }
 
 impl Control {
@@ -34,6 +39,35 @@ impl Control {
     /// Whether a verdict was given.
     pub fn is_finished(&self) -> bool {
         self.end.is_some()
+    }
+
+    /// Ends the run with `verdict` at `at`, unless a later call moves or clears this deadline:
+    /// a watchdog for a guest that goes quiet (a test that hangs), since the handler is only
+    /// called when output arrives. Runners that cannot keep deadlines ignore it (their own time
+    /// limit still applies).
+    pub fn end_at(&mut self, at: Instant, verdict: Verdict) {
+        self.deadline = Some(Some((at, verdict)));
+    }
+
+    /// Clears the deadline set with [`Control::end_at`].
+    pub fn clear_end_at(&mut self) {
+        self.deadline = Some(None);
+    }
+
+    /// Asks the runner to save a picture of the guest's display at `path` (PNG) now. Runners
+    /// that cannot ignore it; whether the file was written shows on disk.
+    pub fn screenshot(&mut self, path: impl Into<PathBuf>) {
+        self.screenshots.push(path.into());
+    }
+
+    /// For runners: the deadline change asked for in this call, taken (`Some(None)`: cleared).
+    pub fn take_deadline(&mut self) -> Option<Option<(Instant, Verdict)>> {
+        self.deadline.take()
+    }
+
+    /// For runners: the screenshots asked for, taken.
+    pub fn take_screenshots(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.screenshots)
     }
 
     /// For runners: the bytes to type, taken.
@@ -317,6 +351,24 @@ mod tests {
         assert_eq!(control.take_verdict(), Some(Verdict::Interrupted));
         handlers.output(b"SS", &mut control);
         assert_eq!(control.take_verdict(), Some(Verdict::Success));
+    }
+
+    #[test]
+    fn deadlines_and_screenshots_are_taken_once() {
+        let mut control = Control::new();
+        assert_eq!(control.take_deadline(), None);
+        let at = Instant::now();
+        control.end_at(at, Verdict::Interrupted);
+        assert_eq!(
+            control.take_deadline(),
+            Some(Some((at, Verdict::Interrupted)))
+        );
+        assert_eq!(control.take_deadline(), None);
+        control.clear_end_at();
+        assert_eq!(control.take_deadline(), Some(None));
+        control.screenshot("/a.png");
+        assert_eq!(control.take_screenshots(), [PathBuf::from("/a.png")]);
+        assert!(control.take_screenshots().is_empty());
     }
 
     #[test]
