@@ -1,0 +1,281 @@
+//! libtest's own output, so that cargo, people and tools read kernel tests like any Rust test:
+//! `running N tests`, `test name ... ok`, terse dots, the `failures:` section, the
+//! `test result:` line, the `--list` forms, and exit code 101 when a test failed.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::request::Format;
+use crate::table::TestCase;
+
+/// libtest's exit code when a test failed (or its arguments were wrong).
+pub const FAILED_EXIT_CODE: i32 = 101;
+
+/// Terse output breaks its line of dots after this many.
+const TERSE_COLUMNS: usize = 88;
+
+/// How a test ended, as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It passed.
+    Passed,
+    /// It failed; `details` is what goes in its `---- name stdout ----` block.
+    Failed { details: String },
+    /// It was not run.
+    Ignored,
+}
+
+/// One test's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The test's name.
+    pub name: String,
+    /// Whether it is a `should_panic` test (libtest shows that on its line).
+    pub should_panic: bool,
+    /// How it ended.
+    pub verdict: Verdict,
+    /// Its captured output (shown with `--show-output`).
+    pub output: String,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
+/// Prints a run as libtest does.
+pub struct Printer<W: Write> {
+    out: W,
+    format: Format,
+    show_output: bool,
+    total: usize,
+    column: usize,
+    /// Every result printed so far.
+    pub results: Vec<Outcome>,
+}
+
+impl<W: Write> std::fmt::Debug for Printer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Printer")
+            .field("results", &self.results)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> Printer<W> {
+    /// A printer to `out`.
+    pub fn new(out: W, format: Format, show_output: bool) -> Printer<W> {
+        Printer {
+            out,
+            format,
+            show_output,
+            total: 0,
+            column: 0,
+            results: Vec::new(),
+        }
+    }
+
+    /// `running N tests`.
+    pub fn start(&mut self, count: usize) {
+        self.total = count;
+        let noun = if count == 1 { "test" } else { "tests" };
+        let _ = write!(self.out, "\nrunning {count} {noun}\n");
+        let _ = self.out.flush();
+    }
+
+    /// One test's line (or character).
+    pub fn result(&mut self, outcome: Outcome) {
+        match self.format {
+            Format::Pretty => {
+                let mode = if outcome.should_panic {
+                    " - should panic"
+                } else {
+                    ""
+                };
+                let word = match &outcome.verdict {
+                    Verdict::Passed => "ok",
+                    Verdict::Failed { .. } => "FAILED",
+                    Verdict::Ignored => "ignored",
+                };
+                let _ = writeln!(self.out, "test {}{mode} ... {word}", outcome.name);
+            }
+            Format::Terse => {
+                let mark = match &outcome.verdict {
+                    Verdict::Passed => ".",
+                    Verdict::Failed { .. } => "F",
+                    Verdict::Ignored => "i",
+                };
+                if matches!(outcome.verdict, Verdict::Failed { .. }) {
+                    // libtest names a failure on its own line as it happens.
+                    let done = self.results.len();
+                    let _ = write!(
+                        self.out,
+                        " {done}/{}\n{} --- FAILED\n",
+                        self.total, outcome.name
+                    );
+                    self.column = 0;
+                } else {
+                    let _ = write!(self.out, "{mark}");
+                    self.column += 1;
+                    if self.column % TERSE_COLUMNS == TERSE_COLUMNS - 1 {
+                        let _ = writeln!(self.out, " {}/{}", self.results.len() + 1, self.total);
+                    }
+                }
+            }
+        }
+        let _ = self.out.flush();
+        self.results.push(outcome);
+    }
+
+    /// The `failures:` section and the `test result:` line; returns the exit code.
+    pub fn finish(&mut self, filtered_out: usize, elapsed: Duration) -> i32 {
+        let count = |f: fn(&Verdict) -> bool| self.results.iter().filter(|r| f(&r.verdict)).count();
+        let passed = count(|v| *v == Verdict::Passed);
+        let failed = count(|v| matches!(v, Verdict::Failed { .. }));
+        let ignored = count(|v| *v == Verdict::Ignored);
+        if self.show_output {
+            let mut blocks = String::new();
+            for r in &self.results {
+                if r.verdict == Verdict::Passed && !r.output.is_empty() {
+                    blocks.push_str(&format!("---- {} stdout ----\n{}\n", r.name, r.output));
+                }
+            }
+            if !blocks.is_empty() {
+                let _ = write!(self.out, "\nsuccesses:\n\n{blocks}");
+            }
+        }
+        if failed > 0 {
+            let mut blocks = String::new();
+            let mut names = Vec::new();
+            for r in &self.results {
+                if let Verdict::Failed { details } = &r.verdict {
+                    names.push(r.name.clone());
+                    if !details.is_empty() {
+                        blocks.push_str(&format!("---- {} stdout ----\n{details}\n", r.name));
+                    }
+                }
+            }
+            let _ = write!(self.out, "\nfailures:\n");
+            if !blocks.is_empty() {
+                let _ = write!(self.out, "\n{blocks}");
+            }
+            let _ = write!(self.out, "\nfailures:\n");
+            names.sort();
+            for name in names {
+                let _ = writeln!(self.out, "    {name}");
+            }
+        }
+        let word = if failed > 0 { "FAILED" } else { "ok" };
+        let _ = write!(
+            self.out,
+            "\ntest result: {word}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; {filtered_out} filtered out; finished in {:.2}s\n\n",
+            elapsed.as_secs_f64()
+        );
+        let _ = self.out.flush();
+        if failed > 0 { FAILED_EXIT_CODE } else { 0 }
+    }
+}
+
+/// `--list`: `name: test` lines, with libtest's count line after them unless terse.
+pub fn list(out: &mut impl Write, tests: &[&TestCase], format: Format) {
+    for test in tests {
+        let _ = writeln!(out, "{}: test", test.name);
+    }
+    if format == Format::Pretty {
+        if !tests.is_empty() {
+            let _ = writeln!(out);
+        }
+        let noun = if tests.len() == 1 { "test" } else { "tests" };
+        let _ = writeln!(out, "{} {noun}, 0 benchmarks", tests.len());
+    }
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(name: &str, verdict: Verdict) -> Outcome {
+        Outcome {
+            name: name.into(),
+            should_panic: false,
+            verdict,
+            output: String::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// The very text libtest prints for the same results (taken from a real `cargo test`).
+    #[test]
+    fn pretty_output_is_libtests() {
+        let mut p = Printer::new(Vec::new(), Format::Pretty, false);
+        p.start(4);
+        p.result(outcome("tests::alpha", Verdict::Passed));
+        p.result(outcome("tests::delta_ign", Verdict::Ignored));
+        p.result(outcome(
+            "tests::beta_fails",
+            Verdict::Failed {
+                details: "beta out\npanicked: boom here\n".into(),
+            },
+        ));
+        let mut sp = outcome("tests::gamma_sp", Verdict::Passed);
+        sp.should_panic = true;
+        p.result(sp);
+        let code = p.finish(1, Duration::from_millis(110));
+        assert_eq!(code, 101);
+        let text = String::from_utf8(p.out).unwrap();
+        assert_eq!(
+            text,
+            "\nrunning 4 tests\ntest tests::alpha ... ok\ntest tests::delta_ign ... ignored\ntest tests::beta_fails ... FAILED\ntest tests::gamma_sp - should panic ... ok\n\nfailures:\n\n---- tests::beta_fails stdout ----\nbeta out\npanicked: boom here\n\n\nfailures:\n    tests::beta_fails\n\ntest result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 1 filtered out; finished in 0.11s\n\n"
+        );
+    }
+
+    #[test]
+    fn a_passing_run_exits_0() {
+        let mut p = Printer::new(Vec::new(), Format::Pretty, false);
+        p.start(1);
+        p.result(outcome("a", Verdict::Passed));
+        assert_eq!(p.finish(4, Duration::ZERO), 0);
+        let text = String::from_utf8(p.out).unwrap();
+        assert_eq!(
+            text,
+            "\nrunning 1 test\ntest a ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 4 filtered out; finished in 0.00s\n\n"
+        );
+    }
+
+    #[test]
+    fn terse_output_is_libtests() {
+        let mut p = Printer::new(Vec::new(), Format::Terse, false);
+        p.start(5);
+        p.result(outcome("a", Verdict::Passed));
+        p.result(outcome("d", Verdict::Ignored));
+        p.result(outcome("e", Verdict::Ignored));
+        p.result(outcome(
+            "b",
+            Verdict::Failed {
+                details: String::new(),
+            },
+        ));
+        p.result(outcome("c", Verdict::Passed));
+        p.finish(0, Duration::ZERO);
+        let text = String::from_utf8(p.out).unwrap();
+        assert!(
+            text.starts_with(
+                "\nrunning 5 tests\n.ii 3/5\nb --- FAILED\n.\nfailures:\n\nfailures:\n    b\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn lists_like_libtest() {
+        let tests = [TestCase::new(0, "a::b"), TestCase::new(1, "c")];
+        let refs: Vec<&TestCase> = tests.iter().collect();
+        let mut out = Vec::new();
+        list(&mut out, &refs, Format::Pretty);
+        assert_eq!(out, b"a::b: test\nc: test\n\n2 tests, 0 benchmarks\n");
+        let mut out = Vec::new();
+        list(&mut out, &refs, Format::Terse);
+        assert_eq!(out, b"a::b: test\nc: test\n");
+        let mut out = Vec::new();
+        list(&mut out, &[], Format::Pretty);
+        assert_eq!(out, b"0 tests, 0 benchmarks\n");
+    }
+}
