@@ -81,7 +81,8 @@ pub unsafe fn multiboot2(info: usize) -> &'static str {
 }
 
 /// Xen PVH (QEMU's `-kernel` for an ELF with a PVH note): the `hvm_start_info` whose physical
-/// address the loader passes in EBX. `cmdline_paddr` is its u64 at offset 16.
+/// address the loader passes in EBX. `cmdline_paddr` is its u64 at offset 24 (after `magic`,
+/// `version`, `flags`, `nr_modules` and `modlist_paddr`).
 ///
 /// # Safety
 /// `start_info` is the PVH start info, identity-mapped.
@@ -91,12 +92,12 @@ pub unsafe fn pvh(start_info: usize) -> &'static str {
     if start_info == 0 {
         return "";
     }
-    // SAFETY: the structure starts with its magic; `cmdline_paddr` is at offset 16.
+    // SAFETY: the structure starts with its magic; `cmdline_paddr` is at offset 24.
     unsafe {
         if (start_info as *const u32).read_volatile() != MAGIC {
             return "";
         }
-        let cmdline = ((start_info + 16) as *const u64).read_volatile();
+        let cmdline = ((start_info + 24) as *const u64).read_volatile();
         from_c_str(cmdline as usize as *const u8)
     }
 }
@@ -230,9 +231,10 @@ mod tests {
     #[test]
     fn pvh_needs_its_magic() {
         let text = c"ktest=0-4";
-        let mut start = [0u64; 6];
+        let mut start = [0u64; 7];
         start[0] = 0x336e_c578;
-        start[2] = text.as_ptr() as u64;
+        start[2] = 0x1234_5678; // modlist_paddr
+        start[3] = text.as_ptr() as u64;
         assert_eq!(unsafe { pvh(start.as_ptr() as usize) }, "ktest=0-4");
         start[0] = 0;
         assert_eq!(unsafe { pvh(start.as_ptr() as usize) }, "");
