@@ -4,6 +4,7 @@
 
 mod args;
 mod interrupt;
+mod kernel_tests;
 pub mod migrate;
 mod plugins;
 mod show_config;
@@ -102,6 +103,15 @@ fn run(env: &[(OsString, OsString)], run_args: &RunArgs, build_only: bool) -> Re
     // From the start: a signal while the image is written removes it and exits with 130.
     let preparing = interrupt::Preparing::install();
     let executable = run_args.executable.clone().unwrap_or_default();
+    // Listing kernel tests reads the executable's test table: no config, no image, no boot.
+    let plain = !build_only && !run_args.print_cmd && run_args.gdb.is_none();
+    if plain
+        && run_args.test_mode() != Some(false)
+        && run_args.args.iter().any(|a| a == "--list")
+        && let Some(code) = kernel_tests::list(&executable, &run_args.args)?
+    {
+        return Ok(code);
+    }
     let mut inv = invocation(
         env,
         &run_args.common,
@@ -127,6 +137,10 @@ fn run(env: &[(OsString, OsString)], run_args: &RunArgs, build_only: bool) -> Re
             ctx.decisions.mode.name()
         );
     }
+    if plain && let Some(tests) = kernel_tests::table_of(&ctx)? {
+        drop(preparing);
+        return kernel_tests::run(&pipeline, &ctx, &tests);
+    }
     let media = pipeline.prepare(&ctx)?;
     if build_only {
         match (&media.image, &media.direct_kernel) {
@@ -142,7 +156,11 @@ fn run(env: &[(OsString, OsString)], run_args: &RunArgs, build_only: bool) -> Re
     }
     // The runner plugin handles signals from here on (it stops QEMU).
     drop(preparing);
-    let outcome = pipeline.run(&media, &ctx, &mut image_runner_core::serial::Ignore)?;
+    // Backtraces printed as `KTEST frame 0x...` lines are symbolized on stderr.
+    let outcome = match image_runner_test_harness::symbolize::FrameLines::new(&ctx.kernel.path) {
+        Some(mut frames) => pipeline.run(&media, &ctx, &mut frames)?,
+        None => pipeline.run(&media, &ctx, &mut image_runner_core::serial::Ignore)?,
+    };
     let name = ctx
         .kernel
         .path
@@ -159,11 +177,24 @@ fn run(env: &[(OsString, OsString)], run_args: &RunArgs, build_only: bool) -> Re
             }
         }
         verdict => {
-            let log = outcome
-                .serial_log
-                .as_ref()
-                .map(|p| format!(" (serial log: {})", p.display()))
-                .unwrap_or_default();
+            let evidence: Vec<String> = [
+                outcome
+                    .serial_log
+                    .as_ref()
+                    .map(|p| format!("serial log: {}", p.display())),
+                outcome
+                    .screenshot
+                    .as_ref()
+                    .map(|p| format!("screenshot: {}", p.display())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let log = if evidence.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", evidence.join("; "))
+            };
             eprintln!("error: {name} {verdict}{log}");
         }
     }

@@ -71,6 +71,17 @@ pub fn run(
             format!("{} {token}", ctx.config.cmdline.trim())
         };
         // The protocol judges the tests; the mode's patterns are for kernels without it.
+        // Test output is captured (shown for failures, or as it comes with `--nocapture`), so
+        // the QEMU runner's echo of the serial port is turned off: `serial = "file"` is its
+        // spelling of "wired by the runner, not shown".
+        if let Some(toml::Value::String(serial)) = boot_ctx
+            .sections
+            .get_mut("qemu")
+            .and_then(|qemu| qemu.get_mut("serial"))
+            && serial == "stdio"
+        {
+            *serial = "file".into();
+        }
         let mode = &mut boot_ctx.decisions.mode;
         mode.success_pattern = None;
         mode.failure_pattern = None;
@@ -109,18 +120,12 @@ pub fn run(
                 continue;
             };
             let test = pending.remove(at).unwrap_or(order[0]);
-            let symbols = symbolizer.get_or_insert_with(|| {
-                (!run.frames.is_empty())
-                    .then(|| Symbolizer::open(&ctx.kernel.path))
-                    .flatten()
-            });
-            printer.result(outcome_of(
-                test,
-                run,
-                symbols.as_ref(),
-                log.as_deref(),
-                request,
-            ));
+            // The debug information is read once, when the first backtrace needs it.
+            if !run.frames.is_empty() && symbolizer.is_none() {
+                symbolizer = Some(Symbolizer::open(&ctx.kernel.path));
+            }
+            let symbols = symbolizer.as_ref().and_then(Option::as_ref);
+            printer.result(outcome_of(test, run, symbols, log.as_deref(), request));
         }
         if pending.is_empty() {
             break;
@@ -213,7 +218,17 @@ fn outcome_of(
                 }
             }
             if let Some(message) = &run.panic {
-                details.push_str(&format!("panicked: {message}\n"));
+                // After the kernel's own `panicked at FILE:LINE:COL:` line the message follows
+                // as libtest shows it; otherwise it says what it is.
+                let located = details
+                    .lines()
+                    .last()
+                    .is_some_and(|l| l.starts_with("panicked at "));
+                if located {
+                    details.push_str(&format!("{message}\n"));
+                } else {
+                    details.push_str(&format!("panicked: {message}\n"));
+                }
             }
             if !run.frames.is_empty() {
                 details.push_str("backtrace:\n");
@@ -225,8 +240,11 @@ fn outcome_of(
                     details.push_str(&format!("  {i:>2}: {text}\n"));
                 }
             }
-            let reason = if reason.is_empty() { "failed" } else { reason };
-            details.push_str(&format!("error: {reason}\n"));
+            if !reason.is_empty() {
+                details.push_str(&format!("error: {reason}\n"));
+            } else if run.panic.is_none() {
+                details.push_str("error: failed\n");
+            }
             let mut evidence: Vec<String> = Vec::new();
             if let Some(log) = log {
                 evidence.push(format!("serial log {}", log.display()));
