@@ -148,7 +148,8 @@ impl Request {
     }
 
     /// Splits `tests` into what runs, what is reported as ignored, and how many were filtered
-    /// out, as libtest does: filters and skips first, then the ignore flag.
+    /// out, as libtest does: filters and skips first, then the ignore flag; in name order, the
+    /// order libtest runs and lists tests in.
     pub fn select<'t>(&self, tests: &'t [TestCase]) -> Selection<'t> {
         let mut selection = Selection::default();
         for test in tests {
@@ -164,6 +165,8 @@ impl Request {
                 selection.run.push(test);
             }
         }
+        selection.run.sort_by(|a, b| a.name.cmp(&b.name));
+        selection.ignored.sort_by(|a, b| a.name.cmp(&b.name));
         selection
     }
 }
@@ -180,10 +183,10 @@ pub struct Selection<'t> {
 }
 
 impl Selection<'_> {
-    /// Every selected test (run or ignored), in table order.
+    /// Every selected test (run or ignored), in name order.
     pub fn listed(&self) -> Vec<&TestCase> {
         let mut all: Vec<&TestCase> = self.run.iter().chain(&self.ignored).copied().collect();
-        all.sort_by_key(|t| t.index);
+        all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 }
@@ -283,7 +286,7 @@ mod tests {
         let s = Request::parse(&args(&["maps", "heap"])).unwrap().select(&t);
         assert_eq!(
             names(&s.run),
-            ["paging::maps", "paging::unmaps", "heap::grows"]
+            ["heap::grows", "paging::maps", "paging::unmaps"]
         );
         let s = Request::parse(&args(&["--exact", "paging::maps"]))
             .unwrap()
@@ -303,7 +306,10 @@ mod tests {
         assert_eq!(s.run.len(), 4);
         let s = Request::parse(&[]).unwrap().select(&t);
         assert_eq!(s.run.len(), 3);
-        assert_eq!(names(&s.listed()), names(&t.iter().collect::<Vec<_>>()));
+        assert_eq!(
+            names(&s.listed()),
+            ["heap::grows", "paging::maps", "paging::unmaps", "slow"]
+        );
     }
 
     #[test]
