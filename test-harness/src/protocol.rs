@@ -248,6 +248,11 @@ impl Watcher {
         }
     }
 
+    fn shot_path(&self, dir: &std::path::Path, index: usize) -> PathBuf {
+        let name = self.names.get(&index).cloned().unwrap_or_default();
+        dir.join(format!("{}.png", file_name(&name)))
+    }
+
     fn limit_of(&self, index: usize) -> Duration {
         self.limits
             .get(&index)
@@ -310,9 +315,10 @@ impl Watcher {
                 };
                 let mut screenshot = None;
                 if let (Status::Failed(_), Some(dir)) = (&status, &self.shot_dir) {
-                    let name = self.names.get(&index).cloned().unwrap_or_default();
-                    let path = dir.join(format!("{}.png", file_name(&name)));
-                    control.screenshot(&path);
+                    let path = self.shot_path(dir, index);
+                    if panic.is_none() {
+                        control.screenshot(&path);
+                    }
                     screenshot = Some(path);
                 }
                 self.finished.push(TestRun {
@@ -329,6 +335,11 @@ impl Watcher {
             Line::Panic { index, message } => {
                 if let Some(c) = self.current.as_mut().filter(|c| c.index == index) {
                     c.panic = Some(message);
+                    // The display as the panic left it, asked for now: the kernel goes on
+                    // (and may exit) while the runner takes it. Named only if the test fails.
+                    if let Some(dir) = &self.shot_dir {
+                        control.screenshot(self.shot_path(dir, index));
+                    }
                 }
             }
             Line::Frame { address } => match &mut self.current {
