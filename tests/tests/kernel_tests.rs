@@ -509,6 +509,38 @@ fn a_triple_fault_and_a_hang_fail_their_tests_and_the_rest_still_run() {
 }
 
 #[test]
+fn a_plain_run_symbolizes_frame_lines() {
+    let f = fixture();
+    let tests = image_runner_test_harness::table::read(&f.mixed)
+        .expect("read the table")
+        .expect("a table");
+    let index = tests
+        .iter()
+        .find(|t| t.name == "panics::fails_with_message")
+        .expect("the test")
+        .index;
+    // Not as a test: the kernel gets its request from QEMU's `-append` by hand.
+    let target = temp();
+    let started = Instant::now();
+    let out = Command::new(runner_bin!())
+        .arg("--no-test")
+        .arg(&f.mixed)
+        .args(["--", "-append", &format!("ktest={index}")])
+        .current_dir(&f.project)
+        .env("CARGO_TARGET_DIR", target.path())
+        .output()
+        .expect("run the runner");
+    let ran = Ran::of(out, started.elapsed());
+    assert!(ran.stdout.contains("KTEST frame 0x"), "{}", ran.context());
+    assert!(
+        ran.stderr.lines().any(|l| l.contains("= 0x")
+            && l.contains("mixed::panics::fails_with_message at tests/mixed.rs:")),
+        "{}",
+        ran.context()
+    );
+}
+
+#[test]
 fn cargo_test_passes_filters_through() {
     let f = fixture();
     let out = cargo(&f.target)
