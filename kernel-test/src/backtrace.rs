@@ -34,7 +34,7 @@ pub fn frames(fp: usize, low: usize, high: usize) -> impl Iterator<Item = usize>
     let mut fp = fp;
     let mut left = MAX_FRAMES;
     core::iter::from_fn(move || {
-        if left == 0 || fp < low || fp % word != 0 || fp.checked_add(2 * word)? > high {
+        if left == 0 || fp < low || !fp.is_multiple_of(word) || fp.checked_add(2 * word)? > high {
             return None;
         }
         left -= 1;

@@ -98,8 +98,13 @@ pub fn run_tests_with(cmdline: &str, out: &mut dyn Write, exit: fn(bool) -> !) -
         }
     };
 
+    // The tests that will run: without a request, those flagged `ignore` are only reported.
+    let count = request
+        .iter()
+        .filter(|s| s.requested || !all[s.index].ignored())
+        .count();
     line_start(w);
-    let _ = writeln!(w, "KTEST begin 1 {}", request.len());
+    let _ = writeln!(w, "KTEST begin 1 {count}");
     let mut all_passed = true;
     for selected in request.iter() {
         let test = &all[selected.index];
