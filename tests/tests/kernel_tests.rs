@@ -49,30 +49,13 @@ fn cargo(target: &Path) -> Command {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-ktest");
-        let out = cargo(&target)
-            .args(["test", "--no-run"])
-            .output()
-            .expect("run cargo");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            out.status.success(),
-            "building the fixture failed:\n{stderr}"
-        );
-        // `Executable tests/mixed.rs (/…/deps/mixed-0123456789abcdef)`
-        let executable = |name: &str| {
-            stderr
-                .lines()
-                .find(|l| l.contains(&format!("tests/{name}.rs (")))
-                .and_then(|l| l.rsplit_once(" (").map(|(_, p)| p.trim_end_matches(')')))
-                .map(PathBuf::from)
-                .unwrap_or_else(|| panic!("no executable for `{name}` in:\n{stderr}"))
-        };
+        // Built once, in the target directory the protocol tests use too.
+        let built = image_runner_tests::rust_ktest!();
         Fixture {
             project: project_dir(),
-            mixed: executable("mixed"),
-            fifty: executable("fifty"),
-            target,
+            mixed: built.get("mixed").to_path_buf(),
+            fifty: built.get("fifty").to_path_buf(),
+            target: Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-ktest-target"),
         }
     })
 }
