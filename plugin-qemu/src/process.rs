@@ -228,8 +228,12 @@ struct SerialSink<'h> {
     handler: Option<HandlerLink<'h>>,
     stdin: SharedStdin,
     events: mpsc::Sender<Event>,
-    /// Screenshots the handler asks for go to the monitor here.
+    /// Screenshots the handler asks for go to the monitor here...
     shots: Option<mpsc::Sender<Shot>>,
+    /// ...or straight into the monitor's socket, at once: the guest goes on meanwhile, and a
+    /// kernel that exits right after its report leaves no time for the monitor's next round.
+    #[cfg(unix)]
+    monitor: Option<std::os::unix::net::UnixStream>,
     /// What the handler panicked with, to go on with once QEMU is stopped.
     panic: Option<Box<dyn Any + Send>>,
 }
@@ -306,6 +310,16 @@ impl SerialSink<'_> {
             let _ = self.events.send(Event::Deadline(deadline));
         }
         for path in link.control.take_screenshots() {
+            #[cfg(unix)]
+            if let Some(mut socket) = self.monitor.as_ref() {
+                // One write of one line; the answer (id `shot-now`) is not waited for.
+                let line = format!(
+                    "{{\"execute\": \"screendump\", \"arguments\": {}, \"id\": \"shot-now\"}}\n",
+                    serde_json::json!({"filename": path.to_string_lossy(), "format": "png"})
+                );
+                let _ = socket.write_all(line.as_bytes());
+                continue;
+            }
             if let Some(shots) = &self.shots {
                 let _ = shots.send(Shot { path, done: None });
             }
@@ -978,6 +992,11 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
         stdin: Arc::clone(&stdin),
         events: tx.clone(),
         shots: Some(shot_tx.clone()),
+        #[cfg(unix)]
+        monitor: channels
+            .monitor
+            .as_ref()
+            .and_then(|(channel, _)| channel.ours.try_clone().ok()),
         panic: None,
     };
     let stdout = child.stdout.take();
@@ -1011,6 +1030,8 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
                         stdin: Arc::clone(&stdin),
                         events: tx.clone(),
                         shots: None,
+                        #[cfg(unix)]
+                        monitor: None,
                         panic: None,
                     };
                     readers.push(scope.spawn(move || pump(out, plain_sink)));
