@@ -47,18 +47,21 @@ count=$(wc -l <<<"$names")
 # One measurement per single-test boot, all in one hyperfine run (parameter list).
 list=$(paste -sd, <<<"$names")
 cd "$project"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 hyperfine --runs "$runs" --warmup 1 --style none -N \
     -L name "$list" "$runner $exe --exact {name}" \
-    --export-json "$work/single.json" >/dev/null
+    --export-json "$work/single.json" >/dev/null 2>"$work/hyperfine.log"
 hyperfine --runs "$runs" --warmup 1 --style none \
     "cargo nextest run --test fifty --color never" \
-    --export-json "$work/nextest.json" >/dev/null
+    --export-json "$work/nextest.json" >/dev/null 2>>"$work/hyperfine.log"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$work/single.json" "$work/nextest.json" "$cores" "$count" "$runs" <<'EOF'
+python3 - "$work/single.json" "$work/nextest.json" "$cores" "$count" "$runs" "$load_before" "$load_after" <<'EOF'
 import json, sys, platform, subprocess
 single = json.load(open(sys.argv[1]))["results"]
 nextest = json.load(open(sys.argv[2]))["results"][0]
 cores, count, runs = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+load_before, load_after = sys.argv[6], sys.argv[7]
 means = [r["mean"] for r in single]
 total = sum(means)
 wall = nextest["mean"]
@@ -73,4 +76,10 @@ print(f"  sum of the {count} single boots:        {total:7.3f} s")
 print(f"  cargo nextest run (wall):              {wall:7.3f} s  (min {nextest['min']:.3f} s, max {nextest['max']:.3f} s)")
 print(f"  target: wall <= sum / cores * 1.1 =    {target:7.3f} s")
 print(f"  wall / (sum / cores) = {wall / (total / cores):.2f}: target {'MET' if wall <= target else 'NOT met'}")
+# CPU time (user + system, children included): what the cores had to give, whatever else ran.
+cpu_single = sum(r["user"] + r["system"] for r in single)
+cpu_nextest = nextest["user"] + nextest["system"]
+print(f"  CPU time: single boots {cpu_single:.3f} s in all, nextest {cpu_nextest:.3f} s "
+      f"(so on {cores} idle cores nextest needs at least {cpu_nextest / cores:.3f} s)")
+print(f"  load average (1, 5, 15 min) before: {load_before}; after: {load_after}")
 EOF

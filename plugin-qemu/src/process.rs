@@ -335,6 +335,8 @@ impl SerialSink<'_> {
 
 /// Reads a pipe to its end into `sink`; returns what the handler panicked with, if it did.
 fn pump(mut from: impl Read, mut sink: SerialSink<'_>) -> Option<Box<dyn Any + Send>> {
+    // The handler hears of the start (no bytes yet): a watchdog can run from the first moment.
+    sink.hand_over(&[]);
     let mut buf = [0u8; 8192];
     loop {
         match from.read(&mut buf) {
@@ -379,6 +381,7 @@ fn follow(
     mut sink: SerialSink<'_>,
     finished: &AtomicBool,
 ) -> Option<Box<dyn Any + Send>> {
+    sink.hand_over(&[]);
     follow_file(path, finished, TAIL_INTERVAL, |bytes| sink.take(bytes));
     sink.panic
 }

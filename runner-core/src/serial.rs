@@ -83,7 +83,9 @@ impl Control {
 
 /// Receives the guest's serial output as it arrives.
 pub trait SerialHandler: Send {
-    /// Called with each chunk of output (not split at lines; may be empty of newlines).
+    /// Called with each chunk of output (not split at lines; may be empty of newlines). Runners
+    /// may call it once with no bytes when the machine starts, so that a handler can set a
+    /// deadline ([`Control::end_at`]) before the guest has said anything.
     fn output(&mut self, bytes: &[u8], control: &mut Control);
 
     /// Called once when the machine has stopped, for handlers that flush.

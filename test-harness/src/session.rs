@@ -85,8 +85,9 @@ pub fn run(
         let mode = &mut boot_ctx.decisions.mode;
         mode.success_pattern = None;
         mode.failure_pattern = None;
-        // The watchdog ends a hanging test; the whole boot's limit is only a backstop for
-        // runners without deadlines.
+        // The watchdog ends a hanging test (and a boot that hangs before its first test: the
+        // QEMU runner calls the handler once at the start); the whole boot's limit is only a
+        // backstop for runners without deadlines.
         mode.timeout = default_limit.map(|d| {
             order
                 .iter()
