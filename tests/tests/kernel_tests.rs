@@ -692,3 +692,30 @@ fn two_nextest_partitions_cover_every_test_once() {
     let expected: Vec<String> = (10..20).map(|n| format!("quick::t{n}")).collect();
     assert_eq!(all, expected);
 }
+
+/// Evidence for any test kernel, not only kernel-test ones: a test the runner stops at its
+/// time limit names its serial log and a PNG of the display saved before QEMU was stopped.
+#[test]
+fn a_timed_out_test_names_its_serial_log_and_screenshot() {
+    use image_runner_tests::kernels::{self, Kernel, Variant};
+    use image_runner_tests::runner::Project;
+    let project = Project::new(runner_bin!(), "[test]\ntimeout = 1\n");
+    let run = project.run(
+        [
+            std::ffi::OsString::from("--test"),
+            kernels::path(Kernel::Multiboot, Variant::Hang).into(),
+        ],
+        &[],
+    );
+    run.assert_code(3);
+    let shot = run
+        .stderr
+        .split("screenshot: ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no screenshot named:\n{run}"));
+    assert!(shot.ends_with("screen.png"), "{run}");
+    let png = std::fs::read(shot).expect("the screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n"), "{shot}");
+    run.assert_stderr_contains("serial log: ");
+}
