@@ -47,8 +47,32 @@ pub struct Printer<W: Write> {
     show_output: bool,
     total: usize,
     column: usize,
-    /// Every result printed so far.
+    /// Result lines printed so far.
+    printed: usize,
+    /// Every result recorded so far.
     pub results: Vec<Outcome>,
+}
+
+/// What a result line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// `ok`, `.`.
+    Passed,
+    /// `FAILED`, `name --- FAILED`.
+    Failed,
+    /// `ignored`, `i`.
+    Ignored,
+}
+
+impl Verdict {
+    /// The mark of its line.
+    pub fn mark(&self) -> Mark {
+        match self {
+            Verdict::Passed => Mark::Passed,
+            Verdict::Failed { .. } => Mark::Failed,
+            Verdict::Ignored => Mark::Ignored,
+        }
+    }
 }
 
 impl<W: Write> std::fmt::Debug for Printer<W> {
@@ -68,6 +92,7 @@ impl<W: Write> Printer<W> {
             show_output,
             total: 0,
             column: 0,
+            printed: 0,
             results: Vec::new(),
         }
     }
@@ -80,47 +105,49 @@ impl<W: Write> Printer<W> {
         let _ = self.out.flush();
     }
 
-    /// One test's line (or character).
+    /// One test's line (or character) and its record.
     pub fn result(&mut self, outcome: Outcome) {
+        self.line(&outcome.name, outcome.should_panic, outcome.verdict.mark());
+        self.record(outcome);
+    }
+
+    /// One test's line (or character), printed as the test ends; its details come later with
+    /// [`Printer::record`].
+    pub fn line(&mut self, name: &str, should_panic: bool, mark: Mark) {
         match self.format {
             Format::Pretty => {
-                let mode = if outcome.should_panic {
-                    " - should panic"
-                } else {
-                    ""
+                let mode = if should_panic { " - should panic" } else { "" };
+                let word = match mark {
+                    Mark::Passed => "ok",
+                    Mark::Failed => "FAILED",
+                    Mark::Ignored => "ignored",
                 };
-                let word = match &outcome.verdict {
-                    Verdict::Passed => "ok",
-                    Verdict::Failed { .. } => "FAILED",
-                    Verdict::Ignored => "ignored",
-                };
-                let _ = writeln!(self.out, "test {}{mode} ... {word}", outcome.name);
+                let _ = writeln!(self.out, "test {name}{mode} ... {word}");
             }
             Format::Terse => {
-                let mark = match &outcome.verdict {
-                    Verdict::Passed => ".",
-                    Verdict::Failed { .. } => "F",
-                    Verdict::Ignored => "i",
-                };
-                if matches!(outcome.verdict, Verdict::Failed { .. }) {
+                if mark == Mark::Failed {
                     // libtest names a failure on its own line as it happens.
-                    let done = self.results.len();
                     let _ = write!(
                         self.out,
-                        " {done}/{}\n{} --- FAILED\n",
-                        self.total, outcome.name
+                        " {}/{}\n{name} --- FAILED\n",
+                        self.printed, self.total
                     );
                     self.column = 0;
                 } else {
-                    let _ = write!(self.out, "{mark}");
+                    let _ = write!(self.out, "{}", if mark == Mark::Passed { "." } else { "i" });
                     self.column += 1;
                     if self.column % TERSE_COLUMNS == TERSE_COLUMNS - 1 {
-                        let _ = writeln!(self.out, " {}/{}", self.results.len() + 1, self.total);
+                        let _ = writeln!(self.out, " {}/{}", self.printed + 1, self.total);
                     }
                 }
             }
         }
         let _ = self.out.flush();
+        self.printed += 1;
+    }
+
+    /// Keeps a test's result (with its failure details) for the summary.
+    pub fn record(&mut self, outcome: Outcome) {
         self.results.push(outcome);
     }
 

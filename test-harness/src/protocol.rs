@@ -174,6 +174,8 @@ pub struct Watcher {
     pub bad_version: Option<u32>,
     /// A deadline was set at least once (the gaps' watchdog is running).
     armed: bool,
+    /// Told of each test the kernel reports, as it reports it.
+    on_report: Option<Box<dyn FnMut(usize, &Status) + Send>>,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -210,7 +212,15 @@ impl Watcher {
             done: false,
             bad_version: None,
             armed: false,
+            on_report: None,
         }
+    }
+
+    /// Calls `report` with each test's index and status as the kernel reports it (not for a
+    /// test ended by [`Watcher::end_running`]).
+    pub fn on_report(mut self, report: impl FnMut(usize, &Status) + Send + 'static) -> Self {
+        self.on_report = Some(Box::new(report));
+        self
     }
 
     /// The test that started and has not ended, if any.
@@ -320,6 +330,9 @@ impl Watcher {
                         control.screenshot(&path);
                     }
                     screenshot = Some(path);
+                }
+                if let Some(report) = &mut self.on_report {
+                    report(index, &status);
                 }
                 self.finished.push(TestRun {
                     index,

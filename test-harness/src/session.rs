@@ -2,13 +2,14 @@
 //! triple fault, power-off, a hang past its time limit), test k fails with the reason and the
 //! tests after it get a boot of their own.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use image_runner_core::{Context, Error, Pipeline, Verdict, exit_code};
 
-use crate::libtest::{self, Outcome, Printer};
+use crate::libtest::{self, Mark, Outcome, Printer};
 use crate::protocol::{self, Status, TestRun, Watcher};
 use crate::request::{self, Request};
 use crate::symbolize::Symbolizer;
@@ -36,10 +37,17 @@ pub fn run(
         return Ok(exit_code::SUCCESS);
     }
     let started = Instant::now();
-    let mut printer = Printer::new(std::io::stdout(), request.format, request.show_output);
-    printer.start(selection.run.len() + selection.ignored.len());
+    // Shared with the serial handler, which prints each test's line as the kernel reports it;
+    // the failure details are recorded once the boot is over.
+    let printer = Arc::new(Mutex::new(Printer::new(
+        std::io::stdout(),
+        request.format,
+        request.show_output,
+    )));
+    let lock = || printer.lock().unwrap_or_else(PoisonError::into_inner);
+    lock().start(selection.run.len() + selection.ignored.len());
     for test in &selection.ignored {
-        printer.result(Outcome {
+        lock().result(Outcome {
             name: test.name.clone(),
             should_panic: test.should_panic,
             verdict: libtest::Verdict::Ignored,
@@ -95,18 +103,37 @@ pub fn run(
                 .fold(d, |sum, t| sum.saturating_add(t))
         });
         let media = pipeline.prepare(&boot_ctx)?;
+        let lines: BTreeMap<usize, (String, bool)> = order
+            .iter()
+            .map(|t| (t.index, (t.name.clone(), t.should_panic)))
+            .collect();
+        let live = Arc::clone(&printer);
         let mut watcher = Watcher::new(
             &order,
             default_limit.unwrap_or(NO_LIMIT),
             request.nocapture,
             Some(boot_ctx.output_dir.clone()),
-        );
+        )
+        .on_report(move |index, status| {
+            if let Some((name, should_panic)) = lines.get(&index) {
+                let mark = match status {
+                    Status::Passed => Mark::Passed,
+                    Status::Failed(_) => Mark::Failed,
+                    Status::Ignored => Mark::Ignored,
+                };
+                live.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .line(name, *should_panic, mark);
+            }
+        });
         let outcome = pipeline.run(&media, &boot_ctx, &mut watcher)?;
         if outcome.verdict == Verdict::Interrupted {
             return Ok(exit_code::INTERRUPTED);
         }
         let log = outcome.serial_log.clone();
-        if watcher.running().is_some() {
+        // The test the machine died in had no line yet.
+        let died_in = watcher.running();
+        if died_in.is_some() {
             watcher.end_running(died_because(&outcome.verdict));
             if let Some(last) = watcher.finished.last_mut() {
                 last.screenshot = outcome.screenshot.clone();
@@ -126,7 +153,12 @@ pub fn run(
                 symbolizer = Some(Symbolizer::open(&ctx.kernel.path));
             }
             let symbols = symbolizer.as_ref().and_then(Option::as_ref);
-            printer.result(outcome_of(test, run, symbols, log.as_deref(), request));
+            let outcome = outcome_of(test, run, symbols, log.as_deref(), request);
+            if died_in == Some(run.index) {
+                lock().result(outcome);
+            } else {
+                lock().record(outcome);
+            }
         }
         if pending.is_empty() {
             break;
@@ -158,10 +190,11 @@ pub fn run(
                     duration: Duration::ZERO,
                     screenshot: None,
                 };
-                printer.result(outcome_of(test, &run, None, log.as_deref(), request));
+                lock().result(outcome_of(test, &run, None, log.as_deref(), request));
             }
         }
     }
+    let mut printer = lock();
     let code = printer.finish(selection.filtered_out, started.elapsed());
     if let Some(path) = &request.junit {
         let suite = ctx
