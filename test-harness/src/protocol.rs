@@ -175,8 +175,11 @@ pub struct Watcher {
     /// A deadline was set at least once (the gaps' watchdog is running).
     armed: bool,
     /// Told of each test the kernel reports, as it reports it.
-    on_report: Option<Box<dyn FnMut(usize, &Status) + Send>>,
+    on_report: Option<Report>,
 }
+
+/// What [`Watcher::on_report`] calls.
+type Report = Box<dyn FnMut(usize, &Status) + Send>;
 
 impl std::fmt::Debug for Watcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
