@@ -38,8 +38,13 @@ pub fn panic(info: &PanicInfo) -> ! {
     // SAFETY: see `run_tests_with`: the loop is not using the sink while a test runs.
     let w = unsafe { &mut *out };
     let index = match state.current {
-        Some(index) if !state.in_panic => index,
-        _ => {
+        _ if state.in_panic => {
+            line_start(w);
+            let _ = writeln!(w, "kernel-test: panic while reporting a panic: {info}");
+            exit(false)
+        }
+        Some(index) => index,
+        None => {
             line_start(w);
             let _ = writeln!(w, "kernel-test: panic outside a test: {info}");
             exit(false)
