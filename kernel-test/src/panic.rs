@@ -4,7 +4,7 @@ use core::fmt::Write;
 use core::panic::PanicInfo;
 
 use crate::arch;
-use crate::backtrace::print_backtrace;
+use crate::backtrace::print_callers;
 use crate::entry::tests;
 use crate::report::{Contains, Escaped};
 use crate::run::{PanicVerdict, STATE, line_start};
@@ -20,6 +20,7 @@ use crate::run::{PanicVerdict, STATE, line_start};
 ///
 /// Outside a test (or when a panic happens while reporting one) it prints the panic and leaves
 /// with the failure status.
+#[inline(never)]
 pub fn panic(info: &PanicInfo) -> ! {
     // SAFETY: the loop is inside `call_guarded` (or not running); nothing else holds the state.
     let state = unsafe { STATE.get() };
@@ -83,7 +84,8 @@ pub fn panic(info: &PanicInfo) -> ! {
         }
     };
     if verdict != PanicVerdict::Expected {
-        let _ = print_backtrace(w, state.context.stack_top());
+        // From the caller of this function (the kernel's panic handler) outwards.
+        let _ = print_callers(w, state.context.stack_top());
     }
 
     if !arch::CAN_RESUME {
