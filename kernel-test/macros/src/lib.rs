@@ -12,7 +12,7 @@ const MAX_EXPECTED: usize = 256;
 
 /// Marks a function as a kernel test.
 ///
-/// ```ignore
+/// ```text
 /// #[kernel_test]
 /// fn maps_pages() { /* ... */ }
 ///
