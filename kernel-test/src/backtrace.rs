@@ -19,9 +19,22 @@ pub const MAX_FRAMES: usize = 64;
 /// test the stack pointer where the test was called). No frame is printed if it is 0.
 #[inline(never)]
 pub fn print_backtrace(out: &mut dyn Write, stack_top: usize) -> fmt::Result {
+    print_callers(out, stack_top)
+}
+
+/// Prints the frames above the caller's own: the first line is the return address into the
+/// function that called the caller. The walk ends at the call of a test (the frames above it
+/// are kernel-test's loop).
+#[inline(never)]
+pub(crate) fn print_callers(out: &mut dyn Write, stack_top: usize) -> fmt::Result {
     let low = crate::arch::stack_pointer();
     let fp = crate::arch::frame_pointer();
-    for address in frames(fp, low, stack_top) {
+    let guard = crate::arch::guarded_return_address();
+    // The first frame is this function's own: its return address leads into the caller.
+    for address in frames(fp, low, stack_top)
+        .skip(1)
+        .take_while(|&a| a != guard)
+    {
         writeln!(out, "KTEST frame {address:#x}")?;
     }
     Ok(())

@@ -129,11 +129,14 @@ pub unsafe fn uefi_load_options(options: *const u16, size: usize, buf: &mut [u8]
 /// kernel keeps its Limine requests in, between its start and end markers) and read
 /// [`LimineCmdlineRequest::cmdline`] after boot.
 ///
-/// ```ignore
+/// ```
 /// #[used]
 /// #[unsafe(link_section = ".limine_requests")]
 /// static CMDLINE: kernel_test::cmdline::LimineCmdlineRequest =
 ///     kernel_test::cmdline::LimineCmdlineRequest::new();
+///
+/// // Without Limine (here), there is no answer and so no command line.
+/// assert_eq!(CMDLINE.cmdline(), "");
 /// ```
 #[repr(C)]
 #[derive(Debug)]

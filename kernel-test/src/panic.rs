@@ -4,7 +4,7 @@ use core::fmt::Write;
 use core::panic::PanicInfo;
 
 use crate::arch;
-use crate::backtrace::print_backtrace;
+use crate::backtrace::print_callers;
 use crate::entry::tests;
 use crate::report::{Contains, Escaped};
 use crate::run::{PanicVerdict, STATE, line_start};
@@ -20,6 +20,7 @@ use crate::run::{PanicVerdict, STATE, line_start};
 ///
 /// Outside a test (or when a panic happens while reporting one) it prints the panic and leaves
 /// with the failure status.
+#[inline(never)]
 pub fn panic(info: &PanicInfo) -> ! {
     // SAFETY: the loop is inside `call_guarded` (or not running); nothing else holds the state.
     let state = unsafe { STATE.get() };
@@ -38,8 +39,13 @@ pub fn panic(info: &PanicInfo) -> ! {
     // SAFETY: see `run_tests_with`: the loop is not using the sink while a test runs.
     let w = unsafe { &mut *out };
     let index = match state.current {
-        Some(index) if !state.in_panic => index,
-        _ => {
+        _ if state.in_panic => {
+            line_start(w);
+            let _ = writeln!(w, "kernel-test: panic while reporting a panic: {info}");
+            exit(false)
+        }
+        Some(index) => index,
+        None => {
             line_start(w);
             let _ = writeln!(w, "kernel-test: panic outside a test: {info}");
             exit(false)
@@ -78,7 +84,8 @@ pub fn panic(info: &PanicInfo) -> ! {
         }
     };
     if verdict != PanicVerdict::Expected {
-        let _ = print_backtrace(w, state.context.stack_top());
+        // From the caller of this function (the kernel's panic handler) outwards.
+        let _ = print_callers(w, state.context.stack_top());
     }
 
     if !arch::CAN_RESUME {

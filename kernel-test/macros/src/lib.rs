@@ -12,7 +12,7 @@ const MAX_EXPECTED: usize = 256;
 
 /// Marks a function as a kernel test.
 ///
-/// ```ignore
+/// ```text
 /// #[kernel_test]
 /// fn maps_pages() { /* ... */ }
 ///
@@ -255,4 +255,154 @@ fn expand(options: &mut Options, function: &mut ItemFn) -> syn::Result<TokenStre
                 };
         };
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use syn::parse::Parser;
+
+    use super::*;
+
+    fn options(args: TokenStream2) -> syn::Result<Options> {
+        let mut options = Options::default();
+        syn::meta::parser(|meta| options.parse_option(meta)).parse2(args)?;
+        Ok(options)
+    }
+
+    fn expand_str(args: TokenStream2, item: TokenStream2) -> syn::Result<String> {
+        let mut options = options(args)?;
+        let mut function: ItemFn = syn::parse2(item)?;
+        expand(&mut options, &mut function).map(|t| t.to_string())
+    }
+
+    #[test]
+    fn options_are_read() {
+        let o = options(quote!(
+            should_panic(expected = "boom"),
+            ignore,
+            timeout = "2s"
+        ))
+        .expect("valid");
+        assert!(o.should_panic && o.ignore);
+        assert_eq!(o.expected.map(|e| e.value()), Some("boom".to_owned()));
+        assert_eq!(o.timeout_ms, 2000);
+        assert_eq!(
+            options(quote!(timeout = 750)).expect("valid").timeout_ms,
+            750
+        );
+        assert_eq!(
+            options(quote!(timeout = "3m")).expect("valid").timeout_ms,
+            180_000
+        );
+        assert_eq!(
+            options(quote!(timeout = "40ms")).expect("valid").timeout_ms,
+            40
+        );
+        assert!(
+            options(quote!(should_panic = "x"))
+                .expect("valid")
+                .expected
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_a_reason() {
+        let error = |args| {
+            options(args)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(error(quote!(timeout = "2h")).contains("\"30s\""));
+        assert!(error(quote!(timeout = "s")).contains("timeout"));
+        assert!(error(quote!(timeout = 99999999999)).contains("u32::MAX"));
+        assert!(error(quote!(timeout = "9999999m")).contains("u32::MAX"));
+        assert!(error(quote!(should_panic(wanted = "x"))).contains("expected = "));
+        assert!(error(quote!(serial)).contains("unknown #[kernel_test] option"));
+    }
+
+    #[test]
+    fn standard_attributes_are_taken_in_and_removed() {
+        let out = expand_str(
+            quote!(),
+            quote!(
+                #[ignore]
+                #[should_panic(expected = "bad")]
+                #[inline(never)]
+                fn t() {}
+            ),
+        )
+        .expect("expands");
+        assert!(
+            out.contains("FLAG_SHOULD_PANIC") && out.contains("FLAG_IGNORE"),
+            "{out}"
+        );
+        assert!(out.contains("\"bad\" . as_ptr ()"), "{out}");
+        assert!(
+            out.contains("# [inline (never)]"),
+            "other attributes stay: {out}"
+        );
+        assert!(!out.contains("# [ignore]"), "{out}");
+        assert!(out.contains("link_section = \"kernel_tests\""), "{out}");
+    }
+
+    #[test]
+    fn functions_a_test_cannot_be_are_refused() {
+        let error = |item| expand_str(quote!(), item).err().map(|e| e.to_string());
+        assert_eq!(
+            error(quote!(
+                fn t(x: u8) {}
+            ))
+            .as_deref(),
+            Some("a kernel test takes no arguments")
+        );
+        assert_eq!(
+            error(quote!(
+                fn t<T>() {}
+            ))
+            .as_deref(),
+            Some("a kernel test cannot be generic")
+        );
+        assert_eq!(
+            error(quote!(
+                async fn t() {}
+            ))
+            .as_deref(),
+            Some("a kernel test cannot be async")
+        );
+        assert!(
+            error(quote!(
+                unsafe fn t() {}
+            ))
+            .is_some()
+        );
+        assert_eq!(
+            error(quote!(
+                fn t() -> u32 {
+                    1
+                }
+            ))
+            .as_deref(),
+            Some("a kernel test returns `()`")
+        );
+        assert_eq!(
+            error(quote!(
+                fn t() -> () {}
+            )),
+            None
+        );
+        let long = "x".repeat(MAX_EXPECTED + 1);
+        assert!(
+            expand_str(
+                quote!(should_panic(expected = #long)),
+                quote!(
+                    fn t() {}
+                )
+            )
+            .expect_err("too long")
+            .to_string()
+            .contains("longer than 256")
+        );
+    }
 }

@@ -38,6 +38,11 @@ pub unsafe fn resume(_ctx: *const Context) -> ! {
     }
 }
 
+/// No guarded call, no return address to stop at.
+pub fn guarded_return_address() -> usize {
+    0
+}
+
 /// No frame-pointer walk here.
 #[inline(always)]
 pub fn frame_pointer() -> usize {

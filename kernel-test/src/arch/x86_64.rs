@@ -70,6 +70,10 @@ global_asm!(
     // The return address left RSP 8 below a 16-byte boundary; the call needs it on one.
     "    sub rsp, 8",
     "    call rdi",
+    // A backtrace stops at this return address: the frames above are the test loop's.
+    ".globl kernel_test_guarded_return",
+    ".hidden kernel_test_guarded_return",
+    "kernel_test_guarded_return:",
     "    add rsp, 8",
     "    xor eax, eax",
     "    ret",
@@ -97,6 +101,7 @@ global_asm!(
 );
 
 unsafe extern "C" {
+    static kernel_test_guarded_return: u8;
     fn kernel_test_call_guarded(run: extern "C" fn(), ctx: *mut Context) -> u64;
     fn kernel_test_resume(ctx: *const Context) -> !;
 }
@@ -120,6 +125,11 @@ pub unsafe fn call_guarded(run: extern "C" fn(), ctx: *mut Context) -> bool {
 pub unsafe fn resume(ctx: *const Context) -> ! {
     // SAFETY: forwarded to the caller.
     unsafe { kernel_test_resume(ctx) }
+}
+
+/// The return address of a test function called by [`call_guarded`]: a backtrace ends there.
+pub fn guarded_return_address() -> usize {
+    (&raw const kernel_test_guarded_return) as usize
 }
 
 /// The current frame pointer (RBP), the start of a frame-pointer walk.

@@ -1,7 +1,8 @@
 //! What every test kernel of this project shares: the PVH boot code (long mode, identity
 //! paging, a stack), the C memory functions, and printing on COM1. Each test target defines
-//! `kernel_main` (called by the boot code with the PVH start info's address) and its
-//! `#[panic_handler]`; both hand over to kernel-test.
+//! `kernel_main` (called by the boot code with the PVH start info's address) with
+//! [`test_kernel!`], which hands over to kernel-test; kernel-test's `panic-handler` feature
+//! provides the `#[panic_handler]`.
 
 #![no_std]
 
@@ -26,7 +27,8 @@ macro_rules! println {
     }};
 }
 
-/// The test kernels' entry and panic handler: runs the tests the PVH command line asks for.
+/// The test kernels' entry: runs the tests the PVH command line asks for. (The panic handler
+/// is kernel-test's, through its `panic-handler` feature.)
 #[macro_export]
 macro_rules! test_kernel {
     () => {
@@ -36,11 +38,6 @@ macro_rules! test_kernel {
             // identity-mapped.
             let cmdline = unsafe { ::kernel_test::cmdline::pvh(start_info) };
             ::kernel_test::run_tests(cmdline)
-        }
-
-        #[panic_handler]
-        fn panic(info: &::core::panic::PanicInfo) -> ! {
-            ::kernel_test::panic(info)
         }
     };
 }
