@@ -312,9 +312,10 @@ impl SerialSink<'_> {
         for path in link.control.take_screenshots() {
             #[cfg(unix)]
             if let Some(mut socket) = self.monitor.as_ref() {
-                // One write of one line; the answer (id `shot-now`) is not waited for.
+                // One write: pause the machine (when QEMU gets to it before the guest exits, the
+                // picture is sure to be whole), save the display, go on. No answer is waited for.
                 let line = format!(
-                    "{{\"execute\": \"screendump\", \"arguments\": {}, \"id\": \"shot-now\"}}\n",
+                    "{{\"execute\": \"stop\", \"id\": \"shot-stop\"}}\n{{\"execute\": \"screendump\", \"arguments\": {}, \"id\": \"shot-now\"}}\n{{\"execute\": \"cont\", \"id\": \"shot-cont\"}}\n",
                     serde_json::json!({"filename": path.to_string_lossy(), "format": "png"})
                 );
                 let _ = socket.write_all(line.as_bytes());

@@ -139,6 +139,17 @@ pub fn run(
                 last.screenshot = outcome.screenshot.clone();
             }
         }
+        // A should_panic test that passed had its display saved at its panic: not evidence.
+        for run in &watcher.finished {
+            if run.status == Status::Passed && run.panic.is_some() {
+                let name = order
+                    .iter()
+                    .find(|t| t.index == run.index)
+                    .map(|t| protocol::file_name(&t.name))
+                    .unwrap_or_default();
+                let _ = std::fs::remove_file(boot_ctx.output_dir.join(format!("{name}.png")));
+            }
+        }
         let progressed = watcher
             .finished
             .iter()
