@@ -223,7 +223,7 @@ pub fn run(
 fn died_because(verdict: &Verdict) -> String {
     match verdict {
         Verdict::Timeout { after } => format!(
-            "the test timed out after {:.1} s (its time limit; `timeout_ms` in the test, else `test.timeout`)",
+            "the test timed out after {:.1} s (its time limit: the test's own `timeout`, else `test.timeout`)",
             after.as_secs_f64()
         ),
         other => format!(
