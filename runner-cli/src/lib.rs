@@ -157,10 +157,8 @@ fn run(env: &[(OsString, OsString)], run_args: &RunArgs, build_only: bool) -> Re
     // The runner plugin handles signals from here on (it stops QEMU).
     drop(preparing);
     // Backtraces printed as `KTEST frame 0x...` lines are symbolized on stderr.
-    let outcome = match image_runner_test_harness::symbolize::FrameLines::new(&ctx.kernel.path) {
-        Some(mut frames) => pipeline.run(&media, &ctx, &mut frames)?,
-        None => pipeline.run(&media, &ctx, &mut image_runner_core::serial::Ignore)?,
-    };
+    let mut frames = image_runner_test_harness::symbolize::FrameLines::new(&ctx.kernel.path);
+    let outcome = pipeline.run(&media, &ctx, &mut frames)?;
     let name = ctx
         .kernel
         .path

@@ -103,10 +103,11 @@ fn without_hash(name: &str) -> String {
 }
 
 /// A serial handler for plain runs: each `KTEST frame 0x...` line is followed on stderr by the
-/// function, file and line it names. The frames are collected while the machine runs and
-/// described as each line arrives.
+/// function, file and line it names. The debug information is read when the first frame line
+/// arrives: a run that prints none costs nothing.
 pub struct FrameLines {
-    symbolizer: Symbolizer,
+    executable: PathBuf,
+    symbolizer: Option<Option<Symbolizer>>,
     partial: Vec<u8>,
 }
 
@@ -117,13 +118,13 @@ impl std::fmt::Debug for FrameLines {
 }
 
 impl FrameLines {
-    /// Describes frames with the debug information of `executable`; `None` when it has none
-    /// that can be read.
-    pub fn new(executable: &Path) -> Option<FrameLines> {
-        Some(FrameLines {
-            symbolizer: Symbolizer::open(executable)?,
+    /// Describes frames with the debug information of `executable`.
+    pub fn new(executable: &Path) -> FrameLines {
+        FrameLines {
+            executable: executable.to_path_buf(),
+            symbolizer: None,
             partial: Vec::new(),
-        })
+        }
     }
 }
 
@@ -136,8 +137,19 @@ impl SerialHandler for FrameLines {
             if let Some(crate::protocol::Line::Frame { address }) =
                 crate::protocol::Line::parse(text.trim_end_matches('\n'))
             {
+                let executable = &self.executable;
+                let symbolizer = self
+                    .symbolizer
+                    .get_or_insert_with(|| Symbolizer::open(executable));
+                let text = match symbolizer {
+                    Some(s) => s.describe(address),
+                    None => format!(
+                        "{address:#x} (no debug information in {})",
+                        executable.display()
+                    ),
+                };
                 let mut err = std::io::stderr().lock();
-                let _ = writeln!(err, "      = {}", self.symbolizer.describe(address));
+                let _ = writeln!(err, "      = {text}");
             }
         }
         // Only a line start can be a frame line; keep at most one line.
