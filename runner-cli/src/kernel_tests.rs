@@ -44,7 +44,17 @@ pub fn table_of(ctx: &Context) -> Result<Option<Vec<TestCase>>, Error> {
 /// Runs the tests: libtest's exit code.
 pub fn run(pipeline: &Pipeline<'_>, ctx: &Context, tests: &[TestCase]) -> Result<i32, Error> {
     match request(&ctx.args) {
-        Ok(request) => image_runner_test_harness::run(pipeline, ctx, tests, &request),
+        Ok(request) => image_runner_test_harness::session::run_with(
+            pipeline,
+            ctx,
+            tests,
+            &request,
+            // Each boot's image is written under the same Ctrl-C handling as a plain run's.
+            &mut |pipeline, ctx| {
+                let _preparing = crate::interrupt::Preparing::install();
+                pipeline.prepare(ctx)
+            },
+        ),
         Err(code) => Ok(code),
     }
 }

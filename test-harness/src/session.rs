@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use image_runner_core::{Context, Error, Pipeline, Verdict, exit_code};
+use image_runner_core::{BootMedia, Context, Error, Pipeline, Verdict, exit_code};
 
 use crate::libtest::{self, Mark, Outcome, Printer};
 use crate::protocol::{self, Status, TestRun, Watcher};
@@ -26,6 +26,20 @@ pub fn run(
     ctx: &Context,
     tests: &[TestCase],
     request: &Request,
+) -> Result<i32, Error> {
+    run_with(pipeline, ctx, tests, request, &mut |pipeline, ctx| {
+        pipeline.prepare(ctx)
+    })
+}
+
+/// [`run`], with each boot's media made by `prepare` (the CLI wraps the pipeline's own with its
+/// handling of Ctrl-C while an image is written).
+pub fn run_with(
+    pipeline: &Pipeline<'_>,
+    ctx: &Context,
+    tests: &[TestCase],
+    request: &Request,
+    prepare: &mut dyn FnMut(&Pipeline<'_>, &Context) -> Result<BootMedia, Error>,
 ) -> Result<i32, Error> {
     let selection = request.select(tests);
     if request.list {
@@ -102,7 +116,7 @@ pub fn run(
                 .map(|t| t.timeout.unwrap_or(d))
                 .fold(d, |sum, t| sum.saturating_add(t))
         });
-        let media = pipeline.prepare(&boot_ctx)?;
+        let media = prepare(pipeline, &boot_ctx)?;
         let lines: BTreeMap<usize, (String, bool)> = order
             .iter()
             .map(|t| (t.index, (t.name.clone(), t.should_panic)))
