@@ -150,6 +150,10 @@ pub struct Context {
     pub env: BTreeMap<String, String>,
     /// Verbosity.
     pub verbose: u8,
+    /// A UEFI shell (`shell.efi`) the firmware provider supplied, for a bootloader that starts
+    /// a UEFI application with arguments through it. Set by [`crate::Pipeline::stage`] only
+    /// when the bootloader asks for one ([`crate::Bootloader::wants_uefi_shell`]).
+    pub uefi_shell: Option<PathBuf>,
 }
 
 impl Context {
@@ -173,6 +177,7 @@ impl Context {
             cache_dir: dir.join("cache"),
             env: BTreeMap::new(),
             verbose: 0,
+            uefi_shell: None,
         }
     }
 
