@@ -338,10 +338,10 @@ pub fn install_hint(arch: Arch) -> &'static str {
             "Debian/Ubuntu: apt install qemu-efi-aarch64; Fedora: dnf install edk2-aarch64; Arch: pacman -S edk2-aarch64; macOS: brew install qemu"
         }
         Arch::Riscv64 => {
-            "Debian 13+/Ubuntu 24.04+: apt install qemu-efi-riscv64; Fedora: dnf install edk2-riscv64; Arch: pacman -S edk2-riscv64 (AUR); macOS: brew install qemu"
+            "Debian 13+/Ubuntu 24.04+: apt install qemu-efi-riscv64 (Debian 12 has none; the download covers it); Fedora: dnf install edk2-riscv64; Arch: none packaged (the download covers it); macOS: brew install qemu"
         }
         _ => {
-            "Debian/Ubuntu: apt install qemu-efi-loongarch64 (where packaged); Fedora: dnf install edk2-loongarch64; Arch: pacman -S edk2-loongarch64 (AUR); macOS: brew install qemu"
+            "Debian/Ubuntu: none packaged in Debian 12 (the download covers it); Fedora: dnf install edk2-loongarch64; Arch: none packaged (the download covers it); macOS: brew install qemu"
         }
     }
 }

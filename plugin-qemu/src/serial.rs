@@ -278,7 +278,8 @@ const CONTEXT_LINES: usize = 4;
 /// - GRUB: `Failed to boot both default and fallback entries.` after its `error: ...` lines,
 ///   or its rescue prompt (`grub rescue>`), or its command prompt after errors;
 /// - OVMF/AAVMF: `BdsDxe: No bootable option or device was found.`, or its UEFI shell started
-///   after the boot options failed;
+///   after the boot options failed (a shell booted on purpose only has its `startup.nsh`
+///   countdown answered);
 /// - SeaBIOS (on its debug console): `No bootable device.`.
 #[derive(Debug, Clone, Default)]
 pub struct BootWatch {
@@ -403,6 +404,12 @@ impl BootWatch {
             && !self.grub_errors.is_empty()
             && !self.typed_on_line
         {
+            self.typed_on_line = true;
+            return Some(BootHit::Type("\r".into()));
+        }
+        // The UEFI shell counts down before it runs `startup.nsh` (five seconds): any key
+        // but Esc starts the script at once.
+        if line.contains("Press ESC in") && line.contains("startup.nsh") && !self.typed_on_line {
             self.typed_on_line = true;
             return Some(BootHit::Type("\r".into()));
         }

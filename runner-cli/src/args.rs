@@ -43,6 +43,36 @@ pub enum Command {
     /// Fetch Limine ahead of time (for offline work), list or clean the cached versions.
     #[cfg(feature = "limine")]
     Limine(LimineArgs),
+    /// Download the pinned UEFI firmware release ahead of time, or list installed and cached
+    /// firmware.
+    #[cfg(feature = "ovmf")]
+    Ovmf(OvmfArgs),
+}
+
+/// `ovmf` options.
+#[cfg(feature = "ovmf")]
+#[derive(Debug, Args, Clone)]
+pub struct OvmfArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    #[command(subcommand)]
+    pub action: OvmfAction,
+}
+
+/// What to do with UEFI firmware.
+#[cfg(feature = "ovmf")]
+#[derive(Debug, Subcommand, Clone)]
+pub enum OvmfAction {
+    /// Download the release `[ovmf]` names (the pinned one by default) into the cache.
+    Fetch {
+        /// Check and print this architecture's files only (x86_64, aarch64, riscv64,
+        /// loongarch64).
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<String>,
+    },
+    /// Show the installed firmware per architecture and the downloaded releases.
+    List,
 }
 
 /// `limine` options.

@@ -65,6 +65,8 @@ pub fn main_with_env(
         ),
         #[cfg(feature = "limine")]
         Some(Command::Limine(limine_args)) => limine(&env, &limine_args),
+        #[cfg(feature = "ovmf")]
+        Some(Command::Ovmf(ovmf_args)) => ovmf(&env, &ovmf_args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -314,6 +316,111 @@ fn limine(env: &[(OsString, OsString)], limine_args: &args::LimineArgs) -> Resul
                 report.kept.len(),
                 report.freed as f64 / f64::from(1 << 20)
             );
+        }
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+/// `ovmf fetch|list`: settings come from the project's config when there is one.
+#[cfg(feature = "ovmf")]
+fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32, Error> {
+    use image_runner_core::Arch;
+    use image_runner_ovmf::{ARCHES, Settings, cache};
+    let _preparing = interrupt::Preparing::install();
+    let inv = invocation(env, &ovmf_args.common, None, &[], None);
+    let cache_dir = image_runner_core::context::cache_dir(&inv.env)?;
+    let (offline, config) = match Project::discover(&inv, None) {
+        Ok(project) => {
+            let resolved = image_runner_core::context::load_config(
+                &inv,
+                &project.manifest_dir,
+                &project.workspace_root,
+                &show_config::placeholder_variables(&project),
+                &plugins::registry().sections(),
+            )?;
+            let config =
+                match resolved.sections.get("ovmf") {
+                    Some(table) => toml::Value::Table(table.clone()).try_into().map_err(
+                        |e: toml::de::Error| {
+                            Error::Config(format!("section `ovmf`: {}", e.message()))
+                        },
+                    )?,
+                    None => Default::default(),
+                };
+            (resolved.config.offline, config)
+        }
+        Err(_) => (ovmf_args.common.offline, Default::default()),
+    };
+    let settings = Settings {
+        config,
+        cache_dir: cache_dir.clone(),
+        offline,
+        env: inv.env.clone(),
+    };
+    match &ovmf_args.action {
+        args::OvmfAction::Fetch { arch } => {
+            let arch = arch
+                .as_deref()
+                .map(|name| {
+                    Arch::from_name(name)
+                        .filter(|a| ARCHES.contains(a))
+                        .ok_or_else(|| {
+                            Error::Config(format!(
+                                "`--arch {name}`: use x86_64, aarch64, riscv64 or loongarch64"
+                            ))
+                        })
+                })
+                .transpose()?;
+            // Every file hashed: a damaged entry is fetched again.
+            let entry = settings.fetch(arch, cache::Check::Full)?;
+            println!("{} ({})", entry.tag, entry.dir.display());
+            for arch in arch.map_or_else(|| ARCHES.to_vec(), |a| vec![a]) {
+                let name = arch.name();
+                match entry.arch(arch) {
+                    Ok(files) => println!(
+                        "{name:>12}  {} + {}{}",
+                        files.code.display(),
+                        files.vars.display(),
+                        files
+                            .shell
+                            .map(|s| format!(", shell {}", s.display()))
+                            .unwrap_or_default()
+                    ),
+                    Err(e) => println!("{name:>12}  {e}"),
+                }
+            }
+        }
+        args::OvmfAction::List => {
+            println!("installed:");
+            for arch in ARCHES {
+                let name = arch.name();
+                let search = image_runner_ovmf::Search::system(arch, inv.env.clone());
+                match image_runner_ovmf::find(&search) {
+                    Ok(pair) => println!("{name:>12}  {}", image_runner_ovmf::describe(&pair)),
+                    Err(_) => println!(
+                        "{name:>12}  none ({})",
+                        image_runner_ovmf::install_hint(arch)
+                    ),
+                }
+            }
+            let cache = cache::Cache::new(&cache_dir);
+            println!("downloaded ({}):", cache.root().display());
+            let listed = cache.list();
+            if listed.is_empty() {
+                println!("  none");
+            }
+            for (entry, problem) in listed {
+                let size: u64 = entry.files.iter().map(|(_, size, _)| size).sum();
+                let problem = problem
+                    .map(|p| format!("  (damaged: {p}; it will be fetched again)"))
+                    .unwrap_or_default();
+                println!(
+                    "  {}  sha256 {}  {:.1} MiB{problem}",
+                    entry.tag,
+                    entry.sha256,
+                    size as f64 / f64::from(1 << 20)
+                );
+            }
         }
     }
     Ok(exit_code::SUCCESS)

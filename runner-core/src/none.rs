@@ -41,10 +41,11 @@ const APP_DIR: &str = "EFI/image-runner";
 /// The shell script that starts the application at `\EFI\image-runner\<app>` with `cmdline`,
 /// on whichever file system holds it, and powers the machine off when it returns.
 fn startup_script(app: &str, cmdline: &str) -> String {
-    // `^` escapes the shell's special characters; quotes are the user's own.
+    // `^` escapes the characters the shell would take as variables or comments; quotes (and
+    // `^` itself) are the user's own. Redirections and pipes are refused before staging.
     let mut args = String::new();
     for c in cmdline.trim().chars() {
-        if matches!(c, '^' | '%' | '#' | '>' | '<' | '|') {
+        if matches!(c, '%' | '#') {
             args.push('^');
         }
         args.push(c);
@@ -102,6 +103,11 @@ impl NoBootloader {
                 return Err(Error::Config(format!(
                     "`cmdline` holds a control character (a line break?); a UEFI application's arguments are one line: `{}`",
                     cmdline.escape_debug()
+                )));
+            }
+            if let Some(c) = cmdline.chars().find(|c| matches!(c, '<' | '>' | '|')) {
+                return Err(Error::Config(format!(
+                    "`cmdline = \"{cmdline}\"` holds `{c}`, which the UEFI shell that passes a UEFI application its arguments takes as a redirection or a pipe (it cannot be escaped there); remove it"
                 )));
             }
             let Some(shell) = &ctx.uefi_shell else {
