@@ -596,6 +596,14 @@ mod tests {
     }
 
     #[test]
+    fn the_uefi_shells_startup_countdown_is_answered_once() {
+        // As edk2's shell draws it on the serial console (colours and cursor moves).
+        let drawn = b"UEFI Interactive Shell v2.2\r\n\x1b[09;01HPress \x1b[1m\x1b[37m\x1b[40mESC\x1b[0m\x1b[37m\x1b[40m in 5 seconds to skip \x1b[1m\x1b[33m\x1b[40mstartup.nsh\x1b[0m\x1b[37m\x1b[40m or any other key to continue.\r\n";
+        let hits = boot_hits_any_chunking(drawn);
+        assert_eq!(hits, [BootHit::Type("\r".into())]);
+    }
+
+    #[test]
     fn grub_giving_up() {
         // Captured from GRUB 2.06 (BIOS) with a menu entry naming a missing kernel.
         let log = include_bytes!("../tests/fixtures/grub-gives-up.log");

@@ -158,3 +158,99 @@ impl NoBootloader {
         Ok(staging)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::decisions::{Decisions, ImagePlan, RunMode};
+    use crate::kernel::{Arch, KernelFormat};
+    use crate::media::ImageKind;
+    use crate::staging::ImagePath;
+
+    fn context(cmdline: &str, shell: Option<&str>) -> Context {
+        let kernel = Kernel::described(
+            "/k/my-app.efi",
+            KernelFormat::Pe { efi_app: true },
+            Arch::X86_64,
+        );
+        let decisions = Decisions::new(
+            BootKind::Uefi,
+            Arch::X86_64,
+            Some(ImagePlan::new("fat", ImageKind::Fat)),
+            RunMode::choose(&Config::default(), false),
+        );
+        let mut ctx = Context::for_tests(kernel, decisions, std::path::Path::new("/p"));
+        ctx.config.cmdline = cmdline.into();
+        ctx.uefi_shell = shell.map(Into::into);
+        ctx
+    }
+
+    fn source(staging: &Staging, path: &str) -> Option<Source> {
+        staging
+            .entries
+            .get(&ImagePath::new(path).unwrap())
+            .cloned()
+    }
+
+    #[test]
+    fn without_arguments_the_application_is_the_boot_file() {
+        let ctx = context("", None);
+        assert!(!NoBootloader.wants_uefi_shell(&ctx));
+        let staging = NoBootloader.staging(&ctx).unwrap();
+        assert_eq!(
+            source(&staging, "EFI/BOOT/BOOTX64.EFI"),
+            Some(Source::File("/k/my-app.efi".into()))
+        );
+        assert_eq!(staging.entries.len(), 1);
+    }
+
+    #[test]
+    fn arguments_go_through_the_shell_and_its_startup_script() {
+        let ctx = context("  one 50% #two \"three four\" ", Some("/fw/shell.efi"));
+        assert!(NoBootloader.wants_uefi_shell(&ctx));
+        let staging = NoBootloader.staging(&ctx).unwrap();
+        assert_eq!(
+            source(&staging, "EFI/BOOT/BOOTX64.EFI"),
+            Some(Source::File("/fw/shell.efi".into()))
+        );
+        assert_eq!(
+            source(&staging, "EFI/image-runner/my-app.efi"),
+            Some(Source::File("/k/my-app.efi".into()))
+        );
+        let Some(Source::Bytes(script)) = source(&staging, "EFI/BOOT/startup.nsh") else {
+            panic!("no startup.nsh");
+        };
+        let script = String::from_utf8(script).unwrap();
+        assert!(
+            script.contains("    \\EFI\\image-runner\\my-app.efi one 50^% ^#two \"three four\"\r\n"),
+            "{script}"
+        );
+        assert!(script.contains("reset -s"), "{script}");
+    }
+
+    #[test]
+    fn arguments_without_a_shell_or_with_redirections_are_errors() {
+        let err = NoBootloader
+            .staging(&context("one", None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ovmf.shell") && err.contains("cmdline = \"one\""),
+            "{err}"
+        );
+        let err = NoBootloader
+            .staging(&context("a > b", Some("/fw/shell.efi")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`>`"), "{err}");
+        assert_eq!(
+            app_name(&Kernel::described(
+                "/k/odd name",
+                KernelFormat::Pe { efi_app: true },
+                Arch::X86_64
+            )),
+            "kernel.efi"
+        );
+    }
+}

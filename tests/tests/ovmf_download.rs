@@ -499,7 +499,13 @@ fn eight_concurrent_runs_download_once() {
         wait(child).assert_code(0);
     }
     assert_eq!(server.requests(), 1);
-    assert_eq!(cache_contents(&project), [sum]);
+    assert_eq!(cache_contents(&project), [sum.clone()]);
+    let list = project.run(["ovmf", "list"], &[]);
+    list.assert_code(0);
+    assert!(
+        list.stdout.contains(&format!("{TAG}  sha256 {sum}")),
+        "{list}"
+    );
 }
 
 #[test]
@@ -665,4 +671,29 @@ fn efi_args_fixture_reads_its_load_options() {
     run.assert_code(0)
         .assert_serial_line(kernels::marker(Kernel::EfiArgs, Variant::Pass));
     assert!(run.stdout.lines().any(|l| l.starts_with("ARGS: ")), "{run}");
+}
+
+#[test]
+fn doctor_says_per_architecture_what_a_run_would_use() {
+    let project = Project::new(runner_bin!(), "");
+    let run = project.run(["doctor"], &[]);
+    run.assert_code(0);
+    let line = |arch: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.contains(&format!("UEFI firmware for {arch}:")))
+            .unwrap_or_else(|| panic!("no line for {arch}:\n{run}"))
+            .to_owned()
+    };
+    // Installed here (Debian's ovmf and qemu-efi-aarch64).
+    assert!(line("x86_64").contains("(installed)"), "{run}");
+    assert!(line("aarch64").contains("(installed)"), "{run}");
+    // Debian 12 packages no RISC-V or LoongArch edk2: the download, and what to install.
+    for arch in ["riscv64", "loongarch64"] {
+        let line = line(arch);
+        assert!(line.trim_start().starts_with("warn"), "{line}");
+        for word in [TAG, "Debian", "Fedora", "Arch", "macOS", "ovmf fetch"] {
+            assert!(line.contains(word), "{word} missing: {line}");
+        }
+    }
 }
