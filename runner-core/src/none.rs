@@ -187,10 +187,7 @@ mod tests {
     }
 
     fn source(staging: &Staging, path: &str) -> Option<Source> {
-        staging
-            .entries
-            .get(&ImagePath::new(path).unwrap())
-            .cloned()
+        staging.entries.get(&ImagePath::new(path).unwrap()).cloned()
     }
 
     #[test]
@@ -223,7 +220,8 @@ mod tests {
         };
         let script = String::from_utf8(script).unwrap();
         assert!(
-            script.contains("    \\EFI\\image-runner\\my-app.efi one 50^% ^#two \"three four\"\r\n"),
+            script
+                .contains("    \\EFI\\image-runner\\my-app.efi one 50^% ^#two \"three four\"\r\n"),
             "{script}"
         );
         assert!(script.contains("reset -s"), "{script}");

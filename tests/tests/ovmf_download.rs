@@ -94,7 +94,7 @@ fn tar_xz(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         header.set_size(0);
         builder
             .append_data(&mut header, dir, std::io::empty())
-            .unwrap();
+            .expect("write a tar entry");
     }
     for (path, data) in files {
         let mut header = tar::Header::new_ustar();
@@ -102,11 +102,15 @@ fn tar_xz(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         header.set_size(data.len() as u64);
         builder
             .append_data(&mut header, format!("{TAG}-bin/{path}"), data.as_slice())
-            .unwrap();
+            .expect("write a tar entry");
     }
-    let tar = builder.into_inner().unwrap();
+    let tar = builder.into_inner().expect("finish the tar");
+    xz(&tar)
+}
+
+fn xz(tar: &[u8]) -> Vec<u8> {
     let mut xz = Vec::new();
-    lzma_rs::xz_compress(&mut tar.as_slice(), &mut xz).unwrap();
+    lzma_rs::xz_compress(&mut &tar[..], &mut xz).expect("compress");
     xz
 }
 
@@ -173,7 +177,7 @@ struct Server {
 impl Server {
     fn start(reply: Reply) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let port = listener.local_addr().unwrap().port();
+        let port = listener.local_addr().expect("the bound port").port();
         let requests = Arc::new(AtomicUsize::new(0));
         let reply = Arc::new(Mutex::new(reply));
         let (count, shared) = (requests.clone(), reply.clone());
@@ -200,7 +204,7 @@ impl Server {
     }
 
     fn set(&self, reply: Reply) {
-        *self.reply.lock().unwrap() = reply;
+        *self.reply.lock().unwrap_or_else(|e| e.into_inner()) = reply;
     }
 
     fn requests(&self) -> usize {
@@ -221,7 +225,10 @@ impl Server {
 }
 
 fn serve(stream: TcpStream, count: &AtomicUsize, reply: &Mutex<Reply>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let Ok(copy) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(copy);
     let mut line = String::new();
     let mut first = String::new();
     loop {
@@ -237,7 +244,7 @@ fn serve(stream: TcpStream, count: &AtomicUsize, reply: &Mutex<Reply>) {
         }
     }
     count.fetch_add(1, Ordering::SeqCst);
-    let reply = reply.lock().unwrap().clone();
+    let reply = reply.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut out = stream;
     let head = |len: usize| {
         format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
@@ -322,7 +329,7 @@ fn the_efi_app_boots_with_downloaded_firmware_and_later_runs_reuse_it() {
         std::fs::read(entry.join("x64/code.fd")).unwrap(),
         read("/usr/share/OVMF/OVMF_CODE_4M.fd")
     );
-    assert_eq!(cache_contents(&project), [sum.clone()]);
+    assert_eq!(cache_contents(&project), std::slice::from_ref(&sum));
     // The next run takes the firmware from the cache: no request.
     let printed = project.run([OsArg::from("--print-cmd"), kernel.into()], &[]);
     printed.assert_code(0);
@@ -499,7 +506,7 @@ fn eight_concurrent_runs_download_once() {
         wait(child).assert_code(0);
     }
     assert_eq!(server.requests(), 1);
-    assert_eq!(cache_contents(&project), [sum.clone()]);
+    assert_eq!(cache_contents(&project), std::slice::from_ref(&sum));
     let list = project.run(["ovmf", "list"], &[]);
     list.assert_code(0);
     assert!(
@@ -631,8 +638,7 @@ fn archive_entries_that_climb_out_or_link_out_are_refused() {
         );
         tar.extend_from_slice(&entry);
         tar.resize(tar.len() + 1024, 0);
-        let mut xz = Vec::new();
-        lzma_rs::xz_compress(&mut tar.as_slice(), &mut xz).unwrap();
+        let xz = xz(&tar);
         let server = Server::ok(&xz);
         let project = Project::new(runner_bin!(), &server.config(&sha256(&xz)));
         let run = fetch(&project, &[]);
