@@ -273,6 +273,10 @@ pub fn acquire(
         } else if net.offline {
             return Err(offline_error(cache, release, &first));
         } else {
+            eprintln!(
+                "    Fetching UEFI firmware {} from {}",
+                release.tag, release.url
+            );
             let sum = download::download(&release.url, &download_temp, &net.download)?;
             (download_temp.clone(), sum)
         };

@@ -70,9 +70,7 @@ pub fn download(url: &str, dest: &Path, options: &DownloadOptions) -> Result<Str
             Err(Failure::Transient(why)) => {
                 last = why;
                 if attempt < attempts {
-                    if options.progress {
-                        eprintln!("warning: downloading {url}: {last}; trying again");
-                    }
+                    eprintln!("warning: downloading {url}: {last}; trying again");
                     std::thread::sleep(wait);
                     wait *= 2;
                 }

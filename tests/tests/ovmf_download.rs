@@ -172,6 +172,8 @@ struct Server {
     port: u16,
     requests: Arc<AtomicUsize>,
     reply: Arc<Mutex<Reply>>,
+    /// The request lines received (CONNECT requests of a proxy client included).
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -180,19 +182,21 @@ impl Server {
         let port = listener.local_addr().expect("the bound port").port();
         let requests = Arc::new(AtomicUsize::new(0));
         let reply = Arc::new(Mutex::new(reply));
-        let (count, shared) = (requests.clone(), reply.clone());
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (count, shared, seen) = (requests.clone(), reply.clone(), lines.clone());
         std::thread::spawn(move || {
             // Bounded: no test makes more than a few dozen requests.
             for stream in listener.incoming().take(64) {
                 let Ok(stream) = stream else { continue };
-                let (count, shared) = (count.clone(), shared.clone());
-                std::thread::spawn(move || serve(stream, &count, &shared));
+                let (count, shared, seen) = (count.clone(), shared.clone(), seen.clone());
+                std::thread::spawn(move || serve(stream, &count, &shared, &seen));
             }
         });
         Server {
             port,
             requests,
             reply,
+            lines,
         }
     }
 
@@ -224,23 +228,45 @@ impl Server {
     }
 }
 
-fn serve(stream: TcpStream, count: &AtomicUsize, reply: &Mutex<Reply>) {
+fn serve(
+    mut stream: TcpStream,
+    count: &AtomicUsize,
+    reply: &Mutex<Reply>,
+    lines: &Mutex<Vec<String>>,
+) {
     let Ok(copy) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(copy);
     let mut line = String::new();
-    let mut first = String::new();
     loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
+        // One request head; a proxy client's CONNECT is granted and the tunnel (to this same
+        // server) carries the real request.
+        let mut first = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if first.is_empty() {
+                first = line.trim_end().to_owned();
+            }
+            if line == "\r\n" {
+                break;
+            }
         }
-        if first.is_empty() {
-            first = line.clone();
-        }
-        if line == "\r\n" {
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(first.clone());
+        if !first.starts_with("CONNECT ") {
             break;
+        }
+        if stream
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .is_err()
+        {
+            return;
         }
     }
     count.fetch_add(1, Ordering::SeqCst);
@@ -448,6 +474,31 @@ fn a_connection_dropped_midway_is_never_cached_and_the_next_run_succeeds() {
         pace: Duration::ZERO,
     });
     fetch(&project, &[]).assert_code(0);
+    assert_eq!(cache_contents(&project), [sum]);
+}
+
+#[test]
+fn the_proxy_from_the_environment_is_used() {
+    let archive = good_archive();
+    let server = Server::ok(archive);
+    let sum = sha256(archive);
+    // A host that does not resolve: only the proxy can reach it.
+    let project = Project::new(
+        runner_bin!(),
+        &format!(
+            "[ovmf]\nsource = \"download\"\nurl = \"http://firmware.invalid/{{tag}}.tar.xz\"\nsha256 = \"{sum}\"\n"
+        ),
+    );
+    let proxy = format!("http://127.0.0.1:{}", server.port);
+    fetch(&project, &[("HTTP_PROXY", &proxy), ("http_proxy", &proxy)]).assert_code(0);
+    let lines = server.lines.lock().unwrap().clone();
+    assert_eq!(
+        lines,
+        [
+            "CONNECT firmware.invalid:80 HTTP/1.1".to_owned(),
+            format!("GET /{TAG}.tar.xz HTTP/1.1")
+        ]
+    );
     assert_eq!(cache_contents(&project), [sum]);
 }
 
