@@ -416,6 +416,32 @@ fn cmdline_reaches_a_uefi_application_through_the_downloaded_shell() {
 }
 
 #[test]
+fn cmdline_with_installed_firmware_takes_only_the_shell_from_the_release() {
+    let archive = good_archive();
+    let server = Server::ok(archive);
+    let sum = sha256(archive);
+    // `source = "auto"`: the installed OVMF boots; the shell comes from the release.
+    let project = Project::new(
+        runner_bin!(),
+        &format!(
+            "cmdline = \"one\"\n[ovmf]\nurl = \"{}\"\nsha256 = \"{sum}\"\n",
+            server.url()
+        ),
+    );
+    let run = project.run(
+        [
+            OsArg::from("-v"),
+            kernels::path(Kernel::EfiArgs, Variant::Pass).into(),
+        ],
+        &[],
+    );
+    run.assert_code(0)
+        .assert_serial_line("ARGS: \\EFI\\image-runner\\efi-args-pass.efi one")
+        .assert_stderr_contains("(installed)");
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
 fn cmdline_for_a_uefi_application_without_a_shell_is_an_error() {
     let project = Project::new(
         runner_bin!(),
