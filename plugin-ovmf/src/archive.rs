@@ -191,7 +191,7 @@ impl Write for Capped {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A `.tar.xz` made of raw tar headers, so entries no well-behaved writer would make

@@ -422,3 +422,89 @@ fn offline_error(cache: &Cache, release: &Release, problem: &str) -> Error {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::tests::tar_xz;
+
+    fn release_of(archive: &[u8]) -> Release {
+        Release {
+            tag: "edk2-test-r1".into(),
+            url: "http://127.0.0.1:9/edk2-test-r1-bin.tar.xz".into(),
+            sha256: download::hex(&<sha2::Sha256 as sha2::Digest>::digest(archive)),
+        }
+    }
+
+    #[test]
+    fn a_placed_archive_is_published_offline_padded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let archive = tar_xz(&[
+            ("r/x64/code.fd", b'0', b"code", ""),
+            ("r/x64/vars.fd", b'0', b"vars", ""),
+            ("r/aarch64/code.fd", b'0', b"aa", ""),
+            ("r/aarch64/vars.fd", b'0', b"av", ""),
+        ]);
+        let release = release_of(&archive);
+        let offline = Net {
+            offline: true,
+            ..Net::default()
+        };
+        let err = acquire(&cache, &release, None, Check::Quick, &offline)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&cache.placed_archive(&release).display().to_string())
+                && err.contains(&release.url),
+            "{err}"
+        );
+        std::fs::create_dir_all(cache.root()).unwrap();
+        std::fs::write(cache.placed_archive(&release), &archive).unwrap();
+        let entry = acquire(&cache, &release, None, Check::Full, &offline).unwrap();
+        let x64 = entry.arch(Arch::X86_64).unwrap();
+        assert_eq!(std::fs::read(&x64.code).unwrap(), b"code");
+        assert_eq!(x64.shell, None);
+        let aa = entry.arch(Arch::Aarch64).unwrap();
+        assert_eq!(std::fs::metadata(&aa.code).unwrap().len(), 64 << 20);
+        let err = entry.arch(Arch::Riscv64).unwrap_err().to_string();
+        assert!(err.contains("riscv64") && err.contains("x64"), "{err}");
+
+        // Same size, other bytes: a quick check sees the newer file, a full one its sum.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&x64.vars, b"VARS").unwrap();
+        let problem = cache
+            .check(&release.sha256, Some(Arch::X86_64), Check::Quick)
+            .unwrap_err();
+        assert!(problem.contains("changed"), "{problem}");
+        // Another architecture's files are not looked at.
+        cache
+            .check(&release.sha256, Some(Arch::Aarch64), Check::Quick)
+            .unwrap();
+        let entry = acquire(&cache, &release, Some(Arch::X86_64), Check::Quick, &offline).unwrap();
+        assert_eq!(
+            std::fs::read(entry.arch(Arch::X86_64).unwrap().vars).unwrap(),
+            b"vars"
+        );
+    }
+
+    #[test]
+    fn a_placed_archive_with_another_sum_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let archive = tar_xz(&[("r/x64/code.fd", b'0', b"code", "")]);
+        let mut release = release_of(&archive);
+        release.sha256 = "0".repeat(64);
+        std::fs::create_dir_all(cache.root()).unwrap();
+        std::fs::write(cache.placed_archive(&release), &archive).unwrap();
+        let offline = Net {
+            offline: true,
+            ..Net::default()
+        };
+        let err = acquire(&cache, &release, None, Check::Quick, &offline)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nothing was cached"), "{err}");
+        assert!(!cache.entry_dir(&release.sha256).exists());
+    }
+}
