@@ -37,8 +37,6 @@ pub struct Located {
     pub pair: FirmwarePair,
     /// "installed", or the downloaded release and its folder.
     pub origin: String,
-    /// The downloaded release's files, when the firmware came from there.
-    pub downloaded: Option<cache::ArchFiles>,
 }
 
 /// What the firmware search and the download need, outside a run too (`ovmf fetch`, `doctor`).
@@ -105,7 +103,6 @@ pub fn locate(settings: &Settings, search: &Search) -> Result<Located, Error> {
         find(search).map(|pair| Located {
             pair,
             origin: "installed".into(),
-            downloaded: None,
         })
     };
     let downloaded = || -> Result<Located, Error> {
@@ -113,15 +110,14 @@ pub fn locate(settings: &Settings, search: &Search) -> Result<Located, Error> {
         let files = entry.arch(search.arch)?;
         Ok(Located {
             pair: FirmwarePair::Pflash {
-                code: files.code.clone(),
-                vars: files.vars.clone(),
+                code: files.code,
+                vars: files.vars,
             },
             origin: format!(
                 "downloaded release {} in {}",
                 entry.tag,
                 entry.dir.display()
             ),
-            downloaded: Some(files),
         })
     };
     match settings.config.source {
@@ -323,8 +319,6 @@ pub fn describe(pair: &FirmwarePair) -> String {
     match pair {
         FirmwarePair::Unified(path) => format!("{} (unified)", path.display()),
         FirmwarePair::Pflash { code, vars } => format!("{} + {}", code.display(), vars.display()),
-        #[allow(unreachable_patterns)]
-        _ => "?".into(),
     }
 }
 
