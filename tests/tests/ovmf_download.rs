@@ -576,8 +576,16 @@ fn eight_concurrent_runs_download_once() {
     });
     let sum = sha256(archive);
     let project = Project::new(runner_bin!(), &server.config(&sum));
+    // Four runs (which resolve the firmware before printing QEMU's command) and four fetches.
+    let kernel = kernels::path(Kernel::EfiApp, Variant::Pass).into_os_string();
     let children: Vec<_> = (0..8)
-        .map(|_| project.spawn(["ovmf", "fetch", "--arch", "x86_64"], &[]))
+        .map(|i| {
+            if i % 2 == 0 {
+                project.spawn([OsArg::from("--print-cmd"), kernel.clone()], &[])
+            } else {
+                project.spawn(["ovmf", "fetch", "--arch", "x86_64"].map(OsArg::from), &[])
+            }
+        })
         .collect();
     for child in children {
         wait(child).assert_code(0);
