@@ -1,5 +1,7 @@
-//! Links the kernel as a freestanding ELF with our own linker script instead
-//! of as a Linux program: no C runtime, no libc, no dynamic linking, no PIE.
+//! Links the kernel and its test kernel as freestanding ELF files with our own
+//! linker script instead of as Linux programs: no C runtime, no libc, no
+//! dynamic linking, no PIE. `-u pvh_start` makes sure the boot code in the
+//! library is linked in although nothing calls it.
 
 fn main() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/linker.ld");
@@ -10,7 +12,9 @@ fn main() {
         "-nostdlib",
         "-static",
         "-no-pie",
+        "-Wl,-u,pvh_start",
     ] {
         println!("cargo::rustc-link-arg-bins={arg}");
+        println!("cargo::rustc-link-arg-tests={arg}");
     }
 }

@@ -7,4 +7,5 @@
 pub mod fixture_boot;
 pub mod kernels;
 pub mod runner;
+pub mod rust_ktest;
 pub mod tools;

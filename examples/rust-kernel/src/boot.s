@@ -2,7 +2,8 @@
  * Entry point, reached through the PVH boot protocol: QEMU (`-kernel`)
  * finds the note below and jumps to pvh_start in 32-bit protected mode with
  * paging off. Rust code needs 64-bit long mode, so this sets up the bare
- * minimum for it (page tables, PAE, EFER.LME, a GDT) and calls kernel_main.
+ * minimum for it (page tables, PAE, EFER.LME, a GDT) and calls kernel_main
+ * with the address of the PVH start info (which holds the command line).
  * AT&T syntax because it is the least trouble for mixed 32/64-bit code.
  */
 
@@ -84,7 +85,11 @@ long_mode:
     xor %ax, %ax
     mov %ax, %fs
     mov %ax, %gs
-    /* boot_stack_top is 16-byte aligned, as the SysV ABI wants at a call. */
+    /* kernel_main(start_info): EBX still holds the PVH start info's
+     * physical address (nothing above touches it); the 32-bit move clears
+     * the upper half. boot_stack_top is 16-byte aligned, as the SysV ABI
+     * wants at a call. */
+    mov %ebx, %edi
     call kernel_main
 2:
     cli
