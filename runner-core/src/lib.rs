@@ -11,6 +11,7 @@ pub mod command;
 pub mod config;
 pub mod context;
 pub mod decisions;
+pub mod dynamic;
 pub mod error;
 pub mod fs;
 pub mod kernel;
@@ -37,7 +38,7 @@ pub use media::{
 pub use pipeline::Pipeline;
 pub use plugin::{Bootloader, BuildRequest, Firmware, ImageFormat, Runner, Staged};
 pub use protocol::{Protocol, ProtocolChoice};
-pub use registry::Registry;
+pub use registry::{Origin, PluginInfo, Registry};
 pub use serial::{Control, SerialHandler};
 pub use session::{Builder, RunResult, Session};
 pub use staging::{BootHints, HostFiles, ImagePath, Source, Staging};

@@ -64,7 +64,9 @@ impl fmt::Display for Source {
 
 /// A normalised path inside an image: `/`-separated, relative to the image root, no `.` or `..`
 /// components, never empty.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(into = "String", try_from = "String")]
 pub struct ImagePath(String);
 

@@ -1,0 +1,159 @@
+//! Which plugin libraries an invocation asks for. They must be loaded before the config is
+//! checked (their sections belong to them), so `plugins` is read here from each config source
+//! on its own, before the layered config exists: every source's list (and the selected
+//! profile's) adds up, each path relative to the file that names it; then `--plugin` paths,
+//! relative to the current directory. A malformed entry is skipped here and reported, with its
+//! position, by the config check that follows.
+
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+use crate::context::{Invocation, Project};
+use crate::error::Error;
+use crate::registry::Registry;
+
+/// One plugin library to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PluginRequest {
+    /// The library (absolute).
+    pub path: PathBuf,
+    /// Its plugins replace plugins of the same kind and name.
+    pub replace: bool,
+    /// Where it was named, for errors (`/p/Cargo.toml`, `--plugin`).
+    pub named_in: String,
+}
+
+/// The plugin libraries `inv` asks for, in order, each once.
+pub fn requested(inv: &Invocation) -> Vec<PluginRequest> {
+    let mut found = Vec::new();
+    let profile = inv
+        .profile
+        .clone()
+        .or_else(|| inv.env.get("CARGO_IMAGE_RUNNER_PROFILE").cloned())
+        .filter(|p| !p.is_empty());
+    let project = Project::discover(inv, None).ok();
+    if let Some(project) = &project {
+        if inv.read_project_config {
+            let root = project.workspace_root.join("Cargo.toml");
+            let package = project.manifest_dir.join("Cargo.toml");
+            let file = project.manifest_dir.join("image-runner.toml");
+            for (path, section) in [
+                (&root, Some("workspace")),
+                (&package, Some("package")),
+                (&file, None),
+            ] {
+                let Ok(text) = std::fs::read_to_string(path) else {
+                    continue;
+                };
+                let Ok(table) = text.parse::<Table>() else {
+                    continue;
+                };
+                let table = match section {
+                    Some(section) => table
+                        .get(section)
+                        .and_then(|v| v.get("metadata"))
+                        .and_then(|v| v.get("image-runner"))
+                        .and_then(Value::as_table)
+                        .cloned(),
+                    None => Some(table),
+                };
+                if let Some(table) = table {
+                    let base = path.parent().unwrap_or(Path::new("."));
+                    entries(&table, profile.as_deref(), base, path, &mut found);
+                }
+            }
+        }
+        if let Some((label, text)) = &inv.config_text
+            && let Ok(table) = text.parse::<Table>()
+        {
+            entries(
+                &table,
+                profile.as_deref(),
+                &project.manifest_dir,
+                Path::new(label),
+                &mut found,
+            );
+        }
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    for path in &inv.plugins {
+        add(
+            &mut found,
+            PluginRequest {
+                path: cwd.join(path),
+                replace: false,
+                named_in: "--plugin".into(),
+            },
+        );
+    }
+    found
+}
+
+/// `plugins` of `table` and of its profile `profile`.
+fn entries(
+    table: &Table,
+    profile: Option<&str>,
+    base: &Path,
+    file: &Path,
+    found: &mut Vec<PluginRequest>,
+) {
+    let mut lists = vec![(table.get("plugins"), String::new())];
+    if let Some(name) = profile {
+        let list = table
+            .get("profile")
+            .and_then(|p| p.get(name))
+            .and_then(|p| p.get("plugins"));
+        lists.push((list, format!(" (profile `{name}`)")));
+    }
+    for (list, note) in lists {
+        let Some(Value::Array(items)) = list else {
+            continue;
+        };
+        for item in items {
+            let (path, replace) = match item {
+                Value::String(path) => (path.as_str(), false),
+                Value::Table(t) => match (t.get("path"), t.get("replace")) {
+                    (Some(Value::String(path)), None) => (path.as_str(), false),
+                    (Some(Value::String(path)), Some(Value::Boolean(replace))) => {
+                        (path.as_str(), *replace)
+                    }
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            add(
+                found,
+                PluginRequest {
+                    path: base.join(path),
+                    replace,
+                    named_in: format!("`plugins` of {}{note}", file.display()),
+                },
+            );
+        }
+    }
+}
+
+/// Adds `request` unless the same library is there already (then `replace` adds up).
+fn add(found: &mut Vec<PluginRequest>, request: PluginRequest) {
+    let same = |a: &Path, b: &Path| {
+        a == b
+            || matches!(
+                (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+                (Ok(x), Ok(y)) if x == y
+            )
+    };
+    match found.iter_mut().find(|r| same(&r.path, &request.path)) {
+        Some(known) => known.replace |= request.replace,
+        None => found.push(request),
+    }
+}
+
+/// Loads every library `inv` asks for ([`requested`]) into `registry`.
+pub fn load_requested(registry: &mut Registry, inv: &Invocation) -> Result<(), Error> {
+    for request in requested(inv) {
+        super::load_library(registry, &request.path, request.replace, &request.named_in)?;
+    }
+    Ok(())
+}
