@@ -111,7 +111,7 @@ unsafe impl Send for Exported {}
 impl Exported {
     fn new(plugins: Vec<Plugin>, version: &str) -> Exported {
         let version = version.to_owned();
-                let descriptors: Vec<Descriptor> = plugins
+        let descriptors: Vec<Descriptor> = plugins
             .iter()
             .map(|plugin| {
                 let (kind, name) = plugin.kind_and_name();

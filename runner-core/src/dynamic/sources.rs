@@ -84,7 +84,7 @@ pub fn requested(inv: &Invocation) -> Vec<PluginRequest> {
             PluginRequest {
                 path: cwd.join(path),
                 replace: false,
-                named_in: "--plugin".into(),
+                named_in: "`--plugin`".into(),
             },
         );
     }
