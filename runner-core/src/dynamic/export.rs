@@ -3,7 +3,7 @@
 //! under `catch_unwind`, so a panic in a plugin becomes an error in the host, never an abort.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -176,6 +176,20 @@ static HOST: OnceLock<HostApi> = OnceLock::new();
 
 thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    static IN_CALL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` as a call from the host: a panic is caught, its message kept for the host.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    install_panic_hook();
+    let outer = IN_CALL.with(|c| c.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_CALL.with(|c| c.set(outer));
+    result.map_err(|payload| {
+        LAST_PANIC
+            .with(|last| last.borrow_mut().take())
+            .unwrap_or_else(|| panic_text(payload.as_ref()))
+    })
 }
 
 /// The body of the generated entry symbol: remembers the host's callbacks, makes the exported
@@ -190,7 +204,6 @@ pub unsafe fn entry(
     version: &'static str,
     make: impl FnOnce() -> Vec<Plugin>,
 ) -> *const Header {
-    install_panic_hook();
     if !host.is_null() {
         // SAFETY: the first three fields of a HostApi are always there (caller's promise).
         let (size, major) = unsafe {
@@ -204,29 +217,29 @@ pub unsafe fn entry(
             let _ = HOST.set(unsafe { std::ptr::read(host) });
         }
     }
-    match catch_unwind(AssertUnwindSafe(|| {
-        &cell.get_or_init(|| Exported::new(make(), version)).header as *const Header
-    })) {
+    match guarded(|| &cell.get_or_init(|| Exported::new(make(), version)).header as *const Header) {
         Ok(header) => header,
-        Err(payload) => {
+        Err(text) => {
             log(
                 abi::level::WARN,
-                &format!(
-                    "making the plugins panicked: {}",
-                    panic_text(payload.as_ref())
-                ),
+                &format!("making the plugins panicked: {text}"),
             );
             std::ptr::null()
         }
     }
 }
 
-/// Panics inside a plugin are caught and reported to the host as errors; the hook keeps their
-/// message (with its location) for that report instead of printing it.
+/// Panics inside a host's call are caught and reported to the host as errors; the hook keeps
+/// their message (with its location) for that report instead of printing it. Other panics go
+/// to the hook that was there before.
 fn install_panic_hook() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        std::panic::set_hook(Box::new(|info| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_CALL.with(Cell::get) {
+                return previous(info);
+            }
             let location = info
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
@@ -267,22 +280,17 @@ unsafe extern "C" fn call_plugin(
     host: *const HostCall,
     out: *mut Buf,
 ) -> u32 {
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    let result = guarded(|| {
         // SAFETY: `instance` is the pointer this library put into the descriptor.
         let plugin = unsafe { &*instance.cast::<Plugin>() };
         // SAFETY: the host passes a valid message for the duration of the call.
         let input = unsafe { input.as_bytes() };
         dispatch(plugin, method, input, host)
-    }));
+    });
     let (code, bytes) = match result {
         Ok(Ok(bytes)) => (status::OK, bytes),
         Ok(Err((code, text))) => (code, text.into_bytes()),
-        Err(payload) => {
-            let text = LAST_PANIC
-                .with(|last| last.borrow_mut().take())
-                .unwrap_or_else(|| panic_text(payload.as_ref()));
-            (status::PANIC, text.into_bytes())
-        }
+        Err(text) => (status::PANIC, text.into_bytes()),
     };
     if !out.is_null() {
         let mut bytes = std::mem::ManuallyDrop::new(bytes);

@@ -479,7 +479,19 @@ pub fn load_library(
     replace: bool,
     named_in: &str,
 ) -> Result<Vec<(&'static str, String)>, Error> {
-    let handles = open(path, named_in)?;
+    let entry = open(path, named_in)?;
+    load_entry(registry, entry, path, replace, named_in)
+}
+
+/// Like [`load_library`] with the library's entry function already found.
+pub(crate) fn load_entry(
+    registry: &mut Registry,
+    entry: EntryFn,
+    path: &Path,
+    replace: bool,
+    named_in: &str,
+) -> Result<Vec<(&'static str, String)>, Error> {
+    let handles = read_header(entry, path)?;
     let mut added = Vec::new();
     for handle in handles {
         let handle = Arc::new(handle);
@@ -519,8 +531,8 @@ pub fn load_library(
     Ok(added)
 }
 
-/// Opens the library and reads its header and descriptors.
-fn open(path: &Path, named_in: &str) -> Result<Vec<Handle>, Error> {
+/// Opens the library (never to close it) and finds its entry symbol.
+fn open(path: &Path, named_in: &str) -> Result<EntryFn, Error> {
     let fix = format!("fix the path in {named_in}");
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -567,6 +579,11 @@ fn open(path: &Path, named_in: &str) -> Result<Vec<Handle>, Error> {
             ));
         }
     };
+    Ok(entry)
+}
+
+/// Calls the entry and reads the header and descriptors it returns.
+fn read_header(entry: EntryFn, path: &Path) -> Result<Vec<Handle>, Error> {
     // SAFETY: the entry gets the host's API, valid for the life of the process.
     let header = unsafe { entry(&HOST_API) };
     if header.is_null() {

@@ -20,3 +20,6 @@ mod sources;
 pub use export::log;
 pub use host::load_library;
 pub use sources::{PluginRequest, load_requested, requested};
+
+#[cfg(test)]
+mod tests;
