@@ -2,8 +2,8 @@
 //! checked (their sections belong to them), so `plugins` is read here from each config source
 //! on its own, before the layered config exists: every source's list (and the selected
 //! profile's) adds up, each path relative to the file that names it; then `--plugin` paths,
-//! relative to the current directory. A malformed entry is skipped here and reported, with its
-//! position, by the config check that follows.
+//! relative to the current directory. A file that is not valid TOML is skipped here: the config
+//! check that follows reports it with its position.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +26,7 @@ pub struct PluginRequest {
 }
 
 /// The plugin libraries `inv` asks for, in order, each once.
-pub fn requested(inv: &Invocation) -> Vec<PluginRequest> {
+pub fn requested(inv: &Invocation) -> Result<Vec<PluginRequest>, Error> {
     let mut found = Vec::new();
     let profile = inv
         .profile
@@ -61,7 +61,7 @@ pub fn requested(inv: &Invocation) -> Vec<PluginRequest> {
                 };
                 if let Some(table) = table {
                     let base = path.parent().unwrap_or(Path::new("."));
-                    entries(&table, profile.as_deref(), base, path, &mut found);
+                    entries(&table, profile.as_deref(), base, path, &mut found)?;
                 }
             }
         }
@@ -74,7 +74,7 @@ pub fn requested(inv: &Invocation) -> Vec<PluginRequest> {
                 &project.manifest_dir,
                 Path::new(label),
                 &mut found,
-            );
+            )?;
         }
     }
     let cwd = std::env::current_dir().unwrap_or_default();
@@ -88,7 +88,7 @@ pub fn requested(inv: &Invocation) -> Vec<PluginRequest> {
             },
         );
     }
-    found
+    Ok(found)
 }
 
 /// `plugins` of `table` and of its profile `profile`.
@@ -98,7 +98,7 @@ fn entries(
     base: &Path,
     file: &Path,
     found: &mut Vec<PluginRequest>,
-) {
+) -> Result<(), Error> {
     let mut lists = vec![(table.get("plugins"), String::new())];
     if let Some(name) = profile {
         let list = table
@@ -108,20 +108,35 @@ fn entries(
         lists.push((list, format!(" (profile `{name}`)")));
     }
     for (list, note) in lists {
-        let Some(Value::Array(items)) = list else {
+        let Some(list) = list else {
             continue;
         };
+        let Value::Array(items) = list else {
+            return Err(Error::Config(format!(
+                "{}: `plugins`{note} must be a list, like `plugins = [\"libfoo.so\"]`; fix it",
+                file.display()
+            )));
+        };
         for item in items {
+            let bad = || {
+                Error::Config(format!(
+                    "{}: the `plugins` entry `{item}`{note} is neither a path nor a table like `{{ path = \"libfoo.so\", replace = true }}`; fix it",
+                    file.display()
+                ))
+            };
             let (path, replace) = match item {
                 Value::String(path) => (path.as_str(), false),
+                Value::Table(t) if t.keys().any(|k| k != "path" && k != "replace") => {
+                    return Err(bad());
+                }
                 Value::Table(t) => match (t.get("path"), t.get("replace")) {
                     (Some(Value::String(path)), None) => (path.as_str(), false),
                     (Some(Value::String(path)), Some(Value::Boolean(replace))) => {
                         (path.as_str(), *replace)
                     }
-                    _ => continue,
+                    _ => return Err(bad()),
                 },
-                _ => continue,
+                _ => return Err(bad()),
             };
             add(
                 found,
@@ -133,6 +148,7 @@ fn entries(
             );
         }
     }
+    Ok(())
 }
 
 /// Adds `request` unless the same library is there already (then `replace` adds up).
@@ -152,7 +168,21 @@ fn add(found: &mut Vec<PluginRequest>, request: PluginRequest) {
 
 /// Loads every library `inv` asks for ([`requested`]) into `registry`.
 pub fn load_requested(registry: &mut Registry, inv: &Invocation) -> Result<(), Error> {
-    for request in requested(inv) {
+    let from_env = inv
+        .env
+        .get("CARGO_IMAGE_RUNNER_PLUGINS")
+        .map(|_| "environment variable CARGO_IMAGE_RUNNER_PLUGINS");
+    let from_set = inv
+        .overrides
+        .iter()
+        .find(|o| o.split('=').next().map(str::trim) == Some("plugins"))
+        .map(|_| "`--set plugins=...`");
+    if let Some(source) = from_env.or(from_set) {
+        return Err(Error::Config(format!(
+            "{source}: plugin libraries are loaded before the config is read, so `plugins` is only read from config files and their profiles; use `--plugin PATH` on the command line"
+        )));
+    }
+    for request in requested(inv)? {
         super::load_library(registry, &request.path, request.replace, &request.named_in)?;
     }
     Ok(())
