@@ -346,3 +346,51 @@ fn a_name_clash_with_a_built_in_is_refused_unless_it_replaces_it() {
         "error: iso: the fixture's `iso` format builds nothing; it only replaces the built-in",
     );
 }
+
+#[test]
+fn plugins_entries_the_loader_cannot_read_are_refused() {
+    let project = Project::new(runner_bin!(), "plugins = [3]\n");
+    let run = project.run([multiboot(Variant::Pass)], &[]);
+    assert_error(
+        &run,
+        &format!(
+            "error: {}: the `plugins` entry `3` is neither a path nor a table like `{{ path = \"libfoo.so\", replace = true }}`; fix it",
+            project.root().join("Cargo.toml").display()
+        ),
+    );
+    let project = Project::new(runner_bin!(), "");
+    let run = project.run(
+        [
+            "--set".as_ref(),
+            "plugins=[\"a.so\"]".as_ref(),
+            multiboot(Variant::Pass).as_os_str(),
+        ],
+        &[],
+    );
+    assert_error(
+        &run,
+        "error: `--set plugins=...`: plugin libraries are loaded before the config is read, so `plugins` is only read from config files and their profiles; use `--plugin PATH` on the command line",
+    );
+}
+
+#[test]
+fn a_profile_adds_its_plugins() {
+    let (project, library) = project_with("fixture_no_entry", "");
+    // The library is named only in profile `ci`: without the profile nothing is loaded.
+    std::fs::write(
+        project.root().join("image-runner.toml"),
+        "[profile.ci]\nplugins = [\"plugins/libfixture_no_entry.so\"]\n",
+    )
+    .expect("write image-runner.toml");
+    std::fs::write(
+        project.root().join("Cargo.toml"),
+        "[package]\nname = \"kernel\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+    )
+    .expect("write Cargo.toml");
+    project.run(["plugins"], &[]).assert_code(0);
+    let run = project.run(["plugins", "--profile", "ci"], &[]);
+    run.assert_code(2).assert_stderr_contains(&format!(
+        "error: plugin library `{}`: not a cargo-image-runner plugin",
+        library.display()
+    ));
+}
