@@ -5,7 +5,9 @@
 //!
 //! It knows no built-in plugin but the `none` bootloader. Modules depend on each other in one
 //! direction only: `media`, `error`, `kernel`, `staging`, `protocol`, `config` → `decisions` →
-//! `context` → `serial`, `plugin` → `registry`, `none` → `pipeline` → `session`.
+//! `context` → `serial`, `plugin` → `registry`, `none` → `pipeline` → `session`; `dynamic`
+//! (plugin libraries: the ABI, the loader and `export_plugin!`) sits beside `pipeline`, above
+//! `registry`.
 
 pub mod command;
 pub mod config;
