@@ -60,7 +60,8 @@ impl Section {
     }
 
     /// A section checked by functions of the caller's (for plugins whose schema is not a Rust
-    /// type, such as plugins loaded from libraries). `check` gets the section as a TOML table.
+    /// type). `check` gets the section as a TOML table; its errors are reported at the section
+    /// ([`Section::located`] reports them at the key they concern).
     pub fn custom(
         defaults: Table,
         check: impl Fn(&Table) -> Result<(), String> + Send + Sync + 'static,
