@@ -151,8 +151,27 @@ fn entries(
     Ok(())
 }
 
+/// `path` with `.` and `..` components resolved as written (`a/b/../c` → `a/c`).
+fn tidy(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Adds `request` unless the same library is there already (then `replace` adds up).
-fn add(found: &mut Vec<PluginRequest>, request: PluginRequest) {
+fn add(found: &mut Vec<PluginRequest>, mut request: PluginRequest) {
+    request.path = tidy(&request.path);
     let same = |a: &Path, b: &Path| {
         a == b
             || matches!(
@@ -186,4 +205,56 @@ pub fn load_requested(registry: &mut Registry, inv: &Invocation) -> Result<(), E
         super::load_library(registry, &request.path, request.replace, &request.named_in)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_source_names_paths_relative_to_itself_and_the_lists_add_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "Cargo.toml",
+            "[workspace]\nmembers = [\"k\"]\n[workspace.metadata.image-runner]\nplugins = [\"libs/a.so\"]\n",
+        );
+        write(
+            "k/Cargo.toml",
+            "[package]\nname = \"k\"\nversion = \"0.1.0\"\n[package.metadata.image-runner]\nplugins = [\"b.so\", \"../libs/a.so\"]\n[package.metadata.image-runner.profile.ci]\nplugins = [\"ci/d.so\"]\n",
+        );
+        write(
+            "k/image-runner.toml",
+            "plugins = [{ path = \"c.so\", replace = true }]\n",
+        );
+        let mut inv = Invocation::with_env("", std::iter::empty());
+        inv.manifest_dir = Some(root.join("k"));
+        inv.plugins = vec![root.join("e.so")];
+        let found = |inv: &Invocation| -> Vec<(PathBuf, bool)> {
+            requested(inv)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.path, r.replace))
+                .collect()
+        };
+        assert_eq!(
+            found(&inv),
+            [
+                (root.join("libs/a.so"), false),
+                (root.join("k/b.so"), false),
+                (root.join("k/c.so"), true),
+                (root.join("e.so"), false),
+            ]
+        );
+        inv.profile = Some("ci".into());
+        assert_eq!(found(&inv)[2], (root.join("k/ci/d.so"), false));
+        assert_eq!(found(&inv).len(), 5);
+        inv.read_project_config = false;
+        assert_eq!(found(&inv), [(root.join("e.so"), false)]);
+    }
 }
