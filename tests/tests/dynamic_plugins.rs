@@ -394,3 +394,43 @@ fn a_profile_adds_its_plugins() {
         library.display()
     ));
 }
+
+#[test]
+fn a_bootloader_and_a_runner_from_a_library_boot_a_kernel() {
+    let (project, _) = project_with(
+        "fixture_direct_runner",
+        "bootloader = \"direct\"\nrunner = \"tiny-qemu\"\n",
+    );
+    let run = project.run([multiboot(Variant::Pass)], &[]);
+    run.assert_code(0)
+        .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass));
+    // The guest's failure comes back through the library's verdict.
+    let run = project.run([multiboot(Variant::Fail)], &[]);
+    run.assert_code(1)
+        .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Fail));
+    let print = project.run(
+        ["--print-cmd".as_ref(), multiboot(Variant::Pass).as_os_str()],
+        &[],
+    );
+    print.assert_code(0);
+    assert!(
+        print.stdout.starts_with(&format!(
+            "qemu-system-x86_64 -kernel {} -serial stdio",
+            multiboot(Variant::Pass).display()
+        )),
+        "{print}"
+    );
+    let listed = project.run(["plugins"], &[]);
+    listed.assert_code(0);
+    for (kind, name) in [("bootloader", "direct"), ("runner", "tiny-qemu")] {
+        assert!(
+            listed.stdout.lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.len() == 4
+                    && w[..3] == [kind, name, "0.2.0"]
+                    && w[3].ends_with("libfixture_direct_runner.so")
+            }),
+            "{listed}"
+        );
+    }
+}
