@@ -23,8 +23,8 @@ use crate::error::Error;
 use crate::plugin::{Bootloader, BuildRequest, Firmware, ImageFormat, Runner, Staged};
 use crate::serial::{Control, SerialHandler};
 
-/// One plugin a library exports; made by [`bootloader`], [`format`], [`firmware`] or
-/// [`runner`] inside [`export_plugin!`](crate::export_plugin).
+/// One plugin a library exports; made by [`bootloader()`], [`format()`], [`firmware()`] or
+/// [`runner()`] inside [`export_plugin!`](crate::export_plugin).
 pub enum Plugin {
     /// A bootloader.
     Bootloader(Box<dyn Bootloader>),
