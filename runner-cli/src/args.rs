@@ -37,6 +37,9 @@ pub enum Command {
     Clean(CleanArgs),
     /// Check what the plugins need on this host (QEMU, firmware, accelerator, bootloaders).
     Doctor(Common),
+    /// List every plugin: kind, name, version, and `static` or the library it was loaded from
+    /// (the config's `plugins` and `--plugin`).
+    Plugins(Common),
     /// Rewrite a configuration written for cargo-image-runner 0.5 in place (the package's and
     /// the workspace's `Cargo.toml` metadata, `image-runner.toml`), showing the diff.
     Migrate(MigrateArgs),
@@ -128,6 +131,11 @@ pub struct Common {
     /// Say more (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Load a plugin library (a `cdylib` made with `export_plugin!`), besides those the config
+    /// names in `plugins` (repeatable).
+    #[arg(long = "plugin", global = true, value_name = "PATH")]
+    pub plugins: Vec<PathBuf>,
 }
 
 /// The kernel and how to run it.
@@ -409,6 +417,11 @@ mod tests {
 
         let cli = parse(&["-v", "doctor"]);
         assert!(matches!(cli.command, Some(Command::Doctor(c)) if c.verbose == 1));
+
+        let cli = parse(&["plugins", "--plugin", "a.so", "--plugin", "b/c.so"]);
+        assert!(
+            matches!(cli.command, Some(Command::Plugins(c)) if c.plugins == [PathBuf::from("a.so"), PathBuf::from("b/c.so")])
+        );
 
         #[cfg(feature = "limine")]
         {

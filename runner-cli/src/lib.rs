@@ -58,7 +58,8 @@ pub fn main_with_env(
         Some(Command::Build(run_args)) => run(&env, &run_args, true),
         Some(Command::Config(config_args)) => show_config(&env, &config_args),
         Some(Command::Clean(clean_args)) => clean(&env, &clean_args),
-        Some(Command::Doctor(_)) => Ok(doctor()),
+        Some(Command::Doctor(common)) => doctor(&env, &common),
+        Some(Command::Plugins(common)) => list_plugins(&env, &common),
         Some(Command::Migrate(migrate_args)) => migrate::run(
             &migrate_args,
             &invocation(&env, &migrate_args.common, None, &[], None),
@@ -97,6 +98,7 @@ fn invocation(
     inv.manifest_dir = common.manifest_dir.clone();
     inv.verbose = common.verbose;
     inv.test = test;
+    inv.plugins = common.plugins.clone();
     inv
 }
 
@@ -116,7 +118,7 @@ fn run(env: &[(OsString, OsString)], run_args: &RunArgs, build_only: bool) -> Re
         inv.overrides
             .push(format!("qemu.gdb-port={}", port.unwrap_or(0)));
     }
-    let registry = plugins::registry();
+    let registry = plugins::registry_for(&inv)?;
     let pipeline = Pipeline::new(&registry);
     let ctx = pipeline.context(inv)?;
     if ctx.verbose > 0 {
@@ -176,14 +178,9 @@ fn show_config(env: &[(OsString, OsString)], config_args: &ConfigArgs) -> Result
     let common = &config_args.common;
     match &config_args.executable {
         Some(executable) => {
-            let registry = plugins::registry();
-            let ctx = Pipeline::new(&registry).context(invocation(
-                env,
-                common,
-                Some(executable),
-                &[],
-                None,
-            ))?;
+            let inv = invocation(env, common, Some(executable), &[], None);
+            let registry = plugins::registry_for(&inv)?;
+            let ctx = Pipeline::new(&registry).context(inv)?;
             print!(
                 "{}",
                 show_config::render(&ctx.config, &ctx.sections, &ctx.origins)?
@@ -215,7 +212,7 @@ fn show_config(env: &[(OsString, OsString)], config_args: &ConfigArgs) -> Result
                 &project.manifest_dir,
                 &project.workspace_root,
                 &vars,
-                &plugins::registry().sections(),
+                &plugins::registry_for(&inv)?.sections(),
             )?;
             print!(
                 "{}",
@@ -241,7 +238,7 @@ fn limine(env: &[(OsString, OsString)], limine_args: &args::LimineArgs) -> Resul
                 &project.manifest_dir,
                 &project.workspace_root,
                 &vars,
-                &plugins::registry().sections(),
+                &plugins::registry_for(&inv)?.sections(),
             )?;
             let limine: image_runner_limine::LimineConfig =
                 match resolved.sections.get("limine") {
@@ -336,7 +333,7 @@ fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32,
                 &project.manifest_dir,
                 &project.workspace_root,
                 &show_config::placeholder_variables(&project),
-                &plugins::registry().sections(),
+                &plugins::registry_for(&inv)?.sections(),
             )?;
             let config =
                 match resolved.sections.get("ovmf") {
@@ -426,9 +423,27 @@ fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32,
     Ok(exit_code::SUCCESS)
 }
 
-fn doctor() -> i32 {
+/// `plugins`: the static plugins and the libraries the project's config and `--plugin` name.
+fn list_plugins(env: &[(OsString, OsString)], common: &Common) -> Result<i32, Error> {
+    let mut inv = invocation(env, common, None, &[], None);
+    // Outside a package only `--plugin` libraries are loaded.
+    inv.read_project_config = Project::discover(&inv, None).is_ok();
+    print!("{}", plugins::list(&plugins::registry_for(&inv)?));
+    Ok(exit_code::SUCCESS)
+}
+
+fn doctor(env: &[(OsString, OsString)], common: &Common) -> Result<i32, Error> {
+    let inv = invocation(env, common, None, &[], None);
+    let registry = match Project::discover(&inv, None) {
+        Ok(_) => plugins::registry_for(&inv)?,
+        Err(_) => {
+            let mut inv = inv;
+            inv.read_project_config = false;
+            plugins::registry_for(&inv)?
+        }
+    };
     let mut missing = false;
-    for check in plugins::registry().checks() {
+    for check in registry.checks() {
         let tag = match check.status {
             CheckStatus::Ok => "ok",
             CheckStatus::Warn => "warn",
@@ -439,11 +454,11 @@ fn doctor() -> i32 {
         };
         println!("{tag:>8}  {}: {}", check.subject, check.detail);
     }
-    if missing {
+    Ok(if missing {
         exit_code::RUNNER_ERROR
     } else {
         exit_code::SUCCESS
-    }
+    })
 }
 
 fn clean(env: &[(OsString, OsString)], clean_args: &CleanArgs) -> Result<i32, Error> {

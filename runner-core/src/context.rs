@@ -51,6 +51,9 @@ pub struct Invocation {
     /// Do not look for a `Cargo.toml`: the manifest directory is `manifest_dir` or the current
     /// directory as it is.
     pub no_manifest_needed: bool,
+    /// Plugin libraries given on the command line (`--plugin`), loaded after those the config
+    /// names (see [`crate::dynamic::load_requested`]).
+    pub plugins: Vec<PathBuf>,
 }
 
 impl Invocation {
