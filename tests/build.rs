@@ -96,6 +96,25 @@ const SPECS: &[Spec] = &[
         objcopy_args: &[],
     },
     Spec {
+        // Prints its load options: the arguments a UEFI shell passes.
+        source: "efi_args.S",
+        stem: "efi-args",
+        extension: "efi",
+        toolchain: Toolchain::Host { cc_mode: "-m64" },
+        linker_script: None,
+        ld_args: &[
+            "-m",
+            "i386pep",
+            "--subsystem",
+            "10",
+            "--entry",
+            "efi_main",
+            "--no-insert-timestamp",
+            "-nostdlib",
+        ],
+        objcopy_args: &[],
+    },
+    Spec {
         source: "limine.S",
         stem: "limine",
         extension: "elf",

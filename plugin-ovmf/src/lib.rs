@@ -1,19 +1,148 @@
-//! UEFI firmware for cargo-image-runner: finds OVMF/AAVMF on the host and gives each run its
+//! UEFI firmware for cargo-image-runner: finds OVMF/AAVMF on the host, or downloads a pinned,
+//! verified edk2 release into the user cache when none is installed, and gives each run its
 //! own copy of the variable store, warmed by the last passing run of the same setup.
 
+mod archive;
+pub mod cache;
 mod config;
 mod descriptor;
 mod discover;
+pub mod download;
+pub mod release;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use image_runner_core::{
-    Check, CheckStatus, Context, Error, Firmware, FirmwareFiles, Outcome, Registry, Section,
+    Arch, Check, CheckStatus, Context, Error, Firmware, FirmwareFiles, Outcome, Registry, Section,
     Verdict,
 };
 
-pub use config::OvmfConfig;
+pub use config::{OvmfConfig, Source};
 pub use discover::{Candidate, FirmwarePair, Search, find};
+pub use release::Release;
+
+/// The architectures the downloaded releases cover.
+pub const ARCHES: [Arch; 4] = [
+    Arch::X86_64,
+    Arch::Aarch64,
+    Arch::Riscv64,
+    Arch::LoongArch64,
+];
+
+/// Where a run's firmware comes from, for messages and `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The firmware files.
+    pub pair: FirmwarePair,
+    /// "installed", or the downloaded release and its folder.
+    pub origin: String,
+}
+
+/// What the firmware search and the download need, outside a run too (`ovmf fetch`, `doctor`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The `[ovmf]` section.
+    pub config: OvmfConfig,
+    /// The user cache (`<cache>/ovmf` holds the releases).
+    pub cache_dir: PathBuf,
+    /// Never download.
+    pub offline: bool,
+    /// The environment (firmware variables, `CARGO_NET_OFFLINE`).
+    pub env: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// The settings of a run.
+    pub fn from_context(ctx: &Context) -> Result<Settings, Error> {
+        Ok(Settings {
+            config: ctx.section("ovmf")?,
+            cache_dir: ctx.cache_dir.clone(),
+            offline: ctx.config.offline,
+            env: ctx.env.clone(),
+        })
+    }
+
+    fn net(&self) -> cache::Net {
+        let from_env = self
+            .env
+            .get("CARGO_NET_OFFLINE")
+            .is_some_and(|v| v == "true" || v == "1");
+        cache::Net {
+            offline: self.offline || from_env,
+            download: download::DownloadOptions {
+                stall_timeout: std::time::Duration::from_secs(self.config.timeout.max(1)),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The release to download.
+    pub fn release(&self) -> Result<Release, Error> {
+        Release::from_config(&self.config)
+    }
+
+    /// The release from the cache, downloaded first when missing or damaged. `arch`: the
+    /// architecture whose files must be sound (all when `None`).
+    pub fn fetch(&self, arch: Option<Arch>, how: cache::Check) -> Result<cache::Entry, Error> {
+        cache::acquire(
+            &cache::Cache::new(&self.cache_dir),
+            &self.release()?,
+            arch,
+            how,
+            &self.net(),
+        )
+    }
+}
+
+/// Finds the firmware for `arch` as `ovmf.source` says: installed firmware (config paths,
+/// `OVMF_*` variables, QEMU's descriptors, the usual places), the downloaded release, or the
+/// one then the other. `search` is the search of installed firmware.
+pub fn locate(settings: &Settings, search: &Search) -> Result<Located, Error> {
+    let installed = || {
+        find(search).map(|pair| Located {
+            pair,
+            origin: "installed".into(),
+        })
+    };
+    let downloaded = || -> Result<Located, Error> {
+        let entry = settings.fetch(Some(search.arch), cache::Check::Quick)?;
+        let files = entry.arch(search.arch)?;
+        Ok(Located {
+            pair: FirmwarePair::Pflash {
+                code: files.code,
+                vars: files.vars,
+            },
+            origin: format!(
+                "downloaded release {} in {}",
+                entry.tag,
+                entry.dir.display()
+            ),
+        })
+    };
+    match settings.config.source {
+        Source::System => installed(),
+        Source::Download => downloaded(),
+        _ => match installed() {
+            Ok(found) => Ok(found),
+            Err(not_installed) => downloaded().map_err(|e| {
+                Error::plugin(
+                    "ovmf",
+                    format!(
+                        "{}\nand the download failed: {}",
+                        strip_prefix(&not_installed),
+                        strip_prefix(&e)
+                    ),
+                )
+            }),
+        },
+    }
+}
+
+fn strip_prefix(e: &Error) -> String {
+    let text = e.to_string();
+    text.strip_prefix("ovmf: ").unwrap_or(&text).to_owned()
+}
 
 /// The `ovmf` firmware provider.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,8 +164,11 @@ impl Firmware for Ovmf {
 
     fn resolve(&self, ctx: &Context) -> Result<FirmwareFiles, Error> {
         let search = Search::from_context(ctx)?;
-        let found = find(&search)?;
-        match found {
+        let found = locate(&Settings::from_context(ctx)?, &search)?;
+        if ctx.verbose > 0 {
+            eprintln!("    Firmware {} ({})", describe(&found.pair), found.origin);
+        }
+        match found.pair {
             FirmwarePair::Unified(path) => Ok(FirmwareFiles::Unified(path)),
             FirmwarePair::Pflash { code, vars } => {
                 // A VARS file shared between runs collects boot entries that can break later,
@@ -58,30 +190,35 @@ impl Firmware for Ovmf {
         }
     }
 
+    fn uefi_shell(&self, ctx: &Context) -> Result<Option<PathBuf>, Error> {
+        let settings = Settings::from_context(ctx)?;
+        if let Some(shell) = &settings.config.shell {
+            let path = ctx.host_path(shell);
+            if !path.is_file() {
+                return Err(Error::Config(format!(
+                    "`ovmf.shell = \"{}\"`: `{}` is not a file; fix the path (relative paths start at `{}`)",
+                    shell.display(),
+                    path.display(),
+                    ctx.manifest_dir.display()
+                )));
+            }
+            return Ok(Some(path));
+        }
+        if settings.config.source == Source::System {
+            return Ok(None);
+        }
+        // The downloaded release's shell runs on any UEFI firmware of its architecture.
+        let entry = settings.fetch(Some(ctx.decisions.arch), cache::Check::Quick)?;
+        Ok(entry.arch(ctx.decisions.arch)?.shell)
+    }
+
     fn checks(&self) -> Vec<Check> {
         let env = image_runner_core::context::process_env();
-        [
-            (image_runner_core::Arch::X86_64, CheckStatus::Missing),
-            (image_runner_core::Arch::Aarch64, CheckStatus::Warn),
-        ]
-        .into_iter()
-        .map(|(arch, when_missing)| {
-            let subject = format!("UEFI firmware for {arch}");
-            match find(&Search::system(arch, env.clone())) {
-                Ok(FirmwarePair::Unified(path)) => Check::new(
-                    subject,
-                    CheckStatus::Ok,
-                    format!("{} (unified)", path.display()),
-                ),
-                Ok(FirmwarePair::Pflash { code, vars }) => Check::new(
-                    subject,
-                    CheckStatus::Ok,
-                    format!("{} + {}", code.display(), vars.display()),
-                ),
-                Err(e) => Check::new(subject, when_missing, e.to_string()),
-            }
-        })
-        .collect()
+        let cache_dir = image_runner_core::context::cache_dir(&env).ok();
+        ARCHES
+            .into_iter()
+            .map(|arch| doctor_check(arch, &env, cache_dir.as_deref()))
+            .collect()
     }
 
     fn after_run(
@@ -175,4 +312,76 @@ impl WarmVars {
         image_runner_core::fs::copy_atomic(vars, &self.file)?;
         write_text(&self.key_file, key)
     }
+}
+
+/// One line for a firmware pair.
+pub fn describe(pair: &FirmwarePair) -> String {
+    match pair {
+        FirmwarePair::Unified(path) => format!("{} (unified)", path.display()),
+        FirmwarePair::Pflash { code, vars } => format!("{} + {}", code.display(), vars.display()),
+    }
+}
+
+/// What to install for `arch` on the common systems.
+pub fn install_hint(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => {
+            "Debian/Ubuntu: apt install ovmf; Fedora: dnf install edk2-ovmf; Arch: pacman -S edk2-ovmf; macOS: brew install qemu"
+        }
+        Arch::Aarch64 => {
+            "Debian/Ubuntu: apt install qemu-efi-aarch64; Fedora: dnf install edk2-aarch64; Arch: pacman -S edk2-aarch64; macOS: brew install qemu"
+        }
+        Arch::Riscv64 => {
+            "Debian 13+/Ubuntu 24.04+: apt install qemu-efi-riscv64 (Debian 12 has none; the download covers it); Fedora: dnf install edk2-riscv64; Arch: none packaged (the download covers it); macOS: brew install qemu"
+        }
+        _ => {
+            "Debian/Ubuntu: none packaged in Debian 12 (the download covers it); Fedora: dnf install edk2-loongarch64; Arch: none packaged (the download covers it); macOS: brew install qemu"
+        }
+    }
+}
+
+/// `doctor`'s finding for `arch` with the default settings: the installed firmware a run would
+/// use, else the downloaded release, else what a run would download and what to install.
+fn doctor_check(arch: Arch, env: &BTreeMap<String, String>, cache_dir: Option<&Path>) -> Check {
+    let subject = format!("UEFI firmware for {arch}");
+    if let Ok(pair) = find(&Search::system(arch, env.clone())) {
+        return Check::new(
+            subject,
+            CheckStatus::Ok,
+            format!("{} (installed)", describe(&pair)),
+        );
+    }
+    let pinned = Release::pinned();
+    if let Some(dir) = cache_dir {
+        let cache = cache::Cache::new(dir);
+        if let Ok(entry) = cache.check(&pinned.sha256, Some(arch), cache::Check::Quick)
+            && let Ok(files) = entry.arch(arch)
+        {
+            return Check::new(
+                subject,
+                CheckStatus::Ok,
+                format!(
+                    "{} + {} (downloaded release {})",
+                    files.code.display(),
+                    files.vars.display(),
+                    entry.tag
+                ),
+            );
+        }
+    }
+    Check::new(
+        subject,
+        CheckStatus::Warn,
+        format!(
+            "none installed; a UEFI run downloads {} ({}, sha256 {}) into {} on first use (`cargo-image-runner ovmf fetch` does it now). To use installed firmware instead: {}",
+            pinned.tag,
+            pinned.url,
+            pinned.sha256,
+            cache_dir.map_or_else(
+                || "the user cache".into(),
+                |d| d.join("ovmf").display().to_string()
+            ),
+            install_hint(arch)
+        ),
+    )
 }

@@ -298,13 +298,19 @@ pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, 
 /// parallel runs of one image do not fight over QEMU's write lock and the image stays as built.
 /// A directory (vvfat) is read-only (`fat:DIR`) with a snapshot overlay above it, or
 /// `fat:rw:DIR` when writes persist (vvfat's `rw` mode cannot be combined with a snapshot).
+/// A disk stored in another format (`Image::disk_format`: qcow2, vmdk, vhdx) is opened as that
+/// format.
 fn drive_source(image: &Image, as_cdrom: bool, persist_writes: bool) -> OsString {
+    let format = format!(
+        "format={},file=",
+        image.disk_format.as_deref().unwrap_or("raw")
+    );
     match (image.kind, as_cdrom, persist_writes) {
         (ImageKind::Directory, _, false) => {
             qemu_option("format=raw,file=fat:", &image.path, ",snapshot=on")
         }
-        (_, false, false) => qemu_option("format=raw,file=", &image.path, ",snapshot=on"),
-        (_, _, _) => qemu_option("format=raw,file=", &image.path, ""),
+        (_, false, false) => qemu_option(&format, &image.path, ",snapshot=on"),
+        (_, _, _) => qemu_option(&format, &image.path, ""),
     }
 }
 
@@ -453,6 +459,18 @@ mod tests {
         let cmd = build_command(&media, &o).unwrap();
         assert!(
             cmd.has_arg("format=raw,file=fat:/o/dir,snapshot=on"),
+            "{cmd}"
+        );
+    }
+
+    #[test]
+    fn a_disk_in_another_format_is_opened_as_that_format() {
+        let mut media = BootMedia::new(BootKind::Bios);
+        media.image = Some(Image::new("/o/image.qcow2", ImageKind::Disk).with_disk_format("qcow2"));
+        let o = QemuOptions::new(Arch::X86_64);
+        let cmd = build_command(&media, &o).unwrap();
+        assert!(
+            cmd.has_arg("format=qcow2,file=/o/image.qcow2,snapshot=on"),
             "{cmd}"
         );
     }

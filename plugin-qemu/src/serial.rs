@@ -278,7 +278,8 @@ const CONTEXT_LINES: usize = 4;
 /// - GRUB: `Failed to boot both default and fallback entries.` after its `error: ...` lines,
 ///   or its rescue prompt (`grub rescue>`), or its command prompt after errors;
 /// - OVMF/AAVMF: `BdsDxe: No bootable option or device was found.`, or its UEFI shell started
-///   after the boot options failed;
+///   after the boot options failed (a shell booted on purpose only has its `startup.nsh`
+///   countdown answered);
 /// - SeaBIOS (on its debug console): `No bootable device.`.
 #[derive(Debug, Clone, Default)]
 pub struct BootWatch {
@@ -403,6 +404,12 @@ impl BootWatch {
             && !self.grub_errors.is_empty()
             && !self.typed_on_line
         {
+            self.typed_on_line = true;
+            return Some(BootHit::Type("\r".into()));
+        }
+        // The UEFI shell counts down before it runs `startup.nsh` (five seconds): any key
+        // but Esc starts the script at once.
+        if line.contains("Press ESC in") && line.contains("startup.nsh") && !self.typed_on_line {
             self.typed_on_line = true;
             return Some(BootHit::Type("\r".into()));
         }
@@ -586,6 +593,14 @@ mod tests {
             b"PANIC: out of frames\nSystem halted.\nkernel: End of trace.\nStacktrace was not kept\n",
         );
         assert_eq!(hits, []);
+    }
+
+    #[test]
+    fn the_uefi_shells_startup_countdown_is_answered_once() {
+        // As edk2's shell draws it on the serial console (colours and cursor moves).
+        let drawn = b"UEFI Interactive Shell v2.2\r\n\x1b[09;01HPress \x1b[1m\x1b[37m\x1b[40mESC\x1b[0m\x1b[37m\x1b[40m in 5 seconds to skip \x1b[1m\x1b[33m\x1b[40mstartup.nsh\x1b[0m\x1b[37m\x1b[40m or any other key to continue.\r\n";
+        let hits = boot_hits_any_chunking(drawn);
+        assert_eq!(hits, [BootHit::Type("\r".into())]);
     }
 
     #[test]

@@ -37,12 +37,45 @@ pub enum Command {
     Clean(CleanArgs),
     /// Check what the plugins need on this host (QEMU, firmware, accelerator, bootloaders).
     Doctor(Common),
+    /// List every plugin: kind, name, version, and `static` or the library it was loaded from
+    /// (the config's `plugins` and `--plugin`).
+    Plugins(Common),
     /// Rewrite a configuration written for cargo-image-runner 0.5 in place (the package's and
     /// the workspace's `Cargo.toml` metadata, `image-runner.toml`), showing the diff.
     Migrate(MigrateArgs),
     /// Fetch Limine ahead of time (for offline work), list or clean the cached versions.
     #[cfg(feature = "limine")]
     Limine(LimineArgs),
+    /// Download the pinned UEFI firmware release ahead of time, or list installed and cached
+    /// firmware.
+    #[cfg(feature = "ovmf")]
+    Ovmf(OvmfArgs),
+}
+
+/// `ovmf` options.
+#[cfg(feature = "ovmf")]
+#[derive(Debug, Args, Clone)]
+pub struct OvmfArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    #[command(subcommand)]
+    pub action: OvmfAction,
+}
+
+/// What to do with UEFI firmware.
+#[cfg(feature = "ovmf")]
+#[derive(Debug, Subcommand, Clone)]
+pub enum OvmfAction {
+    /// Download the release `[ovmf]` names (the pinned one by default) into the cache.
+    Fetch {
+        /// Check and print this architecture's files only (x86_64, aarch64, riscv64,
+        /// loongarch64).
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<String>,
+    },
+    /// Show the installed firmware per architecture and the downloaded releases.
+    List,
 }
 
 /// `limine` options.
@@ -98,6 +131,11 @@ pub struct Common {
     /// Say more (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Load a plugin library (a `cdylib` made with `export_plugin!`), besides those the config
+    /// names in `plugins` (repeatable).
+    #[arg(long = "plugin", global = true, value_name = "PATH")]
+    pub plugins: Vec<PathBuf>,
 }
 
 /// The kernel and how to run it.
@@ -379,6 +417,11 @@ mod tests {
 
         let cli = parse(&["-v", "doctor"]);
         assert!(matches!(cli.command, Some(Command::Doctor(c)) if c.verbose == 1));
+
+        let cli = parse(&["plugins", "--plugin", "a.so", "--plugin", "b/c.so"]);
+        assert!(
+            matches!(cli.command, Some(Command::Plugins(c)) if c.plugins == [PathBuf::from("a.so"), PathBuf::from("b/c.so")])
+        );
 
         #[cfg(feature = "limine")]
         {

@@ -59,13 +59,16 @@ pub fn main_with_env(
         Some(Command::Build(run_args)) => run(&env, &run_args, true),
         Some(Command::Config(config_args)) => show_config(&env, &config_args),
         Some(Command::Clean(clean_args)) => clean(&env, &clean_args),
-        Some(Command::Doctor(_)) => Ok(doctor()),
+        Some(Command::Doctor(common)) => doctor(&env, &common),
+        Some(Command::Plugins(common)) => list_plugins(&env, &common),
         Some(Command::Migrate(migrate_args)) => migrate::run(
             &migrate_args,
             &invocation(&env, &migrate_args.common, None, &[], None),
         ),
         #[cfg(feature = "limine")]
         Some(Command::Limine(limine_args)) => limine(&env, &limine_args),
+        #[cfg(feature = "ovmf")]
+        Some(Command::Ovmf(ovmf_args)) => ovmf(&env, &ovmf_args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -96,6 +99,7 @@ fn invocation(
     inv.manifest_dir = common.manifest_dir.clone();
     inv.verbose = common.verbose;
     inv.test = test;
+    inv.plugins = common.plugins.clone();
     inv
 }
 
@@ -124,7 +128,7 @@ fn run(env: &[(OsString, OsString)], run_args: &RunArgs, build_only: bool) -> Re
         inv.overrides
             .push(format!("qemu.gdb-port={}", port.unwrap_or(0)));
     }
-    let registry = plugins::registry();
+    let registry = plugins::registry_for(&inv)?;
     let pipeline = Pipeline::new(&registry);
     let ctx = pipeline.context(inv)?;
     if ctx.verbose > 0 {
@@ -203,14 +207,9 @@ fn show_config(env: &[(OsString, OsString)], config_args: &ConfigArgs) -> Result
     let common = &config_args.common;
     match &config_args.executable {
         Some(executable) => {
-            let registry = plugins::registry();
-            let ctx = Pipeline::new(&registry).context(invocation(
-                env,
-                common,
-                Some(executable),
-                &[],
-                None,
-            ))?;
+            let inv = invocation(env, common, Some(executable), &[], None);
+            let registry = plugins::registry_for(&inv)?;
+            let ctx = Pipeline::new(&registry).context(inv)?;
             print!(
                 "{}",
                 show_config::render(&ctx.config, &ctx.sections, &ctx.origins)?
@@ -242,7 +241,7 @@ fn show_config(env: &[(OsString, OsString)], config_args: &ConfigArgs) -> Result
                 &project.manifest_dir,
                 &project.workspace_root,
                 &vars,
-                &plugins::registry().sections(),
+                &plugins::registry_for(&inv)?.sections(),
             )?;
             print!(
                 "{}",
@@ -268,7 +267,7 @@ fn limine(env: &[(OsString, OsString)], limine_args: &args::LimineArgs) -> Resul
                 &project.manifest_dir,
                 &project.workspace_root,
                 &vars,
-                &plugins::registry().sections(),
+                &plugins::registry_for(&inv)?.sections(),
             )?;
             let limine: image_runner_limine::LimineConfig =
                 match resolved.sections.get("limine") {
@@ -348,9 +347,132 @@ fn limine(env: &[(OsString, OsString)], limine_args: &args::LimineArgs) -> Resul
     Ok(exit_code::SUCCESS)
 }
 
-fn doctor() -> i32 {
+/// `ovmf fetch|list`: settings come from the project's config when there is one.
+#[cfg(feature = "ovmf")]
+fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32, Error> {
+    use image_runner_core::Arch;
+    use image_runner_ovmf::{ARCHES, Settings, cache};
+    let _preparing = interrupt::Preparing::install();
+    let inv = invocation(env, &ovmf_args.common, None, &[], None);
+    let cache_dir = image_runner_core::context::cache_dir(&inv.env)?;
+    let (offline, config) = match Project::discover(&inv, None) {
+        Ok(project) => {
+            let resolved = image_runner_core::context::load_config(
+                &inv,
+                &project.manifest_dir,
+                &project.workspace_root,
+                &show_config::placeholder_variables(&project),
+                &plugins::registry_for(&inv)?.sections(),
+            )?;
+            let config =
+                match resolved.sections.get("ovmf") {
+                    Some(table) => toml::Value::Table(table.clone()).try_into().map_err(
+                        |e: toml::de::Error| {
+                            Error::Config(format!("section `ovmf`: {}", e.message()))
+                        },
+                    )?,
+                    None => Default::default(),
+                };
+            (resolved.config.offline, config)
+        }
+        Err(_) => (ovmf_args.common.offline, Default::default()),
+    };
+    let settings = Settings {
+        config,
+        cache_dir: cache_dir.clone(),
+        offline,
+        env: inv.env.clone(),
+    };
+    match &ovmf_args.action {
+        args::OvmfAction::Fetch { arch } => {
+            let arch = arch
+                .as_deref()
+                .map(|name| {
+                    Arch::from_name(name)
+                        .filter(|a| ARCHES.contains(a))
+                        .ok_or_else(|| {
+                            Error::Config(format!(
+                                "`--arch {name}`: use x86_64, aarch64, riscv64 or loongarch64"
+                            ))
+                        })
+                })
+                .transpose()?;
+            // Every file hashed: a damaged entry is fetched again.
+            let entry = settings.fetch(arch, cache::Check::Full)?;
+            println!("{} ({})", entry.tag, entry.dir.display());
+            for arch in arch.map_or_else(|| ARCHES.to_vec(), |a| vec![a]) {
+                let name = arch.name();
+                match entry.arch(arch) {
+                    Ok(files) => println!(
+                        "{name:>12}  {} + {}{}",
+                        files.code.display(),
+                        files.vars.display(),
+                        files
+                            .shell
+                            .map(|s| format!(", shell {}", s.display()))
+                            .unwrap_or_default()
+                    ),
+                    Err(e) => println!("{name:>12}  {e}"),
+                }
+            }
+        }
+        args::OvmfAction::List => {
+            println!("installed:");
+            for arch in ARCHES {
+                let name = arch.name();
+                let search = image_runner_ovmf::Search::system(arch, inv.env.clone());
+                match image_runner_ovmf::find(&search) {
+                    Ok(pair) => println!("{name:>12}  {}", image_runner_ovmf::describe(&pair)),
+                    Err(_) => println!(
+                        "{name:>12}  none ({})",
+                        image_runner_ovmf::install_hint(arch)
+                    ),
+                }
+            }
+            let cache = cache::Cache::new(&cache_dir);
+            println!("downloaded ({}):", cache.root().display());
+            let listed = cache.list();
+            if listed.is_empty() {
+                println!("  none");
+            }
+            for (entry, problem) in listed {
+                let size: u64 = entry.files.iter().map(|(_, size, _)| size).sum();
+                let problem = problem
+                    .map(|p| format!("  (damaged: {p}; it will be fetched again)"))
+                    .unwrap_or_default();
+                println!(
+                    "  {}  sha256 {}  {:.1} MiB{problem}",
+                    entry.tag,
+                    entry.sha256,
+                    size as f64 / f64::from(1 << 20)
+                );
+            }
+        }
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+/// `plugins`: the static plugins and the libraries the project's config and `--plugin` name.
+fn list_plugins(env: &[(OsString, OsString)], common: &Common) -> Result<i32, Error> {
+    let mut inv = invocation(env, common, None, &[], None);
+    // Outside a package only `--plugin` libraries are loaded.
+    inv.read_project_config = Project::discover(&inv, None).is_ok();
+    print!("{}", plugins::list(&plugins::registry_for(&inv)?));
+    Ok(exit_code::SUCCESS)
+}
+
+fn doctor(env: &[(OsString, OsString)], common: &Common) -> Result<i32, Error> {
+    let inv = invocation(env, common, None, &[], None);
+    let registry = match Project::discover(&inv, None) {
+        Ok(_) => plugins::registry_for(&inv)?,
+        Err(_) => {
+            let mut inv = inv;
+            inv.read_project_config = false;
+            plugins::registry_for(&inv)?
+        }
+    };
     let mut missing = false;
-    for check in plugins::registry().checks() {
+    for check in registry.checks() {
         let tag = match check.status {
             CheckStatus::Ok => "ok",
             CheckStatus::Warn => "warn",
@@ -361,11 +483,11 @@ fn doctor() -> i32 {
         };
         println!("{tag:>8}  {}: {}", check.subject, check.detail);
     }
-    if missing {
+    Ok(if missing {
         exit_code::RUNNER_ERROR
     } else {
         exit_code::SUCCESS
-    }
+    })
 }
 
 fn clean(env: &[(OsString, OsString)], clean_args: &CleanArgs) -> Result<i32, Error> {

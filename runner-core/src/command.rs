@@ -7,7 +7,7 @@ use std::path::Path;
 /// A program and its arguments, built before anything runs. Arguments are `OsString`s, so a
 /// path that is not UTF-8 reaches the program unchanged; [`fmt::Display`] prints the command
 /// for a shell.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct CommandSpec {
     /// The program, looked up in `PATH` unless it contains a `/`.

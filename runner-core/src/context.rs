@@ -51,6 +51,9 @@ pub struct Invocation {
     /// Do not look for a `Cargo.toml`: the manifest directory is `manifest_dir` or the current
     /// directory as it is.
     pub no_manifest_needed: bool,
+    /// Plugin libraries given on the command line (`--plugin`), loaded after those the config
+    /// names (see [`crate::dynamic::load_requested`]).
+    pub plugins: Vec<PathBuf>,
 }
 
 impl Invocation {
@@ -150,6 +153,10 @@ pub struct Context {
     pub env: BTreeMap<String, String>,
     /// Verbosity.
     pub verbose: u8,
+    /// A UEFI shell (`shell.efi`) the firmware provider supplied, for a bootloader that starts
+    /// a UEFI application with arguments through it. Set by [`crate::Pipeline::stage`] only
+    /// when the bootloader asks for one ([`crate::Bootloader::wants_uefi_shell`]).
+    pub uefi_shell: Option<PathBuf>,
 }
 
 impl Context {
@@ -173,6 +180,7 @@ impl Context {
             cache_dir: dir.join("cache"),
             env: BTreeMap::new(),
             verbose: 0,
+            uefi_shell: None,
         }
     }
 

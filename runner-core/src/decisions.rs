@@ -11,7 +11,7 @@ use crate::media::{BootKind, ImageKind};
 use crate::protocol::Protocol;
 
 /// The image this run builds: the format plugin's name and what it makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ImagePlan {
     /// The format plugin (`iso`, `fat`, ...), as registered.
@@ -31,7 +31,7 @@ impl ImagePlan {
 }
 
 /// The run mode, chosen once from whether the executable is a test: `[test]` or `[run]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct RunMode {
     /// Whether the executable is a test binary.
@@ -87,7 +87,7 @@ pub fn boot_of(config: &Config, kernel: &Kernel) -> BootKind {
 }
 
 /// Everything decided before staging.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Decisions {
     /// How the machine boots.

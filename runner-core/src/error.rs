@@ -80,6 +80,14 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+
+    /// A plugin library could not be loaded; the message says why and what to do.
+    #[error("plugin library `{}`: {message}", path.display())]
+    PluginLibrary { path: PathBuf, message: String },
+
+    /// An error a plugin loaded from a library reported, as its text.
+    #[error("{0}")]
+    FromLibrary(String),
 }
 
 impl Error {

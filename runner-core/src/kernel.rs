@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::media::ImageKind;
 
 /// A guest architecture, named as QEMU's `qemu-system-<arch>` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Arch {
     /// x86_64 (also runs 32-bit x86 kernels).
@@ -62,7 +62,7 @@ impl fmt::Display for Arch {
 }
 
 /// The container format of the kernel file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum KernelFormat {
     /// ELF; `bits` is 32 or 64.
@@ -75,7 +75,7 @@ pub enum KernelFormat {
 }
 
 /// The facts about a kernel file that decide how it can boot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Kernel {
     /// Path of the executable.

@@ -5,12 +5,15 @@
 //!
 //! It knows no built-in plugin but the `none` bootloader. Modules depend on each other in one
 //! direction only: `media`, `error`, `kernel`, `staging`, `protocol`, `config` → `decisions` →
-//! `context` → `serial`, `plugin` → `registry`, `none` → `pipeline` → `session`.
+//! `context` → `serial`, `plugin` → `registry`, `none` → `pipeline` → `session`; `dynamic`
+//! (plugin libraries: the ABI, the loader and `export_plugin!`) sits beside `pipeline`, above
+//! `registry`.
 
 pub mod command;
 pub mod config;
 pub mod context;
 pub mod decisions;
+pub mod dynamic;
 pub mod error;
 pub mod fs;
 pub mod kernel;
@@ -37,7 +40,7 @@ pub use media::{
 pub use pipeline::Pipeline;
 pub use plugin::{Bootloader, BuildRequest, Firmware, ImageFormat, Runner, Staged};
 pub use protocol::{Protocol, ProtocolChoice};
-pub use registry::Registry;
+pub use registry::{Origin, PluginInfo, Registry};
 pub use serial::{Control, SerialHandler};
 pub use session::{Builder, RunResult, Session};
 pub use staging::{BootHints, HostFiles, ImagePath, Source, Staging};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How the machine boots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum BootKind {
     /// Legacy BIOS.
@@ -41,7 +41,7 @@ impl fmt::Display for BootKind {
 }
 
 /// What kind of file (or directory) an image is; the runner attaches each kind differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ImageKind {
     /// A host directory, attached as a virtual FAT drive.
@@ -85,27 +85,38 @@ impl fmt::Display for ImageKind {
 }
 
 /// A built image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Image {
     /// Where the image is.
     pub path: PathBuf,
     /// What it is.
     pub kind: ImageKind,
+    /// How a [`ImageKind::Disk`] image is stored, as QEMU names the format (`qcow2`, `vmdk`,
+    /// `vhdx`, ...); `None` for a plain (raw) file.
+    #[serde(default)]
+    pub disk_format: Option<String>,
 }
 
 impl Image {
-    /// An image at `path` of `kind`.
+    /// A plain image at `path` of `kind`.
     pub fn new(path: impl Into<PathBuf>, kind: ImageKind) -> Self {
         Image {
             path: path.into(),
             kind,
+            disk_format: None,
         }
+    }
+
+    /// The same image stored as `format` (QEMU's name for it: `qcow2`, `vmdk`, `vhdx`).
+    pub fn with_disk_format(mut self, format: impl Into<String>) -> Self {
+        self.disk_format = Some(format.into());
+        self
     }
 }
 
 /// UEFI firmware files for one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum FirmwareFiles {
     /// A code/variable-store pair for two pflash units; `vars` is this run's own copy.
@@ -120,7 +131,7 @@ pub enum FirmwareFiles {
 }
 
 /// Everything the runner boots: an image, a kernel for direct boot, or both, plus firmware.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct BootMedia {
     /// The built image, if any.
@@ -146,7 +157,7 @@ impl BootMedia {
 }
 
 /// How a run ended, judged.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Verdict {
     /// The guest reported success (or, outside tests, shut down normally).
@@ -214,7 +225,7 @@ impl fmt::Display for Verdict {
 }
 
 /// The result of one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Outcome {
     /// The judged result.
@@ -227,6 +238,7 @@ pub struct Outcome {
     pub serial_log: Option<PathBuf>,
     /// A picture of the guest's display, saved when the runner stopped a failing test run
     /// (a time limit, a failure verdict), if it could take one.
+    #[serde(default)]
     pub screenshot: Option<PathBuf>,
 }
 
@@ -244,7 +256,7 @@ impl Outcome {
 }
 
 /// One finding of `cargo-image-runner doctor`: is something a plugin needs on this host?
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Check {
     /// What was checked ("qemu-system-x86_64", "UEFI firmware for aarch64").
@@ -256,7 +268,7 @@ pub struct Check {
 }
 
 /// The result of a [`Check`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum CheckStatus {
     /// Present and usable.

@@ -104,12 +104,28 @@ impl<'r> Pipeline<'r> {
             cache_dir,
             env: inv.env,
             verbose: inv.verbose,
+            uefi_shell: None,
         })
     }
 
-    /// Stages the kernel and adds `extra-files`.
+    /// Stages the kernel and adds `extra-files`. A bootloader that wants a UEFI shell gets the
+    /// firmware provider's in [`Context::uefi_shell`].
     pub fn stage(&self, ctx: &Context) -> Result<Staged, Error> {
         let bootloader = self.registry.bootloader(&ctx.config.bootloader)?;
+        let with_shell;
+        let ctx = if bootloader.wants_uefi_shell(ctx) {
+            let shell = self
+                .registry
+                .firmware(&ctx.config.firmware)?
+                .uefi_shell(ctx)?;
+            with_shell = Context {
+                uefi_shell: shell,
+                ..ctx.clone()
+            };
+            &with_shell
+        } else {
+            ctx
+        };
         let mut staged = bootloader.stage(ctx)?;
         let mut extra: std::collections::BTreeMap<ImagePath, &str> = Default::default();
         for (dest, source) in &ctx.config.extra_files {

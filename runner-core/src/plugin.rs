@@ -79,6 +79,13 @@ pub trait Bootloader: Send + Sync {
         true
     }
 
+    /// Whether staging needs a UEFI shell from the firmware provider (to start a UEFI
+    /// application with arguments, say); the pipeline then asks [`Firmware::uefi_shell`] before
+    /// staging and puts the answer in [`Context::uefi_shell`].
+    fn wants_uefi_shell(&self, _ctx: &Context) -> bool {
+        false
+    }
+
     /// Stages `ctx.kernel` as `ctx.decisions` say.
     fn stage(&self, ctx: &Context) -> Result<Staged, Error>;
 
@@ -171,6 +178,12 @@ pub trait Firmware: Send + Sync {
     fn name(&self) -> &str;
     /// Firmware for `ctx.decisions.arch`, with a variable store private to this run.
     fn resolve(&self, ctx: &Context) -> Result<FirmwareFiles, Error>;
+
+    /// A UEFI shell (`shell.efi`) for `ctx.decisions.arch` that this provider can supply, if
+    /// any. Asked before staging, only when the bootloader wants one.
+    fn uefi_shell(&self, _ctx: &Context) -> Result<Option<std::path::PathBuf>, Error> {
+        Ok(None)
+    }
 
     /// Called after the run with how it ended (to keep a warmed variable store, say).
     fn after_run(

@@ -11,7 +11,9 @@ use crate::error::Error;
 use crate::kernel::{Arch, Kernel, KernelFormat};
 
 /// How a bootloader hands control to a kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum Protocol {
     /// The Limine boot protocol (an ELF64 kernel with Limine requests).

@@ -1,7 +1,9 @@
-//! The plugin registry: (kind, name) → implementation. Plugin crates add themselves through
-//! their `register(&mut Registry)` function.
+//! The plugin registry: (kind, name) → implementation, and where each plugin came from. Plugin
+//! crates add themselves through their `register(&mut Registry)` function; plugin libraries
+//! are added by [`crate::dynamic`].
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::Sections;
@@ -10,6 +12,39 @@ use crate::media::Check;
 use crate::none::NoBootloader;
 use crate::plugin::{Bootloader, Firmware, ImageFormat, Runner};
 
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    /// Linked into the program (a plugin crate's `register`).
+    Static,
+    /// Loaded from the plugin library at this path.
+    Library(PathBuf),
+}
+
+/// What the registry knows about one plugin besides its implementation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PluginInfo {
+    /// `bootloader`, `format`, `firmware` or `runner`.
+    pub kind: &'static str,
+    /// The name config selects it by.
+    pub name: String,
+    /// Its version: a library plugin's own; for static plugins the version of image-runner-core
+    /// they were built with.
+    pub version: String,
+    /// Static, or the library it was loaded from.
+    pub origin: Origin,
+}
+
+/// A plugin loaded from a library, ready to join the registry.
+pub(crate) enum Loaded {
+    Bootloader(Arc<dyn Bootloader>),
+    Format(Arc<dyn ImageFormat>),
+    Firmware(Arc<dyn Firmware>),
+    Runner(Arc<dyn Runner>),
+}
+
 /// All plugins known to this process.
 #[derive(Clone)]
 pub struct Registry {
@@ -17,6 +52,7 @@ pub struct Registry {
     formats: BTreeMap<String, Arc<dyn ImageFormat>>,
     firmware: BTreeMap<String, Arc<dyn Firmware>>,
     runners: BTreeMap<String, Arc<dyn Runner>>,
+    info: BTreeMap<(&'static str, String), PluginInfo>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -26,7 +62,7 @@ impl std::fmt::Debug for Registry {
             .field("formats", &self.formats.keys().collect::<Vec<_>>())
             .field("firmware", &self.firmware.keys().collect::<Vec<_>>())
             .field("runners", &self.runners.keys().collect::<Vec<_>>())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,33 +96,109 @@ impl Registry {
             formats: BTreeMap::new(),
             firmware: BTreeMap::new(),
             runners: BTreeMap::new(),
+            info: BTreeMap::new(),
         };
         registry.add_bootloader(NoBootloader);
         registry
     }
 
+    fn note_static(&mut self, kind: &'static str, name: &str) {
+        self.info.insert(
+            (kind, name.to_owned()),
+            PluginInfo {
+                kind,
+                name: name.to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                origin: Origin::Static,
+            },
+        );
+    }
+
     /// Adds (or replaces) a bootloader.
     pub fn add_bootloader(&mut self, plugin: impl Bootloader + 'static) {
+        self.note_static("bootloader", plugin.name());
         self.bootloaders
             .insert(plugin.name().to_owned(), Arc::new(plugin));
     }
 
     /// Adds (or replaces) an image format.
     pub fn add_format(&mut self, plugin: impl ImageFormat + 'static) {
+        self.note_static("format", plugin.name());
         self.formats
             .insert(plugin.name().to_owned(), Arc::new(plugin));
     }
 
     /// Adds (or replaces) a firmware provider.
     pub fn add_firmware(&mut self, plugin: impl Firmware + 'static) {
+        self.note_static("firmware", plugin.name());
         self.firmware
             .insert(plugin.name().to_owned(), Arc::new(plugin));
     }
 
     /// Adds (or replaces) a runner.
     pub fn add_runner(&mut self, plugin: impl Runner + 'static) {
+        self.note_static("runner", plugin.name());
         self.runners
             .insert(plugin.name().to_owned(), Arc::new(plugin));
+    }
+
+    /// Adds a plugin loaded from a library. A plugin of the same kind and name already there
+    /// is an error naming both, unless `replace` is set.
+    pub(crate) fn add_loaded(
+        &mut self,
+        plugin: Loaded,
+        info: PluginInfo,
+        replace: bool,
+        named_in: &str,
+    ) -> Result<(), Error> {
+        let key = (info.kind, info.name.clone());
+        if let (Some(existing), false) = (self.info.get(&key), replace) {
+            let Origin::Library(path) = &info.origin else {
+                return Err(Error::Config("a loaded plugin has no library".into()));
+            };
+            let (kind, name) = (info.kind, &info.name);
+            let message = match &existing.origin {
+                Origin::Static => format!(
+                    "exports {kind} `{name}`, but a built-in {kind} is called `{name}` too; rename the plugin, or let it replace the built-in with `plugins = [{{ path = \"{}\", replace = true }}]` (named in {named_in})",
+                    path.display()
+                ),
+                Origin::Library(other) => format!(
+                    "exports {kind} `{name}`, which plugin library `{}` exports too; load only one of them, or give the later one `replace = true` (named in {named_in})",
+                    other.display()
+                ),
+            };
+            return Err(Error::PluginLibrary {
+                path: path.clone(),
+                message,
+            });
+        }
+        let name = info.name.clone();
+        match plugin {
+            Loaded::Bootloader(p) => self.bootloaders.insert(name, p).map(drop),
+            Loaded::Format(p) => self.formats.insert(name, p).map(drop),
+            Loaded::Firmware(p) => self.firmware.insert(name, p).map(drop),
+            Loaded::Runner(p) => self.runners.insert(name, p).map(drop),
+        };
+        self.info.insert(key, info);
+        Ok(())
+    }
+
+    /// Every plugin: kind, name, version and origin, by kind (bootloader, format, firmware,
+    /// runner) then name.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        let order = |kind: &str| match kind {
+            "bootloader" => 0,
+            "format" => 1,
+            "firmware" => 2,
+            _ => 3,
+        };
+        let mut all: Vec<PluginInfo> = self.info.values().cloned().collect();
+        all.sort_by(|a, b| {
+            order(a.kind)
+                .cmp(&order(b.kind))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        all
     }
 
     /// The bootloader called `name`.

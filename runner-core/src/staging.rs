@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::Error;
 
 /// Where the bytes of one staged file come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Source {
     /// A file on the host, read when the image is written.
@@ -64,8 +64,25 @@ impl fmt::Display for Source {
 
 /// A normalised path inside an image: `/`-separated, relative to the image root, no `.` or `..`
 /// components, never empty.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
 pub struct ImagePath(String);
+
+impl From<ImagePath> for String {
+    fn from(path: ImagePath) -> String {
+        path.0
+    }
+}
+
+impl TryFrom<String> for ImagePath {
+    type Error = Error;
+
+    fn try_from(raw: String) -> Result<Self, Error> {
+        ImagePath::new(&raw)
+    }
+}
 
 impl ImagePath {
     /// Normalises `raw` (leading `/` allowed, `\` not a separator) and refuses paths that leave
@@ -131,7 +148,7 @@ impl fmt::Display for ImagePath {
 
 /// Host files a bootloader puts into the image, each once: a kernel named by two entries, or a
 /// module shared by several, is staged a single time and every entry points at it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostFiles {
     by_image: BTreeMap<String, PathBuf>,
     by_host: BTreeMap<PathBuf, String>,
@@ -180,7 +197,7 @@ impl HostFiles {
 
 /// What a bootloader tells image formats about booting: which staged files are boot images.
 /// Formats that cannot use a hint ignore it (a FAT volume has no El Torito catalogue).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct BootHints {
     /// The staged file an ISO's El Torito BIOS entry boots (no emulation), e.g. Limine's
@@ -197,7 +214,7 @@ pub struct BootHints {
 ///
 /// Entries are kept sorted by image path so that every format writes them in the same order
 /// (reproducible images).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Staging {
     /// Files of the image, sorted by path.

@@ -60,17 +60,21 @@ pub enum Kernel {
     /// descriptor at block 16, image length 2048); otherwise it exits with
     /// the fail status at once.
     BiosCd,
+    /// `efi_args.S`: a PE32+ x86_64 UEFI application like [`Kernel::EfiApp`] that first prints
+    /// its load options (the command line a UEFI shell passes) as `ARGS: <text>`.
+    EfiArgs,
 }
 
 impl Kernel {
     /// Every kernel, in declaration order.
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 7] = [
         Kernel::Multiboot,
         Kernel::EfiApp,
         Kernel::Limine,
         Kernel::EfiAppAa64,
         Kernel::Riscv64,
         Kernel::BiosCd,
+        Kernel::EfiArgs,
     ];
 
     /// The name used in the file name and in the printed line.
@@ -82,15 +86,18 @@ impl Kernel {
             Kernel::EfiAppAa64 => "efi-app-aa64",
             Kernel::Riscv64 => "riscv64",
             Kernel::BiosCd => "bios-cd",
+            Kernel::EfiArgs => "efi-args",
         }
     }
 
     /// The QEMU system emulator for the kernel's architecture.
     pub fn qemu_program(self) -> &'static str {
         match self {
-            Kernel::Multiboot | Kernel::EfiApp | Kernel::Limine | Kernel::BiosCd => {
-                "qemu-system-x86_64"
-            }
+            Kernel::Multiboot
+            | Kernel::EfiApp
+            | Kernel::Limine
+            | Kernel::BiosCd
+            | Kernel::EfiArgs => "qemu-system-x86_64",
             Kernel::EfiAppAa64 => "qemu-system-aarch64",
             Kernel::Riscv64 => "qemu-system-riscv64",
         }
@@ -99,7 +106,7 @@ impl Kernel {
     fn extension(self) -> &'static str {
         match self {
             Kernel::Multiboot | Kernel::Limine | Kernel::Riscv64 => "elf",
-            Kernel::EfiApp | Kernel::EfiAppAa64 => "efi",
+            Kernel::EfiApp | Kernel::EfiAppAa64 | Kernel::EfiArgs => "efi",
             Kernel::BiosCd => "bin",
         }
     }
@@ -215,6 +222,9 @@ pub fn marker(kernel: Kernel, variant: Variant) -> &'static str {
         (Kernel::BiosCd, Variant::Pass) => "KERNEL: bios-cd pass",
         (Kernel::BiosCd, Variant::Fail) => "KERNEL: bios-cd fail",
         (Kernel::BiosCd, Variant::Hang) => "KERNEL: bios-cd hang",
+        (Kernel::EfiArgs, Variant::Pass) => "KERNEL: efi-args pass",
+        (Kernel::EfiArgs, Variant::Fail) => "KERNEL: efi-args fail",
+        (Kernel::EfiArgs, Variant::Hang) => "KERNEL: efi-args hang",
     }
 }
 

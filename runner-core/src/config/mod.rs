@@ -10,8 +10,8 @@ mod template;
 pub use layers::{ConfigLayers, ENV_PREFIX, Layer, LayerKind, Resolved};
 pub use old::{OLD_RELEASE, Respelling, respellings};
 pub use schema::{
-    Attach, BootChoice, Config, EntryConfig, ImageConfig, ModeConfig, ModuleConfig, ProtocolChoice,
-    SHARED_KEYS, SendRule,
+    Attach, BootChoice, Config, EntryConfig, ImageConfig, ModeConfig, ModuleConfig, PluginEntry,
+    PluginTable, ProtocolChoice, SHARED_KEYS, SendRule,
 };
 pub use section::{OldKey, Section, Sections};
 pub use template::Variables;

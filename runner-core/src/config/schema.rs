@@ -53,6 +53,9 @@ pub struct Config {
     pub test: ModeConfig,
     /// Options that apply when the executable is not a test.
     pub run: ModeConfig,
+    /// Plugin libraries to load: paths (relative to the file that names them), or tables
+    /// `{ path = "...", replace = true }` for a plugin that replaces one of the same name.
+    pub plugins: Vec<PluginEntry>,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             attach: Attach::Auto,
             test: ModeConfig::test_defaults(),
             run: ModeConfig::default(),
+            plugins: Vec::new(),
         }
     }
 }
@@ -98,8 +102,51 @@ pub const SHARED_KEYS: &[&str] = &[
     "attach",
     "test",
     "run",
+    "plugins",
     "profile",
 ];
+
+/// One entry of `plugins`: a library's path, or a table with the path and options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a path, or a table like `{ path = \"libfoo.so\", replace = true }`"
+)]
+#[non_exhaustive]
+pub enum PluginEntry {
+    /// The library's path.
+    Path(String),
+    /// The library's path and options.
+    Table(PluginTable),
+}
+
+/// `{ path = "...", replace = true }` in `plugins`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
+pub struct PluginTable {
+    /// The library's path (relative to the file that names it).
+    pub path: String,
+    /// Its plugins replace plugins of the same kind and name (a built-in one, say) instead of
+    /// being refused.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+impl PluginEntry {
+    /// The path as written.
+    pub fn path(&self) -> &str {
+        match self {
+            PluginEntry::Path(path) => path,
+            PluginEntry::Table(table) => &table.path,
+        }
+    }
+
+    /// Whether its plugins replace plugins of the same name.
+    pub fn replaces(&self) -> bool {
+        matches!(self, PluginEntry::Table(t) if t.replace)
+    }
+}
 
 /// The boot method asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -60,7 +60,8 @@ impl Section {
     }
 
     /// A section checked by functions of the caller's (for plugins whose schema is not a Rust
-    /// type, such as plugins loaded from libraries). `check` gets the section as a TOML table.
+    /// type). `check` gets the section as a TOML table; its errors are reported at the section
+    /// ([`Section::located`] reports them at the key they concern).
     pub fn custom(
         defaults: Table,
         check: impl Fn(&Table) -> Result<(), String> + Send + Sync + 'static,
@@ -77,6 +78,42 @@ impl Section {
             check_value: Arc::new(move |value: Value| {
                 let table: Table = value.try_into()?;
                 check(&table).map_err(<TomlError as serde::de::Error>::custom)
+            }),
+            moved: Vec::new(),
+            variables: Vec::new(),
+            old: Vec::new(),
+        }
+    }
+
+    /// A section checked by a function that names where a mistake is: `check` gets the section
+    /// as a TOML table and returns the error message and the keys leading to the mistake (empty:
+    /// the section itself), which is then reported at that key of the source, with its file,
+    /// line and column. Plugins loaded from libraries get their sections this way.
+    pub fn located(
+        defaults: Table,
+        check: impl Fn(&Table) -> Result<(), (String, Vec<String>)> + Send + Sync + 'static,
+    ) -> Section {
+        let check = Arc::new(check);
+        let spanned_check = Arc::clone(&check);
+        Section {
+            defaults,
+            check_spanned: Arc::new(move |value: Spanned<DeValue<'_>>| {
+                let table = Table::deserialize(value.clone().into_deserializer())?;
+                match spanned_check(&table) {
+                    Ok(()) => Ok(()),
+                    Err((message, path)) => Err(error_at(value, &path, message)),
+                }
+            }),
+            check_value: Arc::new(move |value: Value| {
+                let table: Table = value.try_into()?;
+                check(&table).map_err(|(message, path)| {
+                    let message = if path.is_empty() {
+                        message
+                    } else {
+                        format!("{message} (at `{}`)", path.join("."))
+                    };
+                    <TomlError as serde::de::Error>::custom(message)
+                })
             }),
             moved: Vec::new(),
             variables: Vec::new(),
@@ -139,6 +176,43 @@ impl Section {
 
     pub(crate) fn check_value(&self, value: Value) -> Result<(), TomlError> {
         (self.check_value)(value)
+    }
+}
+
+/// A TOML error carrying `message` at the key that `path` leads to inside `value` (at `value`
+/// itself when the path is empty or not found).
+fn error_at(value: Spanned<DeValue<'_>>, path: &[String], message: String) -> TomlError {
+    let mut span = value.span();
+    let mut current = &value;
+    for key in path {
+        let DeValue::Table(table) = current.get_ref() else {
+            break;
+        };
+        let Some((k, inner)) = table.iter().find(|(k, _)| **k.get_ref() == **key) else {
+            break;
+        };
+        span = k.span();
+        current = inner;
+    }
+    // Deserializing a value at `span` with a visitor that refuses it gives an error at `span`.
+    let at = Spanned::new(span, DeValue::String(std::borrow::Cow::Borrowed("")));
+    match serde::de::Deserializer::deserialize_any(at.into_deserializer(), Refuse(message)) {
+        Ok(()) => <TomlError as serde::de::Error>::custom("a config section check failed"),
+        Err(e) => e,
+    }
+}
+
+struct Refuse(String);
+
+impl serde::de::Visitor<'_> for Refuse {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(self.0))
     }
 }
 

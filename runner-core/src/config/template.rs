@@ -8,7 +8,7 @@ use super::section::Sections;
 use crate::error::Error;
 
 /// The variables available to templates: built-ins plus the user's `variables` table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Variables {
     values: BTreeMap<String, String>,
 }
