@@ -177,7 +177,9 @@ pub type CallFn = unsafe extern "C" fn(
 /// Frees a [`Buf`] the library returned.
 pub type FreeFn = unsafe extern "C" fn(buf: Buf);
 
-/// Host operations available during one call.
+/// Host operations available during one call. A plugin calls them from one thread at a time
+/// (the host serializes overlapping calls, but a reply is only valid until the next operation
+/// starts, whichever thread starts it).
 #[repr(C)]
 #[derive(Debug)]
 pub struct HostCall {

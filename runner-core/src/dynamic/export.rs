@@ -573,8 +573,9 @@ struct HostSerial {
     host: *const HostCall,
 }
 
-// SAFETY: the HostCall is valid for the whole `run` call, and the host's side of it may be
-// called from any thread (it locks what it touches).
+// SAFETY: the HostCall is valid for the whole `run` call, and the host's side serializes
+// operations; `output` takes `&mut self`, so one `HostSerial` makes one operation at a time and
+// reads its reply before the next can start.
 unsafe impl Send for HostSerial {}
 
 impl SerialHandler for HostSerial {

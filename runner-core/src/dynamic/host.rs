@@ -90,15 +90,19 @@ unsafe impl Sync for Handle {}
 
 type HostOp<'a> = dyn FnMut(u32, &[u8]) -> Result<Vec<u8>, String> + 'a;
 
-/// What a running call's host operations reach.
+/// What a running call's host operations reach. Behind a lock: a plugin that breaks the
+/// one-thread-at-a-time rule of [`HostCall`] waits instead of racing the host's state.
 struct Ops<'a, 'b> {
     serve: &'a mut HostOp<'b>,
     reply: Vec<u8>,
 }
 
 unsafe extern "C" fn host_call(ctx: *mut c_void, op: u32, input: Str, reply: *mut Str) -> u32 {
-    // SAFETY: `ctx` is the `Ops` of the call under way, used by one thread at a time.
-    let ops = unsafe { &mut *ctx.cast::<Ops<'_, '_>>() };
+    // SAFETY: `ctx` is the lock around the `Ops` of the call under way, alive until it ends.
+    let lock = unsafe { &*ctx.cast::<std::sync::Mutex<Ops<'_, '_>>>() };
+    let mut ops = lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // SAFETY: the plugin passes a message valid for the duration of the operation.
     let input = unsafe { input.as_bytes() };
     let result = catch_unwind(AssertUnwindSafe(|| (ops.serve)(op, input)));
@@ -143,12 +147,12 @@ impl Handle {
     ) -> Result<O, Error> {
         let input = serde_json::to_vec(input)
             .map_err(|e| Error::plugin(self.label(), format!("the message for {what}: {e}")))?;
-        let mut ops = Ops {
+        let ops = std::sync::Mutex::new(Ops {
             serve,
             reply: Vec::new(),
-        };
+        });
         let host = HostCall {
-            ctx: (&raw mut ops).cast::<c_void>(),
+            ctx: (&raw const ops).cast_mut().cast::<c_void>(),
             call: host_call,
         };
         let mut out = Buf::EMPTY;
@@ -661,6 +665,14 @@ fn read_header(entry: EntryFn, path: &Path) -> Result<Vec<Handle>, Error> {
             format!(
                 "its plugin descriptors are {stride} bytes, shorter than ABI {major}.0's; the library is damaged or not built with image-runner-core"
             ),
+        ));
+    }
+    if !stride.is_multiple_of(std::mem::align_of::<Descriptor>())
+        || (header.count > 0 && (header.descriptors.is_null() || !header.descriptors.is_aligned()))
+    {
+        return Err(library_error(
+            path,
+            "its plugin descriptor table is missing or misaligned; the library is damaged or not built with image-runner-core",
         ));
     }
     let mut handles = Vec::new();

@@ -460,3 +460,57 @@ fn a_library_of_a_newer_minor_version_loads() {
         .unwrap();
     assert_eq!(files, FirmwareFiles::Unified(ctx.cache_dir.join("fw.fd")));
 }
+
+struct Broken(Header);
+// SAFETY: made once, never changed.
+unsafe impl Sync for Broken {}
+// SAFETY: as above.
+unsafe impl Send for Broken {}
+
+unsafe extern "C" fn null_table_entry(_host: *const HostApi) -> *const Header {
+    static BROKEN: Broken = Broken(Header {
+        magic: abi::MAGIC,
+        abi_major: abi::ABI_MAJOR,
+        abi_minor: abi::ABI_MINOR,
+        descriptor_size: std::mem::size_of::<Descriptor>() as u32,
+        count: 2,
+        descriptors: std::ptr::null(),
+    });
+    &BROKEN.0
+}
+
+unsafe extern "C" fn odd_stride_entry(_host: *const HostApi) -> *const Header {
+    static BROKEN: Broken = Broken(Header {
+        magic: abi::MAGIC,
+        abi_major: abi::ABI_MAJOR,
+        abi_minor: abi::ABI_MINOR,
+        descriptor_size: std::mem::size_of::<Descriptor>() as u32 + 1,
+        count: 0,
+        descriptors: std::ptr::null(),
+    });
+    &BROKEN.0
+}
+
+#[test]
+fn a_missing_or_misaligned_descriptor_table_is_refused_before_it_is_read() {
+    for entry in [
+        null_table_entry as unsafe extern "C" fn(*const HostApi) -> *const Header,
+        odd_stride_entry,
+    ] {
+        let mut registry = Registry::new();
+        let err = load_entry(
+            &mut registry,
+            entry,
+            Path::new("/plugins/libbroken.so"),
+            false,
+            "a test",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`/plugins/libbroken.so`")
+                && err.contains("descriptor table is missing or misaligned"),
+            "{err}"
+        );
+    }
+}
