@@ -267,8 +267,29 @@ pub fn acquire(
     let download_temp = temp_path(&cache.root.join("archive"));
     let _download_pending = PendingTemporary::register(&download_temp);
     let result = (|| {
-        let (archive, sum) = if placed.is_file() {
+        let placed_sum = if placed.is_file() {
             let sum = download::sha256_file(&placed).map_err(|e| Error::io("read", &placed, e))?;
+            if sum != release.sha256 && !net.offline {
+                // A wrong archive placed by hand must not block downloads for good: it is
+                // set aside, under a name the warning gives, and the release downloaded.
+                let rejected = rejected_path(&placed);
+                std::fs::rename(&placed, &rejected)
+                    .map_err(|e| Error::io("move the mismatched archive aside", &placed, e))?;
+                eprintln!(
+                    "warning: the archive {} has sha256 {sum}, but {} must have {}; it was moved to {} and the release is downloaded instead",
+                    placed.display(),
+                    release.tag,
+                    release.sha256,
+                    rejected.display()
+                );
+                None
+            } else {
+                Some(sum)
+            }
+        } else {
+            None
+        };
+        let (archive, sum) = if let Some(sum) = placed_sum {
             (placed.clone(), sum)
         } else if net.offline {
             return Err(offline_error(cache, release, &first));
@@ -281,15 +302,24 @@ pub fn acquire(
             (download_temp.clone(), sum)
         };
         if sum != release.sha256 {
-            let from = if archive == placed {
-                format!("the archive {}", placed.display())
+            let (from, hint) = if archive == placed {
+                (
+                    format!("the archive {}", placed.display()),
+                    format!(
+                        "Replace it with {} (sha256 {}), or remove it and download while online",
+                        release.url, release.sha256
+                    ),
+                )
             } else {
-                format!("the archive downloaded from {}", release.url)
+                (
+                    format!("the archive downloaded from {}", release.url),
+                    "Check `ovmf.url`/`ovmf.release` and `ovmf.sha256`".to_owned(),
+                )
             };
             return Err(Error::plugin(
                 "ovmf",
                 format!(
-                    "{from} has sha256 {sum}, but {} must have {}; it was not unpacked and nothing was cached. Check `ovmf.url`/`ovmf.release` and `ovmf.sha256`",
+                    "{from} has sha256 {sum}, but {} must have {}; it was not unpacked and nothing was cached. {hint}",
                     release.tag, release.sha256
                 ),
             ));
@@ -385,6 +415,13 @@ fn pad_pflash(rel: &Path, path: &Path) -> Result<(), Error> {
             .map_err(|e| Error::io("pad to the pflash size", path, e))?;
     }
     Ok(())
+}
+
+/// Where a placed archive with the wrong sha256 is moved: `<name>.rejected`.
+fn rejected_path(placed: &Path) -> PathBuf {
+    let mut name = placed.file_name().unwrap_or_default().to_os_string();
+    name.push(".rejected");
+    placed.with_file_name(name)
 }
 
 fn parse_manifest(dir: &Path, sha256: &str, text: &str) -> Option<Entry> {
@@ -505,6 +542,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("nothing was cached"), "{err}");
+        // The error names the file and the sha256 it must have.
+        assert!(
+            err.contains(&cache.placed_archive(&release).display().to_string())
+                && err.contains(&release.sha256),
+            "{err}"
+        );
         assert!(!cache.entry_dir(&release.sha256).exists());
+        // Offline, the placed file stays where its owner put it.
+        assert!(cache.placed_archive(&release).is_file());
     }
 }

@@ -642,6 +642,35 @@ fn offline_runs_use_the_cache_or_say_what_to_place_where() {
 }
 
 #[test]
+fn a_placed_archive_with_another_sha256_is_set_aside_when_online() {
+    let archive = good_archive();
+    let server = Server::ok(archive);
+    let sum = sha256(archive);
+    let project = Project::new(runner_bin!(), &server.config(&sum));
+    let placed = cache_of(&project).join(format!("{TAG}-bin.tar.xz"));
+    let rejected = cache_of(&project).join(format!("{TAG}-bin.tar.xz.rejected"));
+    std::fs::create_dir_all(placed.parent().unwrap()).unwrap();
+    std::fs::write(&placed, b"not the release").unwrap();
+    // Offline, it is a clear error naming the file and the sha256 it must have.
+    project
+        .run(["--offline", "ovmf", "fetch"], &[])
+        .assert_code(2)
+        .assert_stderr_contains(&placed.display().to_string())
+        .assert_stderr_contains(&sum);
+    assert!(placed.is_file());
+    assert_eq!(server.requests(), 0);
+    // Online, it is moved aside with a warning naming where, and the release downloaded.
+    fetch(&project, &[])
+        .assert_code(0)
+        .assert_stderr_contains("warning")
+        .assert_stderr_contains(&rejected.display().to_string());
+    assert_eq!(server.requests(), 1);
+    assert!(!placed.exists());
+    assert_eq!(std::fs::read(&rejected).unwrap(), b"not the release");
+    assert!(cache_of(&project).join(&sum).join("MANIFEST").is_file());
+}
+
+#[test]
 fn a_damaged_cache_entry_is_fetched_again() {
     let archive = good_archive();
     let server = Server::ok(archive);
