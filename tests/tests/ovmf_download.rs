@@ -550,6 +550,28 @@ fn a_missing_archive_is_a_clear_error_without_retries() {
 }
 
 #[test]
+fn fetch_outside_a_package_reads_the_environment() {
+    let archive = good_archive();
+    let server = Server::ok(archive);
+    let sum = sha256(archive);
+    let project = Project::new(runner_bin!(), "");
+    // A folder with no `Cargo.toml` above it: only the environment configures `[ovmf]`.
+    let outside = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let mut command = project.command_for(["ovmf", "fetch", "--arch", "x86_64"]);
+    command
+        .current_dir(outside.path())
+        .env("CARGO_IMAGE_RUNNER_OVMF_URL", &url)
+        .env("CARGO_IMAGE_RUNNER_OVMF_SHA256", &sum)
+        .env("CARGO_IMAGE_RUNNER_OVMF_SOURCE", "download");
+    let run = image_runner_tests::runner::run_command(command);
+    run.assert_code(0);
+    assert_eq!(server.requests(), 1);
+    assert_eq!(cache_contents(&project), std::slice::from_ref(&sum));
+    assert!(run.stdout.contains(&sum), "{run}");
+}
+
+#[test]
 fn a_stalled_server_times_out_with_a_clear_error() {
     let archive = good_archive();
     let server = Server::start(Reply::Stall(archive.to_vec(), Duration::from_secs(20)));
