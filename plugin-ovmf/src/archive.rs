@@ -22,16 +22,21 @@ pub struct Caps {
 impl Default for Caps {
     fn default() -> Self {
         Caps {
-            tar_bytes: 1 << 30,
+            tar_bytes: 512 << 20,
             file_bytes: 256 << 20,
             entries: 1000,
         }
     }
 }
 
+/// The most memory the xz decoder may take (its dictionary, mostly; xz's strongest preset needs
+/// 64 MiB), in KiB.
+const DECODER_MEMORY_KIB: u32 = 128 << 10;
+
 /// Unpacks the `.tar.xz` at `archive` into the existing, empty folder `dest` and returns the
-/// files written (relative paths, top folder stripped). On an error `dest` may hold part of
-/// the archive: the caller removes it.
+/// files written (relative paths, top folder stripped). The archive is decompressed as the tar
+/// reader consumes it, so memory stays at the decoder's dictionary whatever the archive's size.
+/// On an error `dest` may hold part of the archive: the caller removes it.
 pub fn unpack(archive: &Path, dest: &Path, caps: Caps) -> Result<Vec<PathBuf>, Error> {
     let fail = |why: String| {
         Error::plugin(
@@ -43,13 +48,35 @@ pub fn unpack(archive: &Path, dest: &Path, caps: Caps) -> Result<Vec<PathBuf>, E
         )
     };
     let file = File::open(archive).map_err(|e| Error::io("open", archive, e))?;
-    let mut tar_bytes = Capped {
-        out: Vec::new(),
+    let mut stream = Capped {
+        inner: lzma_rust2::XzReader::new_mem_limit(BufReader::new(file), false, DECODER_MEMORY_KIB),
+        read: 0,
         cap: caps.tar_bytes,
     };
-    lzma_rs::xz_decompress(&mut BufReader::new(file), &mut tar_bytes)
-        .map_err(|e| fail(format!("not a valid .tar.xz ({e})")))?;
-    let mut tar = tar::Archive::new(tar_bytes.out.as_slice());
+    let result = unpack_tar(&mut stream, dest, caps, &fail).and_then(|written| {
+        // The rest (the tar's end blocks, the xz index and check) is read too: a damaged end
+        // of the archive is noticed.
+        std::io::copy(&mut stream, &mut std::io::sink())
+            .map_err(|e| fail(format!("not a valid .tar.xz ({e})")))?;
+        Ok(written)
+    });
+    if stream.read > stream.cap {
+        return Err(fail(format!(
+            "it unpacks to more than {} bytes",
+            stream.cap
+        )));
+    }
+    result
+}
+
+/// Unpacks the tar stream `reader` into `dest` (see [`unpack`]).
+fn unpack_tar(
+    reader: impl Read,
+    dest: &Path,
+    caps: Caps,
+    fail: &dyn Fn(String) -> Error,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut tar = tar::Archive::new(reader);
     let entries = tar
         .entries()
         .map_err(|e| fail(format!("not a valid tar archive ({e})")))?;
@@ -61,7 +88,7 @@ pub fn unpack(archive: &Path, dest: &Path, caps: Caps) -> Result<Vec<PathBuf>, E
             return Err(fail(format!("more than {} entries", caps.entries)));
         }
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let rel = checked_path(&raw).map_err(&fail)?;
+        let rel = checked_path(&raw).map_err(fail)?;
         let mut parts = rel.components();
         let first = parts.next().map(|c| PathBuf::from(c.as_os_str()));
         match (&top, first) {
@@ -167,26 +194,26 @@ fn checked_path(raw: &str) -> Result<PathBuf, String> {
     Ok(clean)
 }
 
-/// A writer into memory that fails past `cap` bytes.
-struct Capped {
-    out: Vec<u8>,
+/// A reader that fails once more than `cap` bytes came through it.
+struct Capped<R> {
+    inner: R,
+    read: u64,
     cap: u64,
 }
 
-impl Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.out.len() as u64 + buf.len() as u64 > self.cap {
-            return Err(std::io::Error::other(format!(
-                "it unpacks to more than {} bytes",
-                self.cap
-            )));
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let exceeded =
+            || std::io::Error::other(format!("it unpacks to more than {} bytes", self.cap));
+        if self.read > self.cap {
+            return Err(exceeded());
         }
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.cap {
+            return Err(exceeded());
+        }
+        Ok(n)
     }
 }
 
@@ -194,27 +221,32 @@ impl Write for Capped {
 pub(crate) mod tests {
     use super::*;
 
-    /// A `.tar.xz` made of raw tar headers, so entries no well-behaved writer would make
-    /// (`..`, absolute paths, links out) can be tested.
+    /// A raw tar header, so entries no well-behaved writer would make (`..`, absolute paths,
+    /// links out) can be tested.
+    fn header(name: &str, kind: u8, size: u64, link: &str) -> [u8; 512] {
+        let mut header = [0u8; 512];
+        header[..name.len()].copy_from_slice(name.as_bytes());
+        header[100..107].copy_from_slice(b"0000644");
+        header[108..115].copy_from_slice(b"0000000");
+        header[116..123].copy_from_slice(b"0000000");
+        let size = format!("{size:011o}");
+        header[124..135].copy_from_slice(size.as_bytes());
+        header[136..147].copy_from_slice(b"00000000000");
+        header[156] = kind;
+        header[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        header[148..156].copy_from_slice(b"        ");
+        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+        header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        header
+    }
+
+    /// A `.tar.xz` of raw tar headers (see [`header`]) and their data.
     pub(crate) fn tar_xz(entries: &[(&str, u8, &[u8], &str)]) -> Vec<u8> {
         let mut tar = Vec::new();
         for (name, kind, data, link) in entries {
-            let mut header = [0u8; 512];
-            header[..name.len()].copy_from_slice(name.as_bytes());
-            header[100..107].copy_from_slice(b"0000644");
-            header[108..115].copy_from_slice(b"0000000");
-            header[116..123].copy_from_slice(b"0000000");
-            let size = format!("{:011o}", data.len());
-            header[124..135].copy_from_slice(size.as_bytes());
-            header[136..147].copy_from_slice(b"00000000000");
-            header[156] = *kind;
-            header[157..157 + link.len()].copy_from_slice(link.as_bytes());
-            header[257..263].copy_from_slice(b"ustar\0");
-            header[263..265].copy_from_slice(b"00");
-            header[148..156].copy_from_slice(b"        ");
-            let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
-            header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-            tar.extend_from_slice(&header);
+            tar.extend_from_slice(&header(name, *kind, data.len() as u64, link));
             tar.extend_from_slice(data);
             tar.resize(tar.len().div_ceil(512) * 512, 0);
         }
@@ -222,6 +254,65 @@ pub(crate) mod tests {
         let mut xz = Vec::new();
         lzma_rs::xz_compress(&mut tar.as_slice(), &mut xz).unwrap();
         xz
+    }
+
+    /// The process's peak resident memory (VmHWM) in KiB.
+    fn peak_rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_large_archive_is_unpacked_as_a_stream_in_little_memory() {
+        const SIZE: u64 = 128 << 20;
+        // The tar is made as it is compressed, never whole in memory here either.
+        let mut tar = std::io::Cursor::new(header("r/x64/code.fd", b'0', SIZE, ""))
+            .chain(std::io::repeat(0).take(SIZE))
+            .chain(std::io::repeat(0).take(1024));
+        let mut xz =
+            lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
+        std::io::copy(&mut tar, &mut xz).unwrap();
+        let xz = xz.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.xz");
+        std::fs::write(&archive, &xz).unwrap();
+        let dest = dir.path().join("out");
+        std::fs::create_dir(&dest).unwrap();
+        let caps = Caps {
+            file_bytes: SIZE,
+            ..Caps::default()
+        };
+        // Resets the peak to the current use (Linux 4.0 and later).
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let before = peak_rss_kib();
+        let files = unpack(&archive, &dest, caps).unwrap();
+        let grown_mib = (peak_rss_kib() - before) >> 10;
+        assert_eq!(files, [PathBuf::from("x64/code.fd")]);
+        assert_eq!(
+            std::fs::metadata(dest.join("x64/code.fd")).unwrap().len(),
+            SIZE
+        );
+        // The tar alone is 128 MiB: holding it in memory would show.
+        assert!(grown_mib < 48, "unpacking took {grown_mib} MiB more memory");
+    }
+
+    #[test]
+    fn a_damaged_end_of_the_archive_is_noticed() {
+        let mut xz = tar_xz(&[("r/x64/code.fd", b'0', b"code", "")]);
+        // The last bytes are the xz stream footer, after everything tar reads.
+        let at = xz.len() - 6;
+        xz[at] ^= 0xFF;
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.xz");
+        std::fs::write(&archive, &xz).unwrap();
+        let dest = dir.path().join("out");
+        std::fs::create_dir(&dest).unwrap();
+        let err = unpack(&archive, &dest, Caps::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid .tar.xz"), "{err}");
     }
 
     fn try_unpack(entries: &[(&str, u8, &[u8], &str)]) -> Result<Vec<PathBuf>, String> {

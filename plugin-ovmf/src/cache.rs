@@ -11,7 +11,13 @@
 //!
 //! A release is unpacked into a temporary folder and renamed into place with its manifest, so
 //! a folder under its sha256 is always whole; readers need no lock. An entry whose files do not
-//! match its manifest is damaged: it is removed and fetched again.
+//! match its manifest is damaged: it is fetched again into a temporary folder, which then takes
+//! the entry's place in one atomic exchange (`renameat2` with `RENAME_EXCHANGE` on Linux); only
+//! then is the old folder, now under the temporary name, removed. So the paths of an entry never
+//! stop existing: a run that checked its files and copies the variable store or starts QEMU a
+//! moment later finds them (the same bytes, from the new folder), and files it already opened
+//! stay readable. Where the exchange is unsupported the old folder is renamed aside just before
+//! the new one is renamed in, which leaves a gap of two renames.
 
 use std::fs::File;
 use std::io::Write;
@@ -255,10 +261,7 @@ pub fn acquire(
     remove_stale_temporaries(&cache.root);
     let dir = cache.entry_dir(&release.sha256);
     if dir.exists() {
-        let doomed = temp_path(&dir.with_extension("damaged"));
-        std::fs::rename(&dir, &doomed)
-            .map_err(|e| Error::io("move the damaged cache entry", &dir, e))?;
-        let _ = std::fs::remove_dir_all(&doomed);
+        // Left in place until the new copy replaces it: other runs may be using its files.
         eprintln!(
             "warning: the cached UEFI firmware {} was damaged ({first}); fetching it again",
             dir.display()
@@ -267,8 +270,29 @@ pub fn acquire(
     let download_temp = temp_path(&cache.root.join("archive"));
     let _download_pending = PendingTemporary::register(&download_temp);
     let result = (|| {
-        let (archive, sum) = if placed.is_file() {
+        let placed_sum = if placed.is_file() {
             let sum = download::sha256_file(&placed).map_err(|e| Error::io("read", &placed, e))?;
+            if sum != release.sha256 && !net.offline {
+                // A wrong archive placed by hand must not block downloads for good: it is
+                // set aside, under a name the warning gives, and the release downloaded.
+                let rejected = rejected_path(&placed);
+                std::fs::rename(&placed, &rejected)
+                    .map_err(|e| Error::io("move the mismatched archive aside", &placed, e))?;
+                eprintln!(
+                    "warning: the archive {} has sha256 {sum}, but {} must have {}; it was moved to {} and the release is downloaded instead",
+                    placed.display(),
+                    release.tag,
+                    release.sha256,
+                    rejected.display()
+                );
+                None
+            } else {
+                Some(sum)
+            }
+        } else {
+            None
+        };
+        let (archive, sum) = if let Some(sum) = placed_sum {
             (placed.clone(), sum)
         } else if net.offline {
             return Err(offline_error(cache, release, &first));
@@ -281,15 +305,24 @@ pub fn acquire(
             (download_temp.clone(), sum)
         };
         if sum != release.sha256 {
-            let from = if archive == placed {
-                format!("the archive {}", placed.display())
+            let (from, hint) = if archive == placed {
+                (
+                    format!("the archive {}", placed.display()),
+                    format!(
+                        "Replace it with {} (sha256 {}), or remove it and download while online",
+                        release.url, release.sha256
+                    ),
+                )
             } else {
-                format!("the archive downloaded from {}", release.url)
+                (
+                    format!("the archive downloaded from {}", release.url),
+                    "Check `ovmf.url`/`ovmf.release` and `ovmf.sha256`".to_owned(),
+                )
             };
             return Err(Error::plugin(
                 "ovmf",
                 format!(
-                    "{from} has sha256 {sum}, but {} must have {}; it was not unpacked and nothing was cached. Check `ovmf.url`/`ovmf.release` and `ovmf.sha256`",
+                    "{from} has sha256 {sum}, but {} must have {}; it was not unpacked and nothing was cached. {hint}",
                     release.tag, release.sha256
                 ),
             ));
@@ -348,13 +381,55 @@ fn publish(cache: &Cache, release: &Release, archive: &Path) -> Result<(), Error
             .and_then(|()| file.sync_all())
             .map_err(|e| Error::io("write", &path, e))?;
         pending
-            .publish(|| std::fs::rename(&temp, &dir))
+            .publish(|| put_in_place(&temp, &dir))
             .map_err(|e| Error::io("rename the unpacked release into", &dir, e))
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&temp);
-    }
+    // After an exchange, `temp` is the damaged entry: no path leads readers there any more.
+    let _ = std::fs::remove_dir_all(&temp);
     result
+}
+
+/// Renames the folder `new` to `dir`. A folder already at `dir` is exchanged with `new` in one
+/// step where the system can (it is then at `new`), so `dir`'s paths never stop existing.
+fn put_in_place(new: &Path, dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        return std::fs::rename(new, dir);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+        };
+        let (from, to) = (c(new)?, c(dir)?);
+        // SAFETY: both are valid NUL-terminated paths that outlive the call.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        // Only a file system or kernel without the exchange falls back.
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
+            return Err(e);
+        }
+    }
+    let aside = temp_path(&dir.with_extension("damaged"));
+    std::fs::rename(dir, &aside)?;
+    if let Err(e) = std::fs::rename(new, dir) {
+        let _ = std::fs::rename(&aside, dir);
+        return Err(e);
+    }
+    let _ = std::fs::remove_dir_all(&aside);
+    Ok(())
 }
 
 /// Pads `<arch>/code.fd` and `<arch>/vars.fd` with zeros to the size the board's pflash needs.
@@ -385,6 +460,13 @@ fn pad_pflash(rel: &Path, path: &Path) -> Result<(), Error> {
             .map_err(|e| Error::io("pad to the pflash size", path, e))?;
     }
     Ok(())
+}
+
+/// Where a placed archive with the wrong sha256 is moved: `<name>.rejected`.
+fn rejected_path(placed: &Path) -> PathBuf {
+    let mut name = placed.file_name().unwrap_or_default().to_os_string();
+    name.push(".rejected");
+    placed.with_file_name(name)
 }
 
 fn parse_manifest(dir: &Path, sha256: &str, text: &str) -> Option<Entry> {
@@ -489,6 +571,80 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_keeps_its_files_while_another_fetches_a_damaged_entry_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let code = vec![0xC0u8; 512 << 10];
+        let vars = vec![0x5Au8; 128 << 10];
+        let archive = tar_xz(&[
+            ("r/x64/code.fd", b'0', &code, ""),
+            ("r/x64/vars.fd", b'0', &vars, ""),
+            ("r/README", b'0', b"readme", ""),
+        ]);
+        let release = release_of(&archive);
+        let offline = Net {
+            offline: true,
+            ..Net::default()
+        };
+        std::fs::create_dir_all(cache.root()).unwrap();
+        std::fs::write(cache.placed_archive(&release), &archive).unwrap();
+        acquire(&cache, &release, None, Check::Quick, &offline).unwrap();
+
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let (reads, failures) = std::thread::scope(|scope| {
+            // A run: checks the x64 files, then reads them by path, as the copy of the
+            // variable store and QEMU do a moment later.
+            let reader = scope.spawn(|| {
+                let (mut reads, mut failures) = (0, Vec::new());
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let result = cache
+                        .check(&release.sha256, Some(Arch::X86_64), Check::Quick)
+                        .and_then(|entry| {
+                            let files = entry.arch(Arch::X86_64).map_err(|e| e.to_string())?;
+                            let read = |p: &Path| {
+                                std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+                            };
+                            Ok((read(&files.code)?, read(&files.vars)?))
+                        });
+                    match result {
+                        Ok((c, v)) => {
+                            assert!(c == code && v == vars, "the files changed under a reader");
+                            reads += 1;
+                        }
+                        Err(problem) => failures.push(problem),
+                    }
+                }
+                (reads, failures)
+            });
+            // Another process damages a file the reader does not use, and fetches again.
+            for round in 0..20 {
+                let readme = cache.entry_dir(&release.sha256).join("README");
+                std::fs::write(&readme, format!("damaged {round}")).unwrap();
+                acquire(&cache, &release, None, Check::Quick, &offline).unwrap();
+                assert_eq!(std::fs::read(&readme).unwrap(), b"readme");
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            reader.join().unwrap()
+        });
+        assert!(reads > 0);
+        assert!(
+            failures.is_empty(),
+            "{} reads failed, first: {:?}",
+            failures.len(),
+            failures.first()
+        );
+        // The damaged copies are gone: only the entry, the placed archive and the lock remain.
+        let mut names: Vec<_> = std::fs::read_dir(cache.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut expected = [".lock", "edk2-test-r1-bin.tar.xz", release.sha256.as_str()];
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+    }
+
+    #[test]
     fn a_placed_archive_with_another_sum_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path());
@@ -505,6 +661,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("nothing was cached"), "{err}");
+        // The error names the file and the sha256 it must have.
+        assert!(
+            err.contains(&cache.placed_archive(&release).display().to_string())
+                && err.contains(&release.sha256),
+            "{err}"
+        );
         assert!(!cache.entry_dir(&release.sha256).exists());
+        // Offline, the placed file stays where its owner put it.
+        assert!(cache.placed_archive(&release).is_file());
     }
 }

@@ -355,28 +355,42 @@ fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32,
     let _preparing = interrupt::Preparing::install();
     let inv = invocation(env, &ovmf_args.common, None, &[], None);
     let cache_dir = image_runner_core::context::cache_dir(&inv.env)?;
-    let (offline, config) = match Project::discover(&inv, None) {
-        Ok(project) => {
-            let resolved = image_runner_core::context::load_config(
+    let sections = plugins::registry_for(&inv)?.sections();
+    let resolved = match Project::discover(&inv, None) {
+        Ok(project) => image_runner_core::context::load_config(
+            &inv,
+            &project.manifest_dir,
+            &project.workspace_root,
+            &show_config::placeholder_variables(&project),
+            &sections,
+        )?,
+        // Outside a package there are no project files, but the environment
+        // (`CARGO_IMAGE_RUNNER_OVMF_*`, `CARGO_NET_OFFLINE`) and the command line still apply.
+        Err(_) => {
+            let here = std::env::current_dir()
+                .map_err(|e| Error::io("read the current directory", ".", e))?;
+            let mut inv = inv.clone();
+            inv.read_project_config = false;
+            image_runner_core::context::load_config(
                 &inv,
-                &project.manifest_dir,
-                &project.workspace_root,
-                &show_config::placeholder_variables(&project),
-                &plugins::registry_for(&inv)?.sections(),
-            )?;
-            let config =
-                match resolved.sections.get("ovmf") {
-                    Some(table) => toml::Value::Table(table.clone()).try_into().map_err(
-                        |e: toml::de::Error| {
-                            Error::Config(format!("section `ovmf`: {}", e.message()))
-                        },
-                    )?,
-                    None => Default::default(),
-                };
-            (resolved.config.offline, config)
+                &here,
+                &here,
+                &image_runner_core::config::Variables::new(),
+                &sections,
+            )?
         }
-        Err(_) => (ovmf_args.common.offline, Default::default()),
     };
+    let config = match resolved.sections.get("ovmf") {
+        Some(table) => {
+            toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    Error::Config(format!("section `ovmf`: {}", e.message()))
+                })?
+        }
+        None => Default::default(),
+    };
+    let offline = resolved.config.offline;
     let settings = Settings {
         config,
         cache_dir: cache_dir.clone(),

@@ -550,6 +550,28 @@ fn a_missing_archive_is_a_clear_error_without_retries() {
 }
 
 #[test]
+fn fetch_outside_a_package_reads_the_environment() {
+    let archive = good_archive();
+    let server = Server::ok(archive);
+    let sum = sha256(archive);
+    let project = Project::new(runner_bin!(), "");
+    // A folder with no `Cargo.toml` above it: only the environment configures `[ovmf]`.
+    let outside = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let mut command = project.command_for(["ovmf", "fetch", "--arch", "x86_64"]);
+    command
+        .current_dir(outside.path())
+        .env("CARGO_IMAGE_RUNNER_OVMF_URL", &url)
+        .env("CARGO_IMAGE_RUNNER_OVMF_SHA256", &sum)
+        .env("CARGO_IMAGE_RUNNER_OVMF_SOURCE", "download");
+    let run = image_runner_tests::runner::run_command(command);
+    run.assert_code(0);
+    assert_eq!(server.requests(), 1);
+    assert_eq!(cache_contents(&project), std::slice::from_ref(&sum));
+    assert!(run.stdout.contains(&sum), "{run}");
+}
+
+#[test]
 fn a_stalled_server_times_out_with_a_clear_error() {
     let archive = good_archive();
     let server = Server::start(Reply::Stall(archive.to_vec(), Duration::from_secs(20)));
@@ -639,6 +661,35 @@ fn offline_runs_use_the_cache_or_say_what_to_place_where() {
         .assert_code(0)
         .assert_serial_line(kernels::marker(Kernel::EfiApp, Variant::Pass));
     assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn a_placed_archive_with_another_sha256_is_set_aside_when_online() {
+    let archive = good_archive();
+    let server = Server::ok(archive);
+    let sum = sha256(archive);
+    let project = Project::new(runner_bin!(), &server.config(&sum));
+    let placed = cache_of(&project).join(format!("{TAG}-bin.tar.xz"));
+    let rejected = cache_of(&project).join(format!("{TAG}-bin.tar.xz.rejected"));
+    std::fs::create_dir_all(placed.parent().unwrap()).unwrap();
+    std::fs::write(&placed, b"not the release").unwrap();
+    // Offline, it is a clear error naming the file and the sha256 it must have.
+    project
+        .run(["--offline", "ovmf", "fetch"], &[])
+        .assert_code(2)
+        .assert_stderr_contains(&placed.display().to_string())
+        .assert_stderr_contains(&sum);
+    assert!(placed.is_file());
+    assert_eq!(server.requests(), 0);
+    // Online, it is moved aside with a warning naming where, and the release downloaded.
+    fetch(&project, &[])
+        .assert_code(0)
+        .assert_stderr_contains("warning")
+        .assert_stderr_contains(&rejected.display().to_string());
+    assert_eq!(server.requests(), 1);
+    assert!(!placed.exists());
+    assert_eq!(std::fs::read(&rejected).unwrap(), b"not the release");
+    assert!(cache_of(&project).join(&sum).join("MANIFEST").is_file());
 }
 
 #[test]
