@@ -11,7 +11,8 @@ use crate::table::TestCase;
 /// libtest's exit code when a test failed (or its arguments were wrong).
 pub const FAILED_EXIT_CODE: i32 = 101;
 
-/// Terse output breaks its line of dots after this many.
+/// libtest's `QUIET_MODE_MAX_COLUMN`: terse output ends its line of marks with the progress
+/// when the column reaches this many less one; a failure's own line starts a new column too.
 const TERSE_COLUMNS: usize = 88;
 
 /// How a test ended, as reported.
@@ -46,6 +47,7 @@ pub struct Printer<W: Write> {
     format: Format,
     show_output: bool,
     total: usize,
+    /// Terse marks on the current line.
     column: usize,
     /// Result lines printed so far.
     printed: usize,
@@ -123,27 +125,33 @@ impl<W: Write> Printer<W> {
                     Mark::Ignored => "ignored",
                 };
                 let _ = writeln!(self.out, "test {name}{mode} ... {word}");
+                self.printed += 1;
+            }
+            Format::Terse if mark == Mark::Failed => {
+                // libtest names a failure on its own line as it happens, ending the line of
+                // marks before it with the progress (none when no mark is on the line).
+                if self.column != 0 {
+                    self.progress();
+                }
+                let _ = writeln!(self.out, "{name} --- FAILED");
+                self.printed += 1;
             }
             Format::Terse => {
-                if mark == Mark::Failed {
-                    // libtest names a failure on its own line as it happens.
-                    let _ = write!(
-                        self.out,
-                        " {}/{}\n{name} --- FAILED\n",
-                        self.printed, self.total
-                    );
-                    self.column = 0;
-                } else {
-                    let _ = write!(self.out, "{}", if mark == Mark::Passed { "." } else { "i" });
-                    self.column += 1;
-                    if self.column % TERSE_COLUMNS == TERSE_COLUMNS - 1 {
-                        let _ = writeln!(self.out, " {}/{}", self.printed + 1, self.total);
-                    }
+                let _ = write!(self.out, "{}", if mark == Mark::Passed { "." } else { "i" });
+                self.printed += 1;
+                self.column += 1;
+                if self.column % TERSE_COLUMNS == TERSE_COLUMNS - 1 {
+                    self.progress();
                 }
             }
         }
         let _ = self.out.flush();
-        self.printed += 1;
+    }
+
+    /// Ends the line of terse marks with how many results of how many are out.
+    fn progress(&mut self) {
+        let _ = writeln!(self.out, " {}/{}", self.printed, self.total);
+        self.column = 0;
     }
 
     /// Keeps a test's result (with its failure details) for the summary.
@@ -289,6 +297,58 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// 203 results with failures at the start of a line, back to back and after long runs of
+    /// marks: the text libtest printed for the same results (`cargo test -- --format terse
+    /// --test-threads=1`), up to its `failures:` section.
+    #[test]
+    fn terse_lines_and_progress_are_libtests() {
+        let failed = || Verdict::Failed {
+            details: String::new(),
+        };
+        let mut p = Printer::new(Vec::new(), Format::Terse, false);
+        p.start(203);
+        for name in ["s::a", "s::b", "s::d"] {
+            p.result(outcome(name, Verdict::Passed));
+        }
+        for i in 0..200 {
+            let verdict = match i {
+                1 | 50 => Verdict::Ignored,
+                3 | 90 | 176 | 177 => failed(),
+                _ => Verdict::Passed,
+            };
+            p.result(outcome(&format!("t{i:03}"), verdict));
+        }
+        p.finish(0, Duration::ZERO);
+        let text = String::from_utf8(p.out).unwrap();
+        let expected = format!(
+            "\nrunning 203 tests\n....i. 6/203\nt003 --- FAILED\n{}i{} 93/203\nt090 --- FAILED\n{} 179/203\nt176 --- FAILED\nt177 --- FAILED\n{}\nfailures:\n",
+            ".".repeat(46),
+            ".".repeat(39),
+            ".".repeat(85),
+            ".".repeat(22),
+        );
+        assert!(text.starts_with(&expected), "{text}");
+    }
+
+    /// A long run of marks breaks after 87 of them, and the count goes on from there.
+    #[test]
+    fn terse_breaks_long_lines_as_libtest() {
+        let mut p = Printer::new(Vec::new(), Format::Terse, false);
+        p.start(180);
+        for i in 0..180 {
+            p.result(outcome(&format!("t{i:03}"), Verdict::Passed));
+        }
+        p.finish(0, Duration::ZERO);
+        let text = String::from_utf8(p.out).unwrap();
+        let expected = format!(
+            "\nrunning 180 tests\n{} 87/180\n{} 174/180\n{}\ntest result: ok.",
+            ".".repeat(87),
+            ".".repeat(87),
+            ".".repeat(6),
+        );
+        assert!(text.starts_with(&expected), "{text}");
     }
 
     #[test]
