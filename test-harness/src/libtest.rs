@@ -2,6 +2,7 @@
 //! `running N tests`, `test name ... ok`, terse dots, the `failures:` section, the
 //! `test result:` line, the `--list` forms, and exit code 101 when a test failed.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::time::Duration;
 
@@ -51,6 +52,9 @@ pub struct Printer<W: Write> {
     column: usize,
     /// Result lines printed so far.
     printed: usize,
+    /// Ignored tests not printed yet, in name order: each is printed before the first result
+    /// whose name sorts after it, as libtest reports them among the others.
+    ignored: VecDeque<Outcome>,
     /// Every result recorded so far.
     pub results: Vec<Outcome>,
 }
@@ -95,6 +99,7 @@ impl<W: Write> Printer<W> {
             total: 0,
             column: 0,
             printed: 0,
+            ignored: VecDeque::new(),
             results: Vec::new(),
         }
     }
@@ -107,6 +112,29 @@ impl<W: Write> Printer<W> {
         let _ = self.out.flush();
     }
 
+    /// Tests reported as ignored without running: each is printed (and recorded) at its place
+    /// in name order among the results that follow, the rest by [`Printer::finish`].
+    pub fn ignored(&mut self, outcomes: impl IntoIterator<Item = Outcome>) {
+        self.ignored.extend(outcomes);
+        self.ignored
+            .make_contiguous()
+            .sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// Prints the held ignored tests whose names sort before `name` (all of them: `None`).
+    fn ignored_before(&mut self, name: Option<&str>) {
+        while let Some(next) = self.ignored.front() {
+            if name.is_some_and(|name| next.name.as_str() >= name) {
+                break;
+            }
+            let Some(outcome) = self.ignored.pop_front() else {
+                break;
+            };
+            self.write_line(&outcome.name, outcome.should_panic, Mark::Ignored);
+            self.record(outcome);
+        }
+    }
+
     /// One test's line (or character) and its record.
     pub fn result(&mut self, outcome: Outcome) {
         self.line(&outcome.name, outcome.should_panic, outcome.verdict.mark());
@@ -116,6 +144,11 @@ impl<W: Write> Printer<W> {
     /// One test's line (or character), printed as the test ends; its details come later with
     /// [`Printer::record`].
     pub fn line(&mut self, name: &str, should_panic: bool, mark: Mark) {
+        self.ignored_before(Some(name));
+        self.write_line(name, should_panic, mark);
+    }
+
+    fn write_line(&mut self, name: &str, should_panic: bool, mark: Mark) {
         match self.format {
             Format::Pretty => {
                 let mode = if should_panic { " - should panic" } else { "" };
@@ -161,6 +194,7 @@ impl<W: Write> Printer<W> {
 
     /// The `failures:` section and the `test result:` line; returns the exit code.
     pub fn finish(&mut self, filtered_out: usize, elapsed: Duration) -> i32 {
+        self.ignored_before(None);
         let count = |f: fn(&Verdict) -> bool| self.results.iter().filter(|r| f(&r.verdict)).count();
         let passed = count(|v| *v == Verdict::Passed);
         let failed = count(|v| matches!(v, Verdict::Failed { .. }));
@@ -259,6 +293,32 @@ mod tests {
         assert_eq!(
             text,
             "\nrunning 4 tests\ntest tests::alpha ... ok\ntest tests::delta_ign ... ignored\ntest tests::beta_fails ... FAILED\ntest tests::gamma_sp - should panic ... ok\n\nfailures:\n\n---- tests::beta_fails stdout ----\nbeta out\npanicked: boom here\n\n\nfailures:\n    tests::beta_fails\n\ntest result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 1 filtered out; finished in 0.11s\n\n"
+        );
+    }
+
+    /// Ignored tests among the others in name order, as libtest prints them (`test s::c_ign ...
+    /// ignored` between `s::b_pass_quiet` and `s::d_pass_out` in a real run), the last ones
+    /// after every result.
+    #[test]
+    fn ignored_tests_print_in_name_order() {
+        let mut p = Printer::new(Vec::new(), Format::Pretty, false);
+        p.start(6);
+        p.ignored([
+            outcome("s::f_ign", Verdict::Ignored),
+            outcome("s::a_ign", Verdict::Ignored),
+            outcome("s::c_ign", Verdict::Ignored),
+        ]);
+        p.result(outcome("s::b_pass", Verdict::Passed));
+        // As the session prints a line live and records the result after the boot.
+        p.line("s::d_pass", false, Mark::Passed);
+        p.line("s::e_pass", false, Mark::Passed);
+        p.record(outcome("s::d_pass", Verdict::Passed));
+        p.record(outcome("s::e_pass", Verdict::Passed));
+        assert_eq!(p.finish(0, Duration::ZERO), 0);
+        let text = String::from_utf8(p.out).unwrap();
+        assert_eq!(
+            text,
+            "\nrunning 6 tests\ntest s::a_ign ... ignored\ntest s::b_pass ... ok\ntest s::c_ign ... ignored\ntest s::d_pass ... ok\ntest s::e_pass ... ok\ntest s::f_ign ... ignored\n\ntest result: ok. 3 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\n"
         );
     }
 

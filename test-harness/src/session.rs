@@ -60,15 +60,14 @@ pub fn run_with(
     )));
     let lock = || printer.lock().unwrap_or_else(PoisonError::into_inner);
     lock().start(selection.run.len() + selection.ignored.len());
-    for test in &selection.ignored {
-        lock().result(Outcome {
-            name: test.name.clone(),
-            should_panic: test.should_panic,
-            verdict: libtest::Verdict::Ignored,
-            output: String::new(),
-            duration: Duration::ZERO,
-        });
-    }
+    // Printed among the results in name order, as libtest does.
+    lock().ignored(selection.ignored.iter().map(|test| Outcome {
+        name: test.name.clone(),
+        should_panic: test.should_panic,
+        verdict: libtest::Verdict::Ignored,
+        output: String::new(),
+        duration: Duration::ZERO,
+    }));
     let default_limit = ctx.decisions.mode.timeout;
     let mut pending: VecDeque<&TestCase> = selection.run.iter().copied().collect();
     let single = pending.len() == 1;
