@@ -47,6 +47,8 @@ pub struct Printer<W: Write> {
     out: W,
     format: Format,
     show_output: bool,
+    /// Test output was printed as it came (`--nocapture`): no output blocks.
+    echoed: bool,
     total: usize,
     /// Terse marks on the current line.
     column: usize,
@@ -96,12 +98,20 @@ impl<W: Write> Printer<W> {
             out,
             format,
             show_output,
+            echoed: false,
             total: 0,
             column: 0,
             printed: 0,
             ignored: VecDeque::new(),
             results: Vec::new(),
         }
+    }
+
+    /// Whether the tests' output was printed as it came (`--nocapture`), when the
+    /// `successes:` section of `--show-output` has names only, as libtest's.
+    pub fn echoed(mut self, echoed: bool) -> Self {
+        self.echoed = echoed;
+        self
     }
 
     /// `running N tests`.
@@ -200,14 +210,26 @@ impl<W: Write> Printer<W> {
         let failed = count(|v| matches!(v, Verdict::Failed { .. }));
         let ignored = count(|v| *v == Verdict::Ignored);
         if self.show_output {
+            // libtest's `successes:` section: the passing tests' output, then their names; both
+            // headings even when there is neither (output shown as it came has no block).
             let mut blocks = String::new();
+            let mut names = Vec::new();
             for r in &self.results {
-                if r.verdict == Verdict::Passed && !r.output.is_empty() {
-                    blocks.push_str(&format!("---- {} stdout ----\n{}\n", r.name, r.output));
+                if r.verdict == Verdict::Passed {
+                    names.push(r.name.as_str());
+                    if !self.echoed && !r.output.is_empty() {
+                        blocks.push_str(&format!("---- {} stdout ----\n{}\n", r.name, r.output));
+                    }
                 }
             }
+            let _ = write!(self.out, "\nsuccesses:\n");
             if !blocks.is_empty() {
-                let _ = write!(self.out, "\nsuccesses:\n\n{blocks}");
+                let _ = write!(self.out, "\n{blocks}");
+            }
+            let _ = write!(self.out, "\nsuccesses:\n");
+            names.sort_unstable();
+            for name in names {
+                let _ = writeln!(self.out, "    {name}");
             }
         }
         if failed > 0 {
@@ -319,6 +341,52 @@ mod tests {
         assert_eq!(
             text,
             "\nrunning 6 tests\ntest s::a_ign ... ignored\ntest s::b_pass ... ok\ntest s::c_ign ... ignored\ntest s::d_pass ... ok\ntest s::e_pass ... ok\ntest s::f_ign ... ignored\n\ntest result: ok. 3 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\n"
+        );
+    }
+
+    fn with_output(name: &str, output: &str) -> Outcome {
+        Outcome {
+            output: output.into(),
+            ..outcome(name, Verdict::Passed)
+        }
+    }
+
+    /// `--show-output`: the text libtest printed for the same results (a real `cargo test --
+    /// --show-output`, pretty and terse, with and without `--nocapture`, and with no test passed).
+    #[test]
+    fn show_output_is_libtests() {
+        let run = |format: Format, echoed: bool| {
+            let mut p = Printer::new(Vec::new(), format, true).echoed(echoed);
+            p.start(4);
+            p.ignored([outcome("s::c_ign", Verdict::Ignored)]);
+            p.result(with_output("s::a_pass_out", "hello a\n"));
+            p.result(with_output("s::b_pass_quiet", ""));
+            p.result(with_output("s::d_pass_out", "hello d\n"));
+            assert_eq!(p.finish(201, Duration::ZERO), 0);
+            String::from_utf8(p.out).unwrap()
+        };
+        let summary = "\nsuccesses:\n    s::a_pass_out\n    s::b_pass_quiet\n    s::d_pass_out\n\ntest result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 201 filtered out; finished in 0.00s\n\n";
+        let blocks = "\nsuccesses:\n\n---- s::a_pass_out stdout ----\nhello a\n\n---- s::d_pass_out stdout ----\nhello d\n\n";
+        let lines = "\nrunning 4 tests\ntest s::a_pass_out ... ok\ntest s::b_pass_quiet ... ok\ntest s::c_ign ... ignored\ntest s::d_pass_out ... ok\n";
+        assert_eq!(
+            run(Format::Pretty, false),
+            format!("{lines}{blocks}{summary}")
+        );
+        assert_eq!(
+            run(Format::Terse, false),
+            format!("\nrunning 4 tests\n..i.{blocks}{summary}")
+        );
+        assert_eq!(
+            run(Format::Pretty, true),
+            format!("{lines}\nsuccesses:\n{summary}")
+        );
+        let mut p = Printer::new(Vec::new(), Format::Pretty, true);
+        p.start(1);
+        p.result(outcome("s::c_ign", Verdict::Ignored));
+        p.finish(204, Duration::ZERO);
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "\nrunning 1 test\ntest s::c_ign ... ignored\n\nsuccesses:\n\nsuccesses:\n\ntest result: ok. 0 passed; 0 failed; 1 ignored; 0 measured; 204 filtered out; finished in 0.00s\n\n"
         );
     }
 

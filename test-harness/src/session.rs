@@ -53,11 +53,10 @@ pub fn run_with(
     let started = Instant::now();
     // Shared with the serial handler, which prints each test's line as the kernel reports it;
     // the failure details are recorded once the boot is over.
-    let printer = Arc::new(Mutex::new(Printer::new(
-        std::io::stdout(),
-        request.format,
-        request.show_output,
-    )));
+    let printer = Arc::new(Mutex::new(
+        Printer::new(std::io::stdout(), request.format, request.show_output)
+            .echoed(request.nocapture),
+    ));
     let lock = || printer.lock().unwrap_or_else(PoisonError::into_inner);
     lock().start(selection.run.len() + selection.ignored.len());
     // Printed among the results in name order, as libtest does.
