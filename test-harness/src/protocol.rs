@@ -287,9 +287,7 @@ impl Watcher {
             }
             return;
         };
-        let gap = |control: &mut Control, limit: Duration| {
-            control.end_at(Instant::now() + limit, Verdict::Timeout { after: limit });
-        };
+        let gap = |control: &mut Control, limit: Duration| watch(control, limit);
         match line {
             Line::Begin { version, .. } => {
                 if version != 1 {
@@ -372,6 +370,15 @@ impl Watcher {
     }
 }
 
+/// Sets the watchdog to end the boot `limit` from now; a limit too far away to be a time (a
+/// huge `timeout`) is no limit.
+fn watch(control: &mut Control, limit: Duration) {
+    match Instant::now().checked_add(limit) {
+        Some(at) => control.end_at(at, Verdict::Timeout { after: limit }),
+        None => control.clear_end_at(),
+    }
+}
+
 /// A test name as a file name: `::` and anything unusual become `-`/`_`.
 pub fn file_name(name: &str) -> String {
     let name = name.replace("::", "-");
@@ -390,12 +397,7 @@ impl SerialHandler for Watcher {
     fn output(&mut self, bytes: &[u8], control: &mut Control) {
         if !self.armed {
             // The boot itself (until the first test starts) gets the default limit.
-            control.end_at(
-                Instant::now() + self.default_limit,
-                Verdict::Timeout {
-                    after: self.default_limit,
-                },
-            );
+            watch(control, self.default_limit);
             self.armed = true;
         }
         let mut rest = bytes;
@@ -493,6 +495,38 @@ mod tests {
         w.output(b"KTEST done\n", &mut control);
         assert!(w.done);
         assert_eq!(control.take_verdict(), Some(Verdict::Success));
+    }
+
+    /// A limit past what an `Instant` can hold (a huge `test.timeout` or test `timeout`) sets no
+    /// deadline instead of overflowing.
+    #[test]
+    fn huge_limits_set_no_deadline() {
+        let mut slow = TestCase::new(1, "slow");
+        slow.timeout = Some(Duration::MAX);
+        let quick = TestCase::new(0, "quick");
+        let mut w = Watcher::new(&[&quick, &slow], Duration::MAX, false, None);
+        let mut control = Control::new();
+        w.output(b"booting\n", &mut control);
+        assert_eq!(control.take_deadline(), Some(None));
+        w.output(b"KTEST start 1 slow\n", &mut control);
+        assert_eq!(control.take_deadline(), Some(None));
+        w.output(b"KTEST ok 1\n", &mut control);
+        assert_eq!(control.take_deadline(), Some(None));
+        assert_eq!(w.finished[0].status, Status::Passed);
+
+        // A test's own sensible limit still sets a deadline under a huge default.
+        let mut limited = TestCase::new(0, "limited");
+        limited.timeout = Some(Duration::from_secs(3));
+        let mut w = Watcher::new(&[&limited], Duration::MAX, false, None);
+        w.output(b"KTEST start 0 limited\n", &mut control);
+        let (at, verdict) = control.take_deadline().flatten().expect("a deadline");
+        assert!(at > Instant::now());
+        assert_eq!(
+            verdict,
+            Verdict::Timeout {
+                after: Duration::from_secs(3)
+            }
+        );
     }
 
     #[test]
