@@ -319,7 +319,11 @@ impl Watcher {
                     Line::Failed { reason, .. } => Status::Failed(reason),
                     _ => unreachable!("matched above"),
                 };
-                let current = self.current.take().filter(|c| c.index == index);
+                // A report of another test than the running one leaves the running one as it is.
+                let current = match &self.current {
+                    Some(c) if c.index == index => self.current.take(),
+                    _ => None,
+                };
                 let (output, panic, frames, started) = match current {
                     Some(c) => (c.output, c.panic, c.frames, Some(c.started)),
                     None => (Vec::new(), None, Vec::new(), None),
@@ -344,7 +348,10 @@ impl Watcher {
                     duration: started.map(|s| s.elapsed()).unwrap_or_default(),
                     screenshot,
                 });
-                gap(control, self.default_limit);
+                // The gap until the next test; a test still running keeps its own deadline.
+                if self.current.is_none() {
+                    gap(control, self.default_limit);
+                }
             }
             Line::Panic { index, message } => {
                 if let Some(c) = self.current.as_mut().filter(|c| c.index == index) {
@@ -527,6 +534,30 @@ mod tests {
                 after: Duration::from_secs(3)
             }
         );
+    }
+
+    /// A report for a test other than the running one is kept, and the running test keeps its
+    /// output, its time and its deadline.
+    #[test]
+    fn a_report_of_another_test_leaves_the_running_one() {
+        let tests = [TestCase::new(0, "a"), TestCase::new(1, "b")];
+        let refs: Vec<&TestCase> = tests.iter().collect();
+        let mut w = Watcher::new(&refs, Duration::from_secs(5), false, None);
+        let mut control = Control::new();
+        w.output(b"KTEST start 0 a\nbefore\n", &mut control);
+        assert!(control.take_deadline().flatten().is_some());
+        w.output(b"KTEST ignored 1\n", &mut control);
+        assert_eq!(w.running(), Some(0));
+        assert_eq!(control.take_deadline(), None, "a's deadline stays");
+        w.output(b"after\nKTEST panic 0 boom\nKTEST failed 0\n", &mut control);
+        assert_eq!(w.running(), None);
+        assert_eq!(w.finished.len(), 2);
+        assert_eq!(w.finished[0].index, 1);
+        assert_eq!(w.finished[0].status, Status::Ignored);
+        assert_eq!(w.finished[1].index, 0);
+        assert_eq!(w.finished[1].status, Status::Failed(String::new()));
+        assert_eq!(w.finished[1].output, b"before\nafter\n");
+        assert_eq!(w.finished[1].panic.as_deref(), Some("boom"));
     }
 
     #[test]
