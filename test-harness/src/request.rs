@@ -176,9 +176,9 @@ impl Request {
 /// The tests a request selects.
 #[derive(Debug, Default, Clone)]
 pub struct Selection<'t> {
-    /// Tests to run, in table order.
+    /// Tests to run, in name order (the order libtest runs them in).
     pub run: Vec<&'t TestCase>,
-    /// Tests reported as ignored without running.
+    /// Tests reported as ignored without running, in name order.
     pub ignored: Vec<&'t TestCase>,
     /// How many the filters left out.
     pub filtered_out: usize,
