@@ -287,9 +287,7 @@ impl Watcher {
             }
             return;
         };
-        let gap = |control: &mut Control, limit: Duration| {
-            control.end_at(Instant::now() + limit, Verdict::Timeout { after: limit });
-        };
+        let gap = |control: &mut Control, limit: Duration| watch(control, limit);
         match line {
             Line::Begin { version, .. } => {
                 if version != 1 {
@@ -321,7 +319,11 @@ impl Watcher {
                     Line::Failed { reason, .. } => Status::Failed(reason),
                     _ => unreachable!("matched above"),
                 };
-                let current = self.current.take().filter(|c| c.index == index);
+                // A report of another test than the running one leaves the running one as it is.
+                let current = match &self.current {
+                    Some(c) if c.index == index => self.current.take(),
+                    _ => None,
+                };
                 let (output, panic, frames, started) = match current {
                     Some(c) => (c.output, c.panic, c.frames, Some(c.started)),
                     None => (Vec::new(), None, Vec::new(), None),
@@ -346,7 +348,10 @@ impl Watcher {
                     duration: started.map(|s| s.elapsed()).unwrap_or_default(),
                     screenshot,
                 });
-                gap(control, self.default_limit);
+                // The gap until the next test; a test still running keeps its own deadline.
+                if self.current.is_none() {
+                    gap(control, self.default_limit);
+                }
             }
             Line::Panic { index, message } => {
                 if let Some(c) = self.current.as_mut().filter(|c| c.index == index) {
@@ -372,6 +377,15 @@ impl Watcher {
     }
 }
 
+/// Sets the watchdog to end the boot `limit` from now; a limit too far away to be a time (a
+/// huge `timeout`) is no limit.
+fn watch(control: &mut Control, limit: Duration) {
+    match Instant::now().checked_add(limit) {
+        Some(at) => control.end_at(at, Verdict::Timeout { after: limit }),
+        None => control.clear_end_at(),
+    }
+}
+
 /// A test name as a file name: `::` and anything unusual become `-`/`_`.
 pub fn file_name(name: &str) -> String {
     let name = name.replace("::", "-");
@@ -390,12 +404,7 @@ impl SerialHandler for Watcher {
     fn output(&mut self, bytes: &[u8], control: &mut Control) {
         if !self.armed {
             // The boot itself (until the first test starts) gets the default limit.
-            control.end_at(
-                Instant::now() + self.default_limit,
-                Verdict::Timeout {
-                    after: self.default_limit,
-                },
-            );
+            watch(control, self.default_limit);
             self.armed = true;
         }
         let mut rest = bytes;
@@ -493,6 +502,62 @@ mod tests {
         w.output(b"KTEST done\n", &mut control);
         assert!(w.done);
         assert_eq!(control.take_verdict(), Some(Verdict::Success));
+    }
+
+    /// A limit past what an `Instant` can hold (a huge `test.timeout` or test `timeout`) sets no
+    /// deadline instead of overflowing.
+    #[test]
+    fn huge_limits_set_no_deadline() {
+        let mut slow = TestCase::new(1, "slow");
+        slow.timeout = Some(Duration::MAX);
+        let quick = TestCase::new(0, "quick");
+        let mut w = Watcher::new(&[&quick, &slow], Duration::MAX, false, None);
+        let mut control = Control::new();
+        w.output(b"booting\n", &mut control);
+        assert_eq!(control.take_deadline(), Some(None));
+        w.output(b"KTEST start 1 slow\n", &mut control);
+        assert_eq!(control.take_deadline(), Some(None));
+        w.output(b"KTEST ok 1\n", &mut control);
+        assert_eq!(control.take_deadline(), Some(None));
+        assert_eq!(w.finished[0].status, Status::Passed);
+
+        // A test's own sensible limit still sets a deadline under a huge default.
+        let mut limited = TestCase::new(0, "limited");
+        limited.timeout = Some(Duration::from_secs(3));
+        let mut w = Watcher::new(&[&limited], Duration::MAX, false, None);
+        w.output(b"KTEST start 0 limited\n", &mut control);
+        let (at, verdict) = control.take_deadline().flatten().expect("a deadline");
+        assert!(at > Instant::now());
+        assert_eq!(
+            verdict,
+            Verdict::Timeout {
+                after: Duration::from_secs(3)
+            }
+        );
+    }
+
+    /// A report for a test other than the running one is kept, and the running test keeps its
+    /// output, its time and its deadline.
+    #[test]
+    fn a_report_of_another_test_leaves_the_running_one() {
+        let tests = [TestCase::new(0, "a"), TestCase::new(1, "b")];
+        let refs: Vec<&TestCase> = tests.iter().collect();
+        let mut w = Watcher::new(&refs, Duration::from_secs(5), false, None);
+        let mut control = Control::new();
+        w.output(b"KTEST start 0 a\nbefore\n", &mut control);
+        assert!(control.take_deadline().flatten().is_some());
+        w.output(b"KTEST ignored 1\n", &mut control);
+        assert_eq!(w.running(), Some(0));
+        assert_eq!(control.take_deadline(), None, "a's deadline stays");
+        w.output(b"after\nKTEST panic 0 boom\nKTEST failed 0\n", &mut control);
+        assert_eq!(w.running(), None);
+        assert_eq!(w.finished.len(), 2);
+        assert_eq!(w.finished[0].index, 1);
+        assert_eq!(w.finished[0].status, Status::Ignored);
+        assert_eq!(w.finished[1].index, 0);
+        assert_eq!(w.finished[1].status, Status::Failed(String::new()));
+        assert_eq!(w.finished[1].output, b"before\nafter\n");
+        assert_eq!(w.finished[1].panic.as_deref(), Some("boom"));
     }
 
     #[test]

@@ -124,6 +124,8 @@ impl Request {
                     return Err("`--bench`: kernel tests have no benchmarks".into());
                 }
                 "-h" | "--help" => return Err(usage()),
+                // `-Z unstable-options` can be one word, as libtest's short options can.
+                z if z.starts_with("-Z") && z.len() > 2 => {}
                 _ => match ACCEPTED.iter().find(|(name, _)| *name == option) {
                     Some((name, true)) => {
                         value(name)?;
@@ -174,9 +176,9 @@ impl Request {
 /// The tests a request selects.
 #[derive(Debug, Default, Clone)]
 pub struct Selection<'t> {
-    /// Tests to run, in table order.
+    /// Tests to run, in name order (the order libtest runs them in).
     pub run: Vec<&'t TestCase>,
-    /// Tests reported as ignored without running.
+    /// Tests reported as ignored without running, in name order.
     pub ignored: Vec<&'t TestCase>,
     /// How many the filters left out.
     pub filtered_out: usize,
@@ -267,6 +269,18 @@ mod tests {
         assert_eq!(r.format, Format::Terse);
         assert_eq!(r.ignored, Ignored::Include);
         assert_eq!(r.junit, Some(PathBuf::from("out.xml")));
+    }
+
+    /// `-Z` takes its value in the same word or in the next, as libtest's short options do.
+    #[test]
+    fn unstable_options_in_either_form() {
+        for words in [
+            &["-Zunstable-options", "maps"][..],
+            &["-Z", "unstable-options", "maps"][..],
+        ] {
+            let r = Request::parse(&args(words)).unwrap();
+            assert_eq!(r.filters, ["maps"], "{words:?}");
+        }
     }
 
     #[test]

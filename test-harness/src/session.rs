@@ -53,22 +53,20 @@ pub fn run_with(
     let started = Instant::now();
     // Shared with the serial handler, which prints each test's line as the kernel reports it;
     // the failure details are recorded once the boot is over.
-    let printer = Arc::new(Mutex::new(Printer::new(
-        std::io::stdout(),
-        request.format,
-        request.show_output,
-    )));
+    let printer = Arc::new(Mutex::new(
+        Printer::new(std::io::stdout(), request.format, request.show_output)
+            .echoed(request.nocapture),
+    ));
     let lock = || printer.lock().unwrap_or_else(PoisonError::into_inner);
     lock().start(selection.run.len() + selection.ignored.len());
-    for test in &selection.ignored {
-        lock().result(Outcome {
-            name: test.name.clone(),
-            should_panic: test.should_panic,
-            verdict: libtest::Verdict::Ignored,
-            output: String::new(),
-            duration: Duration::ZERO,
-        });
-    }
+    // Printed among the results in name order, as libtest does.
+    lock().ignored(selection.ignored.iter().map(|test| Outcome {
+        name: test.name.clone(),
+        should_panic: test.should_panic,
+        verdict: libtest::Verdict::Ignored,
+        output: String::new(),
+        duration: Duration::ZERO,
+    }));
     let default_limit = ctx.decisions.mode.timeout;
     let mut pending: VecDeque<&TestCase> = selection.run.iter().copied().collect();
     let single = pending.len() == 1;
