@@ -8,9 +8,14 @@
 
 use core::arch::global_asm;
 
+// The example kernel's boot code and memory functions, used as they are (one copy to keep).
+#[path = "../../../../examples/rust-kernel/src/mem.rs"]
 pub mod mem;
 
-global_asm!(include_str!("boot.s"), options(att_syntax));
+global_asm!(
+    include_str!("../../../../examples/rust-kernel/src/boot.s"),
+    options(att_syntax)
+);
 
 /// `core` is built with unwinding support and its unwind tables name this symbol, even though
 /// with `panic = "abort"` it is never called.
