@@ -7,6 +7,10 @@
 //! produce the 32-bit ELF and the PE32+ image from x86_64 hosts. The aarch64
 //! and riscv64 kernels need the cross binutils (as, ld, objcopy; no cross
 //! compiler): the host gcc only runs the C preprocessor over them.
+//!
+//! One kernel is written in C: `c_ktest.c` (with `c_ktest_entry.S` and
+//! `c_ktest.ld`), a 32-bit Multiboot kernel that speaks the kernel test
+//! protocol on its own. It has no variants; it becomes `kernels/c-ktest.elf`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -303,7 +307,63 @@ fn run() -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    build_c_ktest(&src_dir, &obj_dir, &kernel_dir)
+}
+
+/// The C test kernel: `c_ktest_entry.S` and `c_ktest.c`, compiled freestanding for i386 and
+/// linked with `c_ktest.ld` into `kernels/c-ktest.elf`.
+fn build_c_ktest(src_dir: &Path, obj_dir: &Path, kernel_dir: &Path) -> Result<(), String> {
+    let script = src_dir.join("c_ktest.ld");
+    rerun_if_changed(&script);
+    let mut objects = Vec::new();
+    for (source, flags) in [
+        ("c_ktest_entry.S", &["-Wa,--fatal-warnings"][..]),
+        (
+            "c_ktest.c",
+            &[
+                "-std=c11",
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-fno-pic",
+                "-fno-stack-protector",
+                "-fno-asynchronous-unwind-tables",
+                "-mgeneral-regs-only",
+            ][..],
+        ),
+    ] {
+        let source = src_dir.join(source);
+        rerun_if_changed(&source);
+        let object = obj_dir.join(format!(
+            "{}.o",
+            source.file_stem().unwrap_or_default().to_string_lossy()
+        ));
+        let mut cc = Command::new("gcc");
+        cc.args(["-c", "-m32", "-ffreestanding", "-nostdlib"])
+            .args(flags)
+            .arg("-o")
+            .arg(&object)
+            .arg(&source);
+        execute(&mut cc, "gcc", "gcc")?;
+        objects.push(object);
+    }
+    let mut ld = Command::new("ld");
+    ld.args([
+        "-m",
+        "elf_i386",
+        "-z",
+        "max-page-size=0x1000",
+        "-nostdlib",
+        "-static",
+        "--fatal-warnings",
+    ])
+    .arg("-T")
+    .arg(&script)
+    .arg("-o")
+    .arg(kernel_dir.join("c-ktest.elf"))
+    .args(&objects);
+    execute(&mut ld, "ld", "binutils")
 }
 
 fn env_path(name: &str) -> Result<PathBuf, String> {

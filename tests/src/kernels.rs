@@ -190,6 +190,15 @@ pub fn path(kernel: Kernel, variant: Variant) -> PathBuf {
         .join(file_name(kernel, variant))
 }
 
+/// Absolute path of the C test kernel (`tests/kernels/c_ktest.c`, built by `build.rs`): a
+/// 32-bit Multiboot 1/2 ELF whose `kernel_tests` section is the protocol's ELF32 table, and
+/// which reads `ktest=` from its Multiboot command line (see the source for its tests).
+pub fn c_ktest_path() -> PathBuf {
+    PathBuf::from(env!("OUT_DIR"))
+        .join("kernels")
+        .join("c-ktest.elf")
+}
+
 /// The exact line the kernel prints on its serial port, without the line
 /// ending.
 ///
