@@ -1,6 +1,8 @@
 //! Booting a kernel from Rust code: [`Builder`] takes a registry (all plugins, or the ones you
 //! chose), an executable and config given as a value or TOML text (no manifest on disk needed),
 //! and returns a [`Session`] whose run streams the serial output to your [`SerialHandler`].
+//! Plugin libraries named by [`Builder::plugin`] or by the project's config (`plugins`) join a
+//! copy of the registry for that boot.
 //!
 //! ```no_run
 //! use image_runner_core::serial::{AnswerOn, EndOn};
@@ -18,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use crate::context::{Context, Invocation};
@@ -159,6 +162,15 @@ impl<'r> Builder<'r> {
         self
     }
 
+    /// Loads the plugin library at `path` (relative to the working directory) for this boot,
+    /// as `--plugin PATH` does on the command line; the libraries the project's config names
+    /// (`plugins = [...]`, read when [`Builder::project_dir`] asks for the project's config)
+    /// are loaded too.
+    pub fn plugin(mut self, path: impl Into<PathBuf>) -> Self {
+        self.inv.plugins.push(path.into());
+        self
+    }
+
     /// Loads the config, makes the decisions, stages and builds the image and finds firmware:
     /// everything but the run.
     pub fn prepare(mut self) -> Result<Session<'r>, Error> {
@@ -169,11 +181,20 @@ impl<'r> Builder<'r> {
             }
             self.inv.config_text = Some(("builder config".into(), merged));
         }
-        let pipeline = Pipeline::new(self.registry);
+        // Plugin libraries the project's config or `Builder::plugin` names join a copy of the
+        // registry, as they do for the command line.
+        let registry = if crate::dynamic::requested(&self.inv)?.is_empty() {
+            Cow::Borrowed(self.registry)
+        } else {
+            let mut registry = self.registry.clone();
+            crate::dynamic::load_requested(&mut registry, &self.inv)?;
+            Cow::Owned(registry)
+        };
+        let pipeline = Pipeline::new(&registry);
         let ctx = pipeline.context(self.inv)?;
         let media = pipeline.prepare(&ctx)?;
         Ok(Session {
-            pipeline,
+            registry,
             ctx,
             media,
             handler: self.handler,
@@ -210,7 +231,7 @@ fn merge_texts(base: &str, over: &str) -> Result<String, Error> {
 
 /// A prepared boot: the context, with every decision made, and the built media.
 pub struct Session<'r> {
-    pipeline: Pipeline<'r>,
+    registry: Cow<'r, Registry>,
     ctx: Context,
     media: BootMedia,
     handler: Box<dyn SerialHandler + 'r>,
@@ -239,18 +260,18 @@ impl Session<'_> {
 
     /// The emulator command the run will start.
     pub fn command(&self) -> Result<crate::command::CommandSpec, Error> {
-        self.pipeline.command(&self.media, &self.ctx)
+        Pipeline::new(&self.registry).command(&self.media, &self.ctx)
     }
 
     /// Boots and waits for the verdict.
     pub fn run(mut self) -> Result<RunResult, Error> {
         let capture = Capture::new();
+        let pipeline = Pipeline::new(&self.registry);
         let outcome = if self.capture {
             let mut both = (capture.clone(), &mut self.handler);
-            self.pipeline.run(&self.media, &self.ctx, &mut both)?
+            pipeline.run(&self.media, &self.ctx, &mut both)?
         } else {
-            self.pipeline
-                .run(&self.media, &self.ctx, &mut self.handler)?
+            pipeline.run(&self.media, &self.ctx, &mut self.handler)?
         };
         Ok(RunResult {
             exit_code: outcome.verdict.exit_code(),

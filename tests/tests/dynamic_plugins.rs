@@ -434,3 +434,46 @@ fn a_bootloader_and_a_runner_from_a_library_boot_a_kernel() {
         );
     }
 }
+
+/// The library API loads plugin libraries too: one named with `Builder::plugin` boots a kernel,
+/// and one the project's config names is there when the builder reads that config.
+#[test]
+fn the_library_builder_loads_plugin_libraries() {
+    use image_runner_core::{Builder, Registry, Verdict};
+
+    let mut registry = Registry::new();
+    image_runner_qemu::register(&mut registry);
+    image_runner_ovmf::register(&mut registry);
+
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let kernel = kernels::path(Kernel::EfiApp, Variant::Pass);
+    let result = Builder::new(&registry)
+        .plugin(library("vm_disk_formats"))
+        .target_dir(dir.path().join("target"))
+        .executable(&kernel)
+        .config_toml("format = \"qcow2\"\n[qcow2]\ncompress = true\n")
+        .set("qemu.serial", "\"file\"")
+        .test(true)
+        .capture(true)
+        .run()
+        .expect("a boot through the library's qcow2 format");
+    let output = String::from_utf8_lossy(result.output.as_deref().unwrap_or_default());
+    assert_eq!(result.outcome.verdict, Verdict::Success, "{output}");
+    assert!(
+        output.contains(kernels::marker(Kernel::EfiApp, Variant::Pass)),
+        "{output}"
+    );
+    // The registry the caller passed is left as it was.
+    assert!(registry.format("qcow2").is_err());
+
+    // Named by the project's config instead: loaded when the builder reads the project.
+    let (project, _) = project_with("vm_disk_formats", "format = \"vmdk\"\nboot = \"uefi\"\n");
+    let session = Builder::new(&registry)
+        .project_dir(project.root())
+        .target_dir(dir.path().join("project-target"))
+        .executable(&kernel)
+        .prepare()
+        .expect("the project's plugin library is loaded");
+    let image = &session.media().image.as_ref().expect("an image").path;
+    assert_eq!(qemu_img_format(image), "vmdk");
+}
