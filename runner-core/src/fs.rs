@@ -19,7 +19,7 @@ fn pending() -> MutexGuard<'static, Vec<PathBuf>> {
     PENDING.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A temporary listed in [`PENDING`] for as long as this value lives.
+/// A temporary listed in the process-wide table of pending temporaries for as long as this value lives.
 #[derive(Debug)]
 pub struct PendingTemporary {
     path: PathBuf,
