@@ -60,6 +60,29 @@ impl Toolchain {
     }
 }
 
+/// `ld` for a static 32-bit ELF kernel (4 KiB pages: loaders read the headers early).
+const I386_LD_ARGS: &[&str] = &[
+    "-m",
+    "elf_i386",
+    "-z",
+    "max-page-size=0x1000",
+    "-nostdlib",
+    "-static",
+];
+
+/// `ld` for a PE32+ UEFI application (subsystem 10) entered at `efi_main`, without a timestamp
+/// so the output is reproducible.
+const EFI_LD_ARGS: &[&str] = &[
+    "-m",
+    "i386pep",
+    "--subsystem",
+    "10",
+    "--entry",
+    "efi_main",
+    "--no-insert-timestamp",
+    "-nostdlib",
+];
+
 const SPECS: &[Spec] = &[
     Spec {
         source: "multiboot.S",
@@ -67,14 +90,7 @@ const SPECS: &[Spec] = &[
         extension: "elf",
         toolchain: Toolchain::Host { cc_mode: "-m32" },
         linker_script: Some("multiboot.ld"),
-        ld_args: &[
-            "-m",
-            "elf_i386",
-            "-z",
-            "max-page-size=0x1000",
-            "-nostdlib",
-            "-static",
-        ],
+        ld_args: I386_LD_ARGS,
         objcopy_args: &[],
     },
     Spec {
@@ -87,16 +103,7 @@ const SPECS: &[Spec] = &[
         // independent, so the image has no base relocations yet is not
         // marked "relocations stripped": firmware may load it anywhere.
         // No timestamp, so the output is reproducible.
-        ld_args: &[
-            "-m",
-            "i386pep",
-            "--subsystem",
-            "10",
-            "--entry",
-            "efi_main",
-            "--no-insert-timestamp",
-            "-nostdlib",
-        ],
+        ld_args: EFI_LD_ARGS,
         objcopy_args: &[],
     },
     Spec {
@@ -106,16 +113,7 @@ const SPECS: &[Spec] = &[
         extension: "efi",
         toolchain: Toolchain::Host { cc_mode: "-m64" },
         linker_script: None,
-        ld_args: &[
-            "-m",
-            "i386pep",
-            "--subsystem",
-            "10",
-            "--entry",
-            "efi_main",
-            "--no-insert-timestamp",
-            "-nostdlib",
-        ],
+        ld_args: EFI_LD_ARGS,
         objcopy_args: &[],
     },
     Spec {
@@ -349,20 +347,13 @@ fn build_c_ktest(src_dir: &Path, obj_dir: &Path, kernel_dir: &Path) -> Result<()
         objects.push(object);
     }
     let mut ld = Command::new("ld");
-    ld.args([
-        "-m",
-        "elf_i386",
-        "-z",
-        "max-page-size=0x1000",
-        "-nostdlib",
-        "-static",
-        "--fatal-warnings",
-    ])
-    .arg("-T")
-    .arg(&script)
-    .arg("-o")
-    .arg(kernel_dir.join("c-ktest.elf"))
-    .args(&objects);
+    ld.args(I386_LD_ARGS)
+        .arg("--fatal-warnings")
+        .arg("-T")
+        .arg(&script)
+        .arg("-o")
+        .arg(kernel_dir.join("c-ktest.elf"))
+        .args(&objects);
     execute(&mut ld, "ld", "binutils")
 }
 

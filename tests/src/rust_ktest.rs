@@ -112,6 +112,28 @@ pub fn build_tests(project: &Path, target_dir: &Path) -> Executables {
     Executables { targets }
 }
 
+/// Every test of the fixture's `mixed` target, in name order (the table at the top of
+/// `tests/kernels/rust-ktest/tests/mixed.rs` says how each ends).
+pub const MIXED_TESTS: [&str; 17] = [
+    "crash::hangs",
+    "crash::triple_fault",
+    "late::after_crash_one",
+    "late::after_crash_two",
+    "math::adds",
+    "math::multiplies",
+    "math::subs",
+    "mem::copies",
+    "mem::fills",
+    "output::partial_line",
+    "output::prints",
+    "panics::asserts_equal",
+    "panics::does_not_panic",
+    "panics::expected",
+    "panics::fails_with_message",
+    "panics::wrong_message",
+    "slow::ignored",
+];
+
 /// One entry of an executable's `kernel_tests` section, decoded (PROTOCOL.md, section 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableEntry {

@@ -76,28 +76,7 @@ fn the_table_holds_every_test_with_its_options() {
     let mixed = Mixed::new();
     let mut names: Vec<&str> = mixed.table.iter().map(|t| t.name.as_str()).collect();
     names.sort_unstable();
-    assert_eq!(
-        names,
-        [
-            "crash::hangs",
-            "crash::triple_fault",
-            "late::after_crash_one",
-            "late::after_crash_two",
-            "math::adds",
-            "math::multiplies",
-            "math::subs",
-            "mem::copies",
-            "mem::fills",
-            "output::partial_line",
-            "output::prints",
-            "panics::asserts_equal",
-            "panics::does_not_panic",
-            "panics::expected",
-            "panics::fails_with_message",
-            "panics::wrong_message",
-            "slow::ignored",
-        ]
-    );
+    assert_eq!(names, rust_ktest::MIXED_TESTS);
     let entry = |name| &mixed.table[mixed.index(name)];
     let plain = entry("math::adds");
     assert_eq!(

@@ -126,26 +126,6 @@ fn temp() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary directory")
 }
 
-const MIXED_TESTS: [&str; 17] = [
-    "crash::hangs",
-    "crash::triple_fault",
-    "late::after_crash_one",
-    "late::after_crash_two",
-    "math::adds",
-    "math::multiplies",
-    "math::subs",
-    "mem::copies",
-    "mem::fills",
-    "output::partial_line",
-    "output::prints",
-    "panics::asserts_equal",
-    "panics::does_not_panic",
-    "panics::expected",
-    "panics::fails_with_message",
-    "panics::wrong_message",
-    "slow::ignored",
-];
-
 #[test]
 fn list_reads_the_names_from_the_executable_without_booting() {
     let f = fixture();
@@ -167,7 +147,10 @@ fn list_reads_the_names_from_the_executable_without_booting() {
         .expect("run the runner");
     let ran = Ran::of(out, started.elapsed());
     assert_eq!(ran.code, Some(0), "{}", ran.context());
-    let expected: String = MIXED_TESTS.iter().map(|n| format!("{n}: test\n")).collect();
+    let expected: String = image_runner_tests::rust_ktest::MIXED_TESTS
+        .iter()
+        .map(|n| format!("{n}: test\n"))
+        .collect();
     assert_eq!(
         ran.stdout,
         format!("{expected}\n17 tests, 0 benchmarks\n"),
