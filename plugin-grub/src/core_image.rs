@@ -452,19 +452,13 @@ mod tests {
             std::fs::write(modules.join(format!("{m}.mod")), b"").unwrap();
         }
         let script = dir.join("grub-mkimage");
-        std::fs::write(
+        image_runner_test_support::fake_tool(
             &script,
-            format!(
+            &format!(
                 "#!/bin/sh\necho run >> '{}'\nfor a; do case $a in --output=*) out=${{a#--output=}};; esac; done\necho \"$@\" > \"$out\"\n",
                 dir.join("runs").display()
             ),
-        )
-        .unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        );
         Host {
             mkimage: script.display().to_string(),
             modules_root: dir.join("grub"),
@@ -515,16 +509,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut host = fake_grub(dir.path());
         let script = dir.path().join("failing");
-        std::fs::write(
+        image_runner_test_support::fake_tool(
             &script,
             "#!/bin/sh\necho 'grub-mkimage: error: core image is too big' >&2\nexit 1\n",
-        )
-        .unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        );
         host.mkimage = script.display().to_string();
         let image = CoreImage::new(Target::I386Pc, &[Protocol::Multiboot2], &[]);
         let cache = dir.path().join("cache");

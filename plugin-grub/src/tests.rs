@@ -176,14 +176,10 @@ fn fake_grub(root: &Path) {
             std::fs::write(dir.join(format!("{module}.mod")), b"").unwrap();
         }
     }
-    let script = root.join("grub-mkimage");
-    std::fs::write(
-        &script,
+    image_runner_test_support::fake_tool(
+        &root.join("grub-mkimage"),
         "#!/bin/sh\nfor a; do case $a in --output=*) out=${a#--output=};; esac; done\necho \"$@\" > \"$out\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
 }
 
 fn paths(staging: &Staging) -> Vec<&str> {

@@ -649,48 +649,61 @@ fn list_and_clean_the_cache() {
 }
 
 /// `git daemon` serving the fixture on a loopback port: a network transport (git://) without
-/// TLS, so the shallow-fetch path runs as it does against https.
+/// TLS, so the shallow-fetch path runs as it does against https. The test holds the listening
+/// socket itself (no "find a free port, close it, hope the daemon gets it" race) and hands
+/// each connection to a `git daemon --inetd`, which serves it on its stdin and stdout.
 struct Daemon {
-    child: std::process::Child,
     port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
-    /// Starts the daemon; git must be installed (`scripts/install-deps` installs it).
+    /// Starts serving; git must be installed (`scripts/install-deps` installs it).
     fn start(base: &Path) -> Daemon {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // The daemon itself, not the `git` wrapper, so that killing the child stops it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("the bound address").port();
+        // The daemon itself, not the `git` wrapper.
         let exec_path = match Command::new("git").arg("--exec-path").output() {
             Ok(out) if out.status.success() => {
                 String::from_utf8_lossy(&out.stdout).trim().to_owned()
             }
-            _ => String::new(),
+            other => panic!("`git --exec-path` failed (install git): {other:?}"),
         };
-        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
-            .arg("--export-all")
-            .arg("--reuseaddr")
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = child.expect("start `git daemon` (install git)");
-        let daemon = Daemon { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "git daemon did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let program = Path::new(&exec_path).join("git-daemon");
+        let base = base.to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let acceptor = std::thread::spawn(move || {
+            let mut children = Vec::new();
+            for stream in listener.incoming() {
+                if stopping.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let output = stream.try_clone().expect("clone the connection");
+                let child = Command::new(&program)
+                    .arg("--inetd")
+                    .arg("--export-all")
+                    .arg(format!("--base-path={}", base.display()))
+                    .arg(&base)
+                    .stdin(Stdio::from(std::os::fd::OwnedFd::from(stream)))
+                    .stdout(Stdio::from(std::os::fd::OwnedFd::from(output)))
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start `git daemon --inetd` (install git)");
+                children.push(child);
+            }
+            for mut child in children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        });
+        Daemon {
+            port,
+            stop,
+            acceptor: Some(acceptor),
         }
-        daemon
     }
 
     fn url(&self) -> String {
@@ -700,8 +713,12 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        // Wakes the acceptor, which then sees the flag.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
     }
 }
 

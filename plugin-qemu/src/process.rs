@@ -1470,11 +1470,12 @@ mod tests {
         let watch = Watch::new(None, Some("PANIC"), &[], "test").unwrap();
         let capture = Capture::new();
         let mut handler = capture.clone();
-        // The rest of the line comes 50 ms after the match, a second line 50 ms later; then
-        // nothing for ever.
+        // The rest of the line comes 20 ms after the match, a second line 20 ms later; then
+        // nothing for ever. (The drain waits for 100 ms of quiet, 200 ms at most: the gaps
+        // leave room for a slow `sleep` start on a loaded machine.)
         let ended = supervise_test(
             &sh(
-                "printf 'boot\\nPANIC at '; sleep 0.05; printf 'main.rs:3: out of memory\\n'; sleep 0.05; printf 'backtrace: 0x1234\\n'; exec sleep 30",
+                "printf 'boot\\nPANIC at '; sleep 0.02; printf 'main.rs:3: out of memory\\n'; sleep 0.02; printf 'backtrace: 0x1234\\n'; exec sleep 30",
                 &[],
             ),
             &SerialWiring::Stdio,

@@ -64,7 +64,7 @@ pub fn build_example(tmpdir: &Path) -> &'static Executables {
 /// `cargo build --tests` in `project` with the target directory `target_dir`; the test
 /// executables cargo reports.
 pub fn build_tests(project: &Path, target_dir: &Path) -> Executables {
-    let mut cargo = Command::new(env!("CARGO"));
+    let mut cargo = crate::tools::repository_cargo(project);
     cargo
         .args([
             "build",
@@ -72,16 +72,8 @@ pub fn build_tests(project: &Path, target_dir: &Path) -> Executables {
             "--quiet",
             "--message-format=json-render-diagnostics",
         ])
-        .current_dir(project)
         .env("CARGO_TARGET_DIR", target_dir)
         .stderr(Stdio::inherit());
-    // Variables the outer `cargo test` set for this test must not leak into the inner build.
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if name.starts_with("CARGO_") && name != "CARGO_HOME" || name == "RUSTFLAGS" {
-            cargo.env_remove(&key);
-        }
-    }
     let out = cargo.output().expect("run cargo");
     assert!(
         out.status.success(),
@@ -246,6 +238,16 @@ impl Boot {
 /// Boots `kernel` with `-kernel` (PVH) and `-append cmdline`, as a person would by hand; stops
 /// QEMU after `limit`.
 pub fn boot(kernel: &Path, cmdline: Option<&str>, limit: Duration) -> Boot {
+    boot_until(kernel, cmdline, None, limit)
+}
+
+/// Like [`boot`], for a kernel expected to hang: QEMU is stopped a second after the serial
+/// line `line` has appeared (so a slow boot still gets there), or at `limit` whatever came.
+pub fn boot_until_line(kernel: &Path, cmdline: Option<&str>, line: &str, limit: Duration) -> Boot {
+    boot_until(kernel, cmdline, Some(line), limit)
+}
+
+fn boot_until(kernel: &Path, cmdline: Option<&str>, line: Option<&str>, limit: Duration) -> Boot {
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args(["-machine", "q35", "-m", "128M", "-display", "none"])
         .args([
@@ -271,16 +273,34 @@ pub fn boot(kernel: &Path, cmdline: Option<&str>, limit: Duration) -> Boot {
         .spawn()
         .expect("start qemu-system-x86_64 (apt-get install qemu-system-x86)");
     let mut stdout = child.stdout.take().expect("stdout");
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = output.clone();
     let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let _ = stdout.read_to_end(&mut all);
-        all
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink
+                    .lock()
+                    .expect("serial buffer")
+                    .extend_from_slice(&buf[..n]),
+            }
+        }
     });
+    let mut seen: Option<Instant> = None;
     let code = loop {
         if let Some(status) = child.try_wait().expect("wait for qemu") {
             break status.code();
         }
-        if start.elapsed() > limit {
+        if let Some(line) = line
+            && seen.is_none()
+            && String::from_utf8_lossy(&output.lock().expect("serial buffer"))
+                .lines()
+                .any(|l| l.trim_end_matches('\r') == line)
+        {
+            seen = Some(Instant::now());
+        }
+        if start.elapsed() > limit || seen.is_some_and(|t| t.elapsed() > Duration::from_secs(1)) {
             let _ = child.kill();
             let _ = child.wait();
             break None;
@@ -288,7 +308,8 @@ pub fn boot(kernel: &Path, cmdline: Option<&str>, limit: Duration) -> Boot {
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = start.elapsed();
-    let serial = String::from_utf8_lossy(&reader.join().expect("reader")).replace('\r', "");
+    reader.join().expect("reader");
+    let serial = String::from_utf8_lossy(&output.lock().expect("serial buffer")).replace('\r', "");
     Boot {
         code,
         serial,

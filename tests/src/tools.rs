@@ -29,3 +29,26 @@ pub fn check(program: &str, package: &str, args: &[&str]) -> String {
     assert!(ok, "`{program} {}` failed:\n{text}", args.join(" "));
     text
 }
+
+/// `cargo --locked` for one of this repository's own cargo projects (an example, a fixture),
+/// run from a test: in `project`, with none of the variables the outer `cargo test` (or
+/// nextest) set for this test, so the inner build is the one a user typing the command there
+/// gets. Callers set what they need afterwards, `CARGO_TARGET_DIR` first of all: the inner
+/// build then writes into the outer build's target directory, never into the source tree.
+///
+/// `--locked`: the project's committed `Cargo.lock` is used as it is; when it is out of date
+/// the build fails and says so instead of rewriting a file in the source tree.
+pub fn repository_cargo(project: &std::path::Path) -> Command {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.arg("--locked").current_dir(project);
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("CARGO_") && name != "CARGO_HOME"
+            || name == "RUSTFLAGS"
+            || name.starts_with("NEXTEST")
+        {
+            cargo.env_remove(&key);
+        }
+    }
+    cargo
+}

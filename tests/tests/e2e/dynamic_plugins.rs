@@ -1,8 +1,9 @@
 //! Plugins loaded from dynamic libraries: the example plugin (`examples/vm-disk-formats`, the
 //! qcow2, vmdk and vhdx formats) built as a `cdylib` and booted through in QEMU, and fixture
 //! libraries that are wrong on purpose (`tests/plugins`), each refused with a clear error and
-//! the runner-error exit code. The libraries are built with cargo into
-//! `target/plugin-builds`, once per test process (cargo's lock keeps parallel builds apart).
+//! the runner-error exit code. The libraries are built with cargo into `plugin-builds` in the
+//! tests' temporary folder of the target directory (`CARGO_TARGET_TMPDIR`, which follows
+//! `CARGO_TARGET_DIR`), once per test process (cargo's lock keeps parallel builds apart).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,18 +22,10 @@ fn repo() -> PathBuf {
 
 /// Builds the cargo project in `dir` (relative to the repository) into the shared target.
 fn cargo_build(dir: &str, target: &Path) {
-    let mut cargo = Command::new(env!("CARGO"));
+    let mut cargo = image_runner_tests::tools::repository_cargo(&repo().join(dir));
     cargo
         .args(["build", "--quiet"])
-        .current_dir(repo().join(dir))
         .env("CARGO_TARGET_DIR", target);
-    // What the outer `cargo test` set for this test must not leak into the inner build.
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if name.starts_with("CARGO_") && name != "CARGO_HOME" || name == "RUSTFLAGS" {
-            cargo.env_remove(&key);
-        }
-    }
     let out = cargo.output().expect("run cargo");
     assert!(
         out.status.success(),
@@ -45,7 +38,7 @@ fn cargo_build(dir: &str, target: &Path) {
 fn libraries() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let target = repo().join("target").join("plugin-builds");
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-builds");
         cargo_build("examples/vm-disk-formats", &target);
         cargo_build("tests/plugins", &target);
         target.join("debug")

@@ -5,7 +5,7 @@
 //! xorriso. Nothing boots here: synthetic Limine files cannot (see `limine_real.rs`). Needs
 //! gdisk, fdisk, mtools and xorriso (`scripts/install-deps`); fails without them.
 
-#[path = "../../plugin-limine/tests/common/mod.rs"]
+#[path = "../../../plugin-limine/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -1,32 +1,22 @@
 //! The bundled example (`examples/rust-kernel`): `cargo run` in that folder, with the runner
 //! built from this workspace, boots it and shows its serial line.
 
-use std::process::Command;
-
 use image_runner_tests::runner_bin;
 
 #[test]
 fn cargo_run_boots_the_rust_example_kernel() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rust-kernel");
     let target = tempfile::tempdir().expect("temporary target directory");
-    let mut cargo = Command::new(env!("CARGO"));
+    let mut cargo = image_runner_tests::tools::repository_cargo(&example);
     cargo
         .arg("run")
         .arg("--quiet")
-        .current_dir(&example)
         .env("CARGO_TARGET_DIR", target.path())
         // The example's `.cargo/config.toml` names `cargo-image-runner`; point it at this build.
         .env(
             "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
             runner_bin!(),
         );
-    // Variables the outer `cargo test` set for this test must not leak into the inner build.
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if name.starts_with("CARGO_") && name != "CARGO_HOME" || name == "RUSTFLAGS" {
-            cargo.env_remove(&key);
-        }
-    }
     let out = cargo.output().expect("run cargo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

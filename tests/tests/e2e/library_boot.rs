@@ -9,21 +9,22 @@ use std::time::{Duration, Instant};
 
 use image_runner_tests::kernels::{self, Kernel, Variant};
 
-/// Builds the example once (in its own target directory under this workspace's) and returns
-/// the program.
+/// Builds the example once (in its own target directory, inside the one cargo builds these
+/// tests in, so that `CARGO_TARGET_DIR` is honoured and nothing lands in the source tree) and
+/// returns the program.
 fn example() -> &'static Path {
     static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
     PROGRAM.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("the tests package sits in the workspace");
-        let target = root.join("target").join("library-boot");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--manifest-path"])
-            .arg(root.join("examples/library-boot/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("run cargo");
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("library-boot");
+        let status =
+            image_runner_tests::tools::repository_cargo(&root.join("examples/library-boot"))
+                .args(["build", "--quiet"])
+                .env("CARGO_TARGET_DIR", &target)
+                .status()
+                .expect("run cargo");
         assert!(status.success(), "building examples/library-boot failed");
         target.join("debug").join("library-boot")
     })

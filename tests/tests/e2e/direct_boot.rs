@@ -90,7 +90,11 @@ fn libtest_arguments_are_not_passed_to_qemu() {
 
 #[test]
 fn print_cmd_shows_the_exact_command_without_running() {
-    let project = Project::new(runner_bin!(), "cmdline = \"console=ttyS0 quiet\"\n");
+    // The accelerator is fixed: under `auto` it would follow the host's KVM.
+    let project = Project::new(
+        runner_bin!(),
+        "cmdline = \"console=ttyS0 quiet\"\n[qemu]\naccel = \"tcg\"\n",
+    );
     let run = project.run(
         ["--print-cmd".into(), kernel(Variant::Hang).into_os_string()],
         &[],

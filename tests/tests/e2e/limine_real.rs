@@ -9,7 +9,7 @@
 //! commit, `v8.x-binary` by default):
 //!
 //! ```text
-//! LIMINE_REPO=/path/to/limine.git cargo test -p image-runner-tests --test limine_real -- --ignored
+//! LIMINE_REPO=/path/to/limine.git cargo test -p image-runner-tests --test e2e -- limine_real:: --ignored
 //! ```
 //!
 //! Needs QEMU, OVMF, gdisk and a C compiler (`cc`).
