@@ -83,6 +83,10 @@ pub struct QemuOptions {
     pub attach: Attach,
     /// Start halted with a gdb stub on this port.
     pub gdb_port: Option<u16>,
+    /// A listening socket on `gdb_port`, opened by the runner, that QEMU inherits under this
+    /// fd number for its gdb stub. `None`: QEMU binds `gdb_port` itself (as in a printed
+    /// command, which must work on its own).
+    pub gdb_listener_fd: Option<i32>,
     /// Kernel command line for direct boots.
     pub cmdline: String,
     /// Extra arguments, in order: `qemu.args`, `test.args` or `run.args`,
@@ -109,6 +113,7 @@ impl QemuOptions {
             serial: SerialWiring::Stdio,
             attach: Attach::Auto,
             gdb_port: None,
+            gdb_listener_fd: None,
             cmdline: String::new(),
             extra_args: Vec::new(),
             persist_writes: false,
@@ -136,6 +141,7 @@ impl QemuOptions {
             serial: serial_wiring(cfg.serial, &extra_args, &ctx.output_dir.join("serial.log")),
             attach: ctx.decisions.attach,
             gdb_port,
+            gdb_listener_fd: None,
             cmdline: ctx.config.cmdline.clone(),
             extra_args,
             persist_writes: cfg.persist_writes,
@@ -282,15 +288,24 @@ pub fn build_command(media: &BootMedia, o: &QemuOptions) -> Result<CommandSpec, 
         };
     }
     if let Some(port) = o.gdb_port {
-        cmd.args([
-            "-S".to_owned(),
-            "-gdb".to_owned(),
-            format!("tcp:127.0.0.1:{port}"),
-        ]);
+        cmd.arg("-S");
+        match o.gdb_listener_fd {
+            Some(fd) => cmd.args([
+                "-chardev".to_owned(),
+                format!("socket,id={GDB_CHARDEV},fd={fd},server=on,wait=off"),
+                "-gdb".to_owned(),
+                format!("chardev:{GDB_CHARDEV}"),
+            ]),
+            None => cmd.args(["-gdb".to_owned(), format!("tcp:127.0.0.1:{port}")]),
+        };
     }
     cmd.args(o.extra_args.iter().cloned());
     Ok(cmd)
 }
+
+/// The id of the gdb stub's character device (with the prefix the runner's own devices share,
+/// which a QEMU refusing them names in its error).
+const GDB_CHARDEV: &str = "image-runner-gdb";
 
 /// The `format=raw,file=…` part of the image's `-drive`. A CD-ROM is read-only to the guest
 /// already. A disk gets `snapshot=on` unless guest writes are to persist: the file is then
@@ -459,6 +474,21 @@ mod tests {
         let cmd = build_command(&media, &o).unwrap();
         assert!(
             cmd.has_arg("format=raw,file=fat:/o/dir,snapshot=on"),
+            "{cmd}"
+        );
+        // The runner's own listening socket, inherited, instead of QEMU binding the port.
+        o.gdb_listener_fd = Some(7);
+        let cmd = build_command(&media, &o).unwrap();
+        let words = words(&cmd);
+        assert_eq!(
+            words[words.len() - 5..],
+            [
+                "-S",
+                "-chardev",
+                "socket,id=image-runner-gdb,fd=7,server=on,wait=off",
+                "-gdb",
+                "chardev:image-runner-gdb"
+            ],
             "{cmd}"
         );
     }

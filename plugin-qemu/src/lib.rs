@@ -43,19 +43,46 @@ fn accel_plan(ctx: &Context, cfg: &QemuConfig) -> Result<AccelPlan, Error> {
     )
 }
 
-/// The gdb port: the configured one, or a free one when 0 was asked for.
-fn gdb_port(cfg: &QemuConfig) -> Result<Option<u16>, Error> {
-    match cfg.gdb_port {
-        Some(0) => {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0")
-                .map_err(|e| Error::io("find a free TCP port on", "127.0.0.1", e))?;
-            let port = listener
-                .local_addr()
-                .map_err(|e| Error::io("find a free TCP port on", "127.0.0.1", e))?
-                .port();
-            Ok(Some(port))
+/// The gdb stub's socket: the configured port, or a free one when 0 was asked for, bound
+/// here and kept open for QEMU to inherit. The port is ours from the moment it is chosen: no
+/// other program can take it between the choice (and the help printed with it) and QEMU's
+/// start, and a port in use is reported before QEMU starts.
+struct GdbStub {
+    port: u16,
+    /// `None` once given up for a QEMU that refuses inherited sockets (it binds the port).
+    listener: Option<std::net::TcpListener>,
+}
+
+impl GdbStub {
+    fn open(cfg: &QemuConfig) -> Result<Option<GdbStub>, Error> {
+        let Some(asked) = cfg.gdb_port else {
+            return Ok(None);
+        };
+        let address = format!("127.0.0.1:{asked}");
+        let listener = std::net::TcpListener::bind(&address).map_err(|e| {
+            Error::Config(format!(
+                "cannot listen for a debugger on {address}: {e}; pick another port (`--gdb=PORT`, `qemu.gdb-port`) or let the runner pick one (`--gdb`, `qemu.gdb-port = 0`)"
+            ))
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Error::io("read the address of the gdb socket", &address, e))?
+            .port();
+        Ok(Some(GdbStub {
+            port,
+            listener: Some(listener),
+        }))
+    }
+
+    /// The listening socket's fd, for QEMU to inherit.
+    fn fd(&self) -> Option<i32> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            self.listener.as_ref().map(|l| l.as_raw_fd())
         }
-        other => Ok(other),
+        #[cfg(not(unix))]
+        None
     }
 }
 
@@ -100,9 +127,11 @@ impl Runner for Qemu {
     fn command(&self, media: &BootMedia, ctx: &Context) -> Result<CommandSpec, Error> {
         let cfg = section(ctx)?;
         let plan = accel_plan(ctx, &cfg)?;
+        // A printed command binds the port itself when run.
+        let gdb = GdbStub::open(&cfg)?.map(|stub| stub.port);
         build_command(
             media,
-            &QemuOptions::from_context(ctx, &cfg, plan.first(), gdb_port(&cfg)?)?,
+            &QemuOptions::from_context(ctx, &cfg, plan.first(), gdb)?,
         )
     }
 
@@ -192,9 +221,9 @@ impl Runner for Qemu {
         if ctx.verbose > 0 {
             eprintln!("  Accelerator {} ({})", plan.first(), plan.reason);
         }
-        let gdb = gdb_port(&cfg)?;
-        if let Some(port) = gdb {
-            print_gdb_help(ctx, port);
+        let mut gdb = GdbStub::open(&cfg)?;
+        if let Some(stub) = &gdb {
+            print_gdb_help(ctx, stub.port);
         }
         std::fs::create_dir_all(&ctx.output_dir)
             .map_err(|e| Error::io("create the output directory", &ctx.output_dir, e))?;
@@ -213,7 +242,14 @@ impl Runner for Qemu {
             let Some(accel) = retry_same.take().or_else(|| attempts.next().copied()) else {
                 return Err(Error::plugin("qemu", "no accelerator to try"));
             };
-            let options = QemuOptions::from_context(ctx, &cfg, accel, gdb)?;
+            if !channels && let Some(stub) = &mut gdb {
+                // A QEMU that refused the monitor's inherited socket refuses this one too:
+                // it binds the port itself.
+                stub.listener = None;
+            }
+            let mut options =
+                QemuOptions::from_context(ctx, &cfg, accel, gdb.as_ref().map(|s| s.port))?;
+            options.gdb_listener_fd = gdb.as_ref().and_then(GdbStub::fd);
             let watching = mode.success_pattern.is_some()
                 || mode.failure_pattern.is_some()
                 || !mode.send.is_empty();
@@ -273,6 +309,7 @@ impl Runner for Qemu {
                 firmware_console,
                 handler: &mut *handler,
                 screenshot: Some(ctx.output_dir.join("screen.png")),
+                inherit: options.gdb_listener_fd.into_iter().collect(),
             })?;
             // A QEMU too old for an inherited socket (`-chardev socket,fd=`) refuses to start:
             // run it without the monitor and the console (resets then pass for power-offs).

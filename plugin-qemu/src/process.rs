@@ -96,6 +96,8 @@ pub(crate) struct Supervision<'a> {
     /// Where to save a picture of the display when the run is stopped for a time limit or a
     /// failure (with the monitor only).
     pub screenshot: Option<PathBuf>,
+    /// Other open fds QEMU inherits under the same numbers (the gdb stub's listening socket).
+    pub inherit: Vec<i32>,
 }
 
 type SharedStdin = Arc<Mutex<Option<ChildStdin>>>;
@@ -935,7 +937,9 @@ pub(crate) fn run(s: Supervision<'_>) -> Result<Ended, Error> {
     };
     let mut command = spec.to_command();
     platform::prepare(&mut command);
-    platform::inherit(&mut command, channels.fds());
+    let mut fds = channels.fds();
+    fds.extend(&s.inherit);
+    platform::inherit(&mut command, fds);
     command
         .stdin(if needs_stdin {
             Stdio::piped()
@@ -1288,6 +1292,7 @@ mod tests {
             firmware_console: false,
             handler,
             screenshot: None,
+            inherit: Vec::new(),
         })
         .unwrap()
     }
@@ -1522,6 +1527,7 @@ mod tests {
             firmware_console: false,
             handler: &mut image_runner_core::serial::Ignore,
             screenshot: None,
+            inherit: Vec::new(),
         })
         .unwrap();
         assert_eq!(ended.status, Some(33));
@@ -1548,6 +1554,7 @@ mod tests {
             firmware_console: false,
             handler: &mut image_runner_core::serial::Ignore,
             screenshot: None,
+            inherit: Vec::new(),
         })
         .unwrap();
         assert_eq!(ended.status, Some(0));

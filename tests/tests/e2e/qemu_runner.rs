@@ -214,11 +214,110 @@ exec qemu-system-x86_64 "$@"
 #[test]
 fn gdb_stub_waits_for_a_debugger() {
     let project = Project::new(runner_bin!(), "[test]\ntimeout = 1\n");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = project.spawn(
+    // `--gdb`: the runner picks a free port, holds it, and says which.
+    let mut child = project.spawn(
+        [
+            "--gdb".to_owned(),
+            "--test".into(),
+            multiboot(Variant::Pass).display().to_string(),
+        ],
+        &[],
+    );
+    let collect = |pipe: Option<Box<dyn Read + Send>>| {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
+        let mut pipe = pipe.expect("a piped output");
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("output buffer")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        (text, thread)
+    };
+    let (stderr, err_thread) = collect(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let (stdout, out_thread) = collect(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let start = Instant::now();
+    let port: u16 = loop {
+        let text = stderr.lock().expect("output buffer").clone();
+        if let Some(port) = text
+            .split("Waiting for a debugger on 127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|p| p.parse().ok())
+        {
+            break port;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60) && child.try_wait().ok().flatten().is_none(),
+            "the runner never said where the gdb stub listens:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The socket is listening before the runner names it: no retries.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gdb stub");
+    // QEMU starts halted; the test timeout of 1 s must not apply while it waits.
+    std::thread::sleep(Duration::from_millis(1500));
+    // The GDB remote protocol's "continue".
+    stream.write_all(b"$c#63").expect("send continue");
+    let mut ack = [0u8; 1];
+    stream.read_exact(&mut ack).expect("stub answers");
+    assert_eq!(&ack, b"+");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the runner") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the runner did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    err_thread.join().expect("stderr reader");
+    out_thread.join().expect("stdout reader");
+    let (stdout, stderr) = (
+        stdout.lock().expect("output").clone(),
+        stderr.lock().expect("output").clone(),
+    );
+    let context = format!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    assert_eq!(status.code(), Some(0), "{context}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim_end() == kernels::marker(Kernel::Multiboot, Variant::Pass)),
+        "{context}"
+    );
+    assert!(
+        stderr.contains(&format!("gdb-remote 127.0.0.1:{port}")),
+        "{context}"
+    );
+    assert!(
+        stderr.contains(&format!("target remote 127.0.0.1:{port}")),
+        "{context}"
+    );
+}
+
+#[test]
+fn a_gdb_port_in_use_is_a_config_error_before_qemu_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = taken.local_addr().expect("its address").port();
+    let project = Project::new(runner_bin!(), "");
+    let run = project.run(
         [
             format!("--gdb={port}"),
             "--test".into(),
@@ -226,28 +325,10 @@ fn gdb_stub_waits_for_a_debugger() {
         ],
         &[],
     );
-    // QEMU starts halted; the test timeout of 1 s must not apply while it waits.
-    let start = Instant::now();
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(stream) => break stream,
-            Err(_) if start.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(e) => panic!("no gdb stub on port {port}: {e}"),
-        }
-    };
-    std::thread::sleep(Duration::from_millis(1500));
-    // The GDB remote protocol's "continue".
-    stream.write_all(b"$c#63").expect("send continue");
-    let mut ack = [0u8; 1];
-    stream.read_exact(&mut ack).expect("stub answers");
-    assert_eq!(&ack, b"+");
-    let run = wait(child);
-    run.assert_code(0)
-        .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass))
-        .assert_stderr_contains(&format!("gdb-remote 127.0.0.1:{port}"))
-        .assert_stderr_contains(&format!("target remote 127.0.0.1:{port}"));
+    run.assert_code(2)
+        .assert_stderr_contains(&format!("cannot listen for a debugger on 127.0.0.1:{port}"));
+    assert_eq!(project.qemu_processes(), Vec::<u32>::new());
+    drop(taken);
 }
 
 #[test]
