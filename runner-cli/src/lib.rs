@@ -21,8 +21,29 @@ use image_runner_core::{CheckStatus, Error, Invocation, Pipeline, Verdict};
 use args::{CleanArgs, Command, Common, ConfigArgs, RunArgs};
 
 /// Runs the command with `args` (the first one is the program name) and returns its exit code.
+///
+/// A panic is a bug of the runner: it exits with [`exit_code::RUNNER_BUG`] after the panic
+/// message and a note saying so, never with a code that reads as a verdict on the kernel
+/// (libtest's 101 means "tests failed").
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    main_with_env(args, std::env::vars_os())
+    let args: Vec<OsString> = args.into_iter().collect();
+    match std::panic::catch_unwind(move || {
+        // A crash on demand, for the test of this very path (debug builds only).
+        #[cfg(debug_assertions)]
+        if std::env::var_os("CARGO_IMAGE_RUNNER_DEBUG_PANIC").is_some() {
+            panic!("CARGO_IMAGE_RUNNER_DEBUG_PANIC is set");
+        }
+        main_with_env(args, std::env::vars_os())
+    }) {
+        Ok(code) => code,
+        Err(_) => {
+            eprintln!(
+                "error: cargo-image-runner crashed: this is a bug in the runner, not a verdict on your kernel (exit code {}); please report it with the command you ran and the message above",
+                exit_code::RUNNER_BUG
+            );
+            ExitCode::from(exit_code::RUNNER_BUG as u8)
+        }
+    }
 }
 
 /// Like [`main_with_args`], with the environment `env` instead of the process's (variables that

@@ -19,23 +19,38 @@ pub fn render(
     }
     let mut lines = Vec::new();
     flatten(&table, "", &mut lines);
+    let lines: Vec<String> = lines
+        .into_iter()
+        .map(|(key, value)| format!("{key} = {value}"))
+        .collect();
+    // The sources line up after the longest ordinary line; a longer one (a long path, a
+    // long list) keeps its source two spaces after it instead of widening every line.
     let width = lines
         .iter()
-        .map(|(k, v)| k.len() + v.len() + 3)
+        .map(|l| l.chars().count())
+        .filter(|&n| n <= ALIGN_AT_MOST)
         .max()
         .unwrap_or(0);
     let mut out = String::new();
-    for (key, value) in lines {
+    for line in lines {
+        let key = line.split(" = ").next().unwrap_or_default();
         let origin = origins
             .iter()
-            .filter(|(k, _)| key == **k || key.starts_with(&format!("{k}.")))
+            .filter(|(k, _)| key == k.as_str() || key.starts_with(&format!("{k}.")))
             .max_by_key(|(k, _)| k.len())
             .map_or("default", |(_, o)| o.as_str());
-        let line = format!("{key} = {value}");
-        out.push_str(&format!("{line:width$}  # {origin}\n"));
+        let pad = width.saturating_sub(line.chars().count());
+        out.push_str(&line);
+        out.extend(std::iter::repeat_n(' ', pad));
+        out.push_str("  # ");
+        out.push_str(origin);
+        out.push('\n');
     }
     Ok(out)
 }
+
+/// Lines up to this many characters have their sources aligned.
+const ALIGN_AT_MOST: usize = 72;
 
 fn flatten(table: &toml::Table, prefix: &str, out: &mut Vec<(String, String)>) {
     for (key, value) in table {
@@ -69,4 +84,39 @@ pub fn placeholder_variables(project: &Project) -> Variables {
     vars.set("IS_TEST", "false");
     vars.set("ARGS", "");
     vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_very_long_value_neither_panics_nor_widens_the_other_lines() {
+        let config = Config::default();
+        let mut section = toml::Table::new();
+        section.insert("long".into(), toml::Value::String("x".repeat(70_000)));
+        section.insert("short".into(), toml::Value::Integer(1));
+        let sections = BTreeMap::from([("zz".to_owned(), section)]);
+        let origins = BTreeMap::from([("zz.long".to_owned(), "Cargo.toml".to_owned())]);
+        let out = render(&config, &sections, &origins).expect("rendered");
+        let long = out
+            .lines()
+            .find(|l| l.starts_with("zz.long = "))
+            .expect("the long line");
+        assert!(
+            long.ends_with("\"  # Cargo.toml"),
+            "{}",
+            &long[long.len() - 40..]
+        );
+        let short = out
+            .lines()
+            .find(|l| l.starts_with("zz.short = "))
+            .expect("the short line");
+        assert!(
+            short.len() < 100,
+            "padded to the long value's width: {} chars",
+            short.len()
+        );
+        assert!(short.ends_with("  # default"), "{short}");
+    }
 }

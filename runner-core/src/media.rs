@@ -197,6 +197,10 @@ pub mod exit_code {
     pub const CRASHED: i32 = 4;
     /// Interrupted by the user (128 + SIGINT, as shells report it).
     pub const INTERRUPTED: i32 = 130;
+    /// The runner itself crashed (a bug): never a verdict on the kernel, and not libtest's 101
+    /// for failed tests, so cargo's output cannot be mistaken for a failing test (70 is
+    /// `EX_SOFTWARE`, "internal software error").
+    pub const RUNNER_BUG: i32 = 70;
 }
 
 impl Verdict {

@@ -232,3 +232,15 @@ fn shared_options_before_the_subcommand_apply_to_it() {
     run.assert_code(0);
     assert!(run.stdout.contains("qemu.memory = \"2G\""), "{run}");
 }
+
+/// A crash of the runner is its own exit code (70), never libtest's 101 ("tests failed") nor a
+/// verdict's, and asks for a bug report (issue 18, item 15).
+#[test]
+fn a_runner_panic_exits_70_and_asks_for_a_bug_report() {
+    let project = Project::new(runner_bin!(), "");
+    let run = project.run([kernel()], &[("CARGO_IMAGE_RUNNER_DEBUG_PANIC", "1")]);
+    run.assert_code(70)
+        .assert_stderr_contains("panicked")
+        .assert_stderr_contains("this is a bug in the runner, not a verdict on your kernel");
+    assert!(!run.stdout.contains("KERNEL:"), "booted: {run}");
+}
