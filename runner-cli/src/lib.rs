@@ -540,14 +540,17 @@ fn clean(env: &[(OsString, OsString)], clean_args: &CleanArgs) -> Result<i32, Er
         .transpose()
         .map_err(|e| Error::io("resolve the path", ".", e))?;
     let project = Project::discover(&inv, executable.as_deref())?;
-    let root = project.target_dir.join("image-runner");
-    let dir: PathBuf = match executable.as_deref().and_then(Path::file_stem) {
-        Some(stem) => root.join(image_runner_core::context::output_dir_name(stem)),
-        None => root,
+    let dir: PathBuf = match executable.as_deref() {
+        Some(executable) => {
+            image_runner_core::context::output_dir_for(&project.target_dir, executable)
+        }
+        None => project.target_dir.join("image-runner"),
     };
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => eprintln!("     Removed {}", dir.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("     Nothing to clean: {} does not exist", dir.display())
+        }
         Err(e) => return Err(Error::io("remove", &dir, e)),
     }
     Ok(exit_code::SUCCESS)

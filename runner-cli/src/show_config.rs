@@ -78,7 +78,7 @@ pub fn placeholder_variables(project: &Project) -> Variables {
         "OUTPUT_DIR",
         project
             .target_dir
-            .join("image-runner/<executable-stem>")
+            .join("image-runner/<executable's path in the target directory>")
             .to_string_lossy(),
     );
     vars.set("IS_TEST", "false");

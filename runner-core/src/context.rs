@@ -370,20 +370,57 @@ fn find_workspace_root(manifest_dir: &Path) -> PathBuf {
     workspace::root_of(manifest_dir)
 }
 
-/// Cargo marks its target directory with a `CACHEDIR.TAG` file.
+/// Cargo marks its target directory with a `CACHEDIR.TAG` file, and each `<triple>/` folder
+/// in it too: the target directory is the nearest marked folder above the executable, or the
+/// marked folder right above that one (`target/` for `target/<triple>/debug/kernel`).
 fn find_target_dir(executable: &Path) -> Option<PathBuf> {
-    executable
-        .ancestors()
-        .skip(1)
-        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
-        .map(Path::to_path_buf)
+    let marked = |dir: &Path| dir.join("CACHEDIR.TAG").is_file();
+    let nearest = executable.ancestors().skip(1).find(|dir| marked(dir))?;
+    match nearest.parent() {
+        Some(parent) if marked(parent) => Some(parent.to_path_buf()),
+        _ => Some(nearest.to_path_buf()),
+    }
 }
 
-/// The name of an executable's output folder (`<target>/image-runner/<name>/`): its file stem,
-/// with every byte that is not part of valid UTF-8 written as `%XX` and `%` itself as `%25`,
-/// so two stems never share a folder and the folder's path stays text wherever the target
-/// directory's is.
+/// The folder an executable's image and run files go to: `<target>/image-runner/` followed by
+/// the executable's path inside the target directory (`debug/kernel`,
+/// `x86_64-unknown-none/release/kernel`, `debug/deps/tests-0123456789abcdef`), so two
+/// executables never share a folder (profiles, triples, test binaries of one name). An
+/// executable outside the target directory gets `<file name>-<hash of its absolute path>`.
+/// Every component is written by [`output_dir_name`]: never `.`, `..` or empty, never a
+/// separator, so the folder always lies inside `<target>/image-runner/`.
+pub fn output_dir_for(target_dir: &Path, executable: &Path) -> PathBuf {
+    let root = target_dir.join("image-runner");
+    if let Ok(relative) = executable.strip_prefix(target_dir)
+        && relative.components().count() > 0
+        && relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return relative
+            .components()
+            .fold(root, |dir, c| dir.join(output_dir_name(c.as_os_str())));
+    }
+    let name = executable
+        .file_name()
+        .map(output_dir_name)
+        .unwrap_or_else(|| "kernel".into());
+    let hash = xxhash_rust::xxh3::xxh3_64(executable.as_os_str().as_encoded_bytes());
+    root.join(format!("{name}-{hash:016x}"))
+}
+
+/// One component of an output folder's path (see [`output_dir_for`]): the name as it is, with
+/// every byte that is not part of valid UTF-8 written as `%XX` and `%` itself as `%25`, so two
+/// names never share a folder and the folder's path stays text wherever the target
+/// directory's is. A name that would step elsewhere is escaped too: `.` and `..` become `%2E`
+/// and `%2E%2E`, the empty name `%00` (no real name escapes to these: `%` is always `%25`).
 pub fn output_dir_name(stem: &OsStr) -> String {
+    if stem.is_empty() {
+        return "%00".into();
+    }
+    if stem.as_encoded_bytes().iter().all(|&b| b == b'.') {
+        return "%2E".repeat(stem.len());
+    }
     let mut name = String::new();
     for chunk in stem.as_encoded_bytes().utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -539,6 +576,85 @@ mod tests {
         );
         assert_eq!(inv.env_path("HOME"), Some(PathBuf::from("/home/u")));
         assert_eq!(inv.env_path("CARGO_MANIFEST_DIR"), None);
+    }
+
+    #[test]
+    fn every_executable_gets_its_own_output_folder_inside_the_target_directory() {
+        let target = Path::new("/p/target");
+        let out = |exe: &str| output_dir_for(target, Path::new(exe));
+        let root = target.join("image-runner");
+        // Profiles, triples and test binaries of one name stay apart (issue: two `kernel`s of
+        // debug and release booted each other's image).
+        let folders = [
+            out("/p/target/debug/kernel"),
+            out("/p/target/release/kernel"),
+            out("/p/target/x86_64-unknown-none/debug/kernel"),
+            out("/p/target/debug/kernel.elf"),
+            out("/p/target/debug/deps/kernel-0123456789abcdef"),
+            out("/elsewhere/kernel"),
+            out("/other/kernel"),
+        ];
+        assert_eq!(folders[0], root.join("debug/kernel"));
+        assert_eq!(folders[2], root.join("x86_64-unknown-none/debug/kernel"));
+        for (i, a) in folders.iter().enumerate() {
+            assert!(a.starts_with(&root), "{}", a.display());
+            for b in &folders[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // Outside the target directory: the name and a hash of the whole path.
+        let name = folders[5]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with("kernel-") && name.len() == "kernel-".len() + 16,
+            "{name}"
+        );
+        // Names that would step out of the folder (a `...elf` has the stem `..`; a path with
+        // `..` in it) never do.
+        for exe in [
+            "/p/target/debug/..",
+            "/p/target/debug/../../x",
+            "/p/target/..",
+            "/p/target/debug/.",
+            "/p/..",
+        ] {
+            let dir = out(exe);
+            assert!(dir.starts_with(&root), "{exe} → {}", dir.display());
+            assert!(
+                dir.components().all(|c| matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::RootDir
+                )),
+                "{exe} → {}",
+                dir.display()
+            );
+            assert_ne!(dir, root);
+        }
+        assert_eq!(out("/p/target/debug/...elf"), root.join("debug/...elf"));
+        assert_eq!(output_dir_name(OsStr::new("..")), "%2E%2E");
+        assert_eq!(output_dir_name(OsStr::new(".")), "%2E");
+        assert_eq!(output_dir_name(OsStr::new("")), "%00");
+    }
+
+    #[test]
+    fn the_target_directory_is_the_one_above_a_triple_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let exe = target.join("x86_64-unknown-linux-gnu/debug/kernel");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::write(target.join("CACHEDIR.TAG"), "").unwrap();
+        std::fs::write(target.join("x86_64-unknown-linux-gnu/CACHEDIR.TAG"), "").unwrap();
+        assert_eq!(find_target_dir(&exe), Some(target.clone()));
+        // A target directory inside another one's folder of its own (`<target>/tmp/inner`) is
+        // its own.
+        let inner = target.join("tmp/inner");
+        let exe = inner.join("debug/kernel");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::write(inner.join("CACHEDIR.TAG"), "").unwrap();
+        assert_eq!(find_target_dir(&exe), Some(inner));
     }
 
     #[test]

@@ -41,11 +41,7 @@ impl<'r> Pipeline<'r> {
             workspace_root,
             target_dir,
         } = Project::discover(&inv, Some(&executable))?;
-        let stem = executable
-            .file_stem()
-            .map(context::output_dir_name)
-            .unwrap_or_else(|| "kernel".into());
-        let output_dir = target_dir.join("image-runner").join(&stem);
+        let output_dir = context::output_dir_for(&target_dir, &executable);
         let cache_dir = context::cache_dir(&inv.env)?;
         let is_test = inv
             .test

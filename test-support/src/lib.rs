@@ -109,7 +109,10 @@ mod tests {
         let mut found = Vec::new();
         let mut dirs = vec![root.to_path_buf()];
         while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).expect("list a workspace folder").flatten() {
+            for entry in std::fs::read_dir(&dir)
+                .expect("list a workspace folder")
+                .flatten()
+            {
                 let path = entry.path();
                 let name = entry.file_name();
                 if path.is_dir() {

@@ -140,6 +140,12 @@ impl Project {
         self.root.join("target")
     }
 
+    /// The folder the runner writes `executable`'s image and run files to (by the rule of
+    /// `image_runner_core::context::output_dir_for`, whose own tests pin it down).
+    pub fn output_dir(&self, executable: &Path) -> PathBuf {
+        image_runner_core::context::output_dir_for(&self.target_dir(), executable)
+    }
+
     /// Writes a file relative to the package directory.
     pub fn write(&self, relative: &str, text: &str) -> PathBuf {
         let path = self.root.join(relative);

@@ -16,8 +16,8 @@ fn passing_kernel_boots_and_exits_zero() {
     run.assert_code(0)
         .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass));
     let log = project
-        .target_dir()
-        .join("image-runner/multiboot-pass/serial.log");
+        .output_dir(&kernel(Variant::Pass))
+        .join("serial.log");
     let logged = std::fs::read_to_string(&log).expect("serial log written");
     assert!(
         logged.contains(kernels::marker(Kernel::Multiboot, Variant::Pass)),

@@ -31,8 +31,7 @@ fn boots(protocol: &str, config: &str) -> Project {
 
 fn image(project: &Project, name: &str) -> PathBuf {
     project
-        .target_dir()
-        .join("image-runner/multiboot-pass")
+        .output_dir(&kernels::path(Kernel::Multiboot, Variant::Pass))
         .join(name)
 }
 
@@ -151,7 +150,7 @@ fn core_images_are_made_once() {
         .assert_code(0)
         .assert_stderr_contains("GRUB i386-pc-eltorito core image reused:");
     assert!(!changed.stderr.contains("Reusing"), "{changed}");
-    let cached: Vec<_> = std::fs::read_dir(project.target_dir().join("image-runner/kernel/grub"))
+    let cached: Vec<_> = std::fs::read_dir(project.output_dir(&kernel).join("grub"))
         .expect("the core image cache")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -41,7 +41,7 @@ fn interrupt_a_big_build(signal: &str) -> (runner::Run, PathBuf) {
         &kernels::path(Kernel::EfiApp, Variant::Pass),
         "target/debug/k.efi",
     );
-    let output = project.target_dir().join("image-runner/k");
+    let output = project.output_dir(&kernel);
     let child = project.spawn(["build".into(), kernel.into_os_string()], &[]);
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -89,7 +89,7 @@ fn temporaries_of_dead_processes_are_removed_by_the_next_build() {
         &kernels::path(Kernel::EfiApp, Variant::Pass),
         "target/debug/k.efi",
     );
-    let output = project.target_dir().join("image-runner/k");
+    let output = project.output_dir(&kernel);
     std::fs::create_dir_all(&output).unwrap();
     let mut gone = Command::new("true").spawn().unwrap();
     let dead = gone.id();

@@ -155,8 +155,8 @@ fn uefi_iso_boots_as_a_cd_through_the_runner() {
     run.assert_code(0)
         .assert_serial_line(kernels::marker(Kernel::EfiApp, Variant::Pass));
     let image = project
-        .target_dir()
-        .join("image-runner/efi-app-pass/image.iso");
+        .output_dir(&kernels::path(Kernel::EfiApp, Variant::Pass))
+        .join("image.iso");
     assert!(image.is_file(), "{}", image.display());
 }
 

@@ -222,10 +222,7 @@ fn a_name_filter_runs_only_its_tests() {
     );
     // The kernel ran those and only those: its own lines in the serial log say so.
     let log = std::fs::read_to_string(
-        target
-            .path()
-            .join("image-runner")
-            .join(f.mixed.file_name().unwrap())
+        image_runner_core::context::output_dir_for(target.path(), &f.mixed)
             .join("tests/boot-1/serial.log"),
     )
     .expect("the boot's serial log");
@@ -449,11 +446,7 @@ fn a_triple_fault_and_a_hang_fail_their_tests_and_the_rest_still_run() {
         ran.context()
     );
     // Three boots: the hang, the triple fault, and the two tests after them.
-    let runs = target
-        .path()
-        .join("image-runner")
-        .join(f.mixed.file_name().unwrap())
-        .join("tests");
+    let runs = image_runner_core::context::output_dir_for(target.path(), &f.mixed).join("tests");
     for boot in ["boot-1", "boot-2", "boot-3"] {
         assert!(runs.join(boot).join("serial.log").is_file(), "{boot}");
     }

@@ -17,7 +17,6 @@ use image_runner_tests::runner_bin;
 
 /// Where cargo would put a test executable called `c_ktest`: the runner takes it for a test.
 const EXE: &str = "target/x86_64-unknown-linux-gnu/debug/deps/c_ktest-0123456789abcdef";
-const EXE_NAME: &str = "c_ktest-0123456789abcdef";
 
 /// A project with the C kernel at [`EXE`] and `metadata` as its runner config.
 fn project(metadata: &str) -> (Project, PathBuf) {
@@ -63,7 +62,7 @@ fn serial_log(project: &Project, dir: &str) -> String {
     let path = project
         .target_dir()
         .join("image-runner")
-        .join(EXE_NAME)
+        .join(EXE.strip_prefix("target/").expect("under target/"))
         .join("tests")
         .join(dir)
         .join("serial.log");

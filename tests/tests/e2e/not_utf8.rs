@@ -74,8 +74,8 @@ fn a_package_in_a_folder_whose_name_is_not_utf8_boots() {
         .assert_code(0)
         .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass));
     assert!(
-        target
-            .join("image-runner/multiboot-pass/serial.log")
+        image_runner_core::context::output_dir_for(&target, &multiboot_pass())
+            .join("serial.log")
             .is_file(),
         "the output folder is not in the target directory"
     );
@@ -83,8 +83,8 @@ fn a_package_in_a_folder_whose_name_is_not_utf8_boots() {
         .assert_code(0)
         .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass));
     assert!(
-        target
-            .join("image-runner/multiboot-pass/image.iso")
+        image_runner_core::context::output_dir_for(&target, &multiboot_pass())
+            .join("image.iso")
             .is_file()
     );
 }
@@ -110,12 +110,14 @@ fn kernels_whose_names_differ_only_in_bytes_that_are_not_utf8_keep_apart() {
             .assert_code(0)
             .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass));
     }
-    let outputs = project.target_dir().join("image-runner");
-    for name in ["k%FF", "k%FE"] {
+    for (kernel, name) in [(&ff, "k%FF.elf-"), (&fe, "k%FE.elf-")] {
+        let output = project.output_dir(kernel);
+        let folder = output.file_name().expect("a folder name").to_string_lossy();
+        assert!(folder.starts_with(name), "{}", output.display());
         assert!(
-            outputs.join(name).join("serial.log").is_file(),
-            "no output folder {name} in {}",
-            outputs.display()
+            output.join("serial.log").is_file(),
+            "no output folder {}",
+            output.display()
         );
     }
     // The printed command can be pasted into a shell: the name's bytes as `\xNN`.
@@ -126,7 +128,6 @@ fn kernels_whose_names_differ_only_in_bytes_that_are_not_utf8_keep_apart() {
     project
         .run([OsStr::new("clean"), ff.as_os_str()], &[])
         .assert_code(0);
-    assert!(!outputs.join("k%FF").exists());
-    assert!(outputs.join("k%FE").exists());
-    assert!(Path::new(&outputs).is_dir());
+    assert!(!project.output_dir(&ff).exists());
+    assert!(project.output_dir(&fe).exists());
 }

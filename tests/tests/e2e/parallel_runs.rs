@@ -224,3 +224,42 @@ fn with_persist_writes_runs_of_one_image_take_turns() {
         .assert_code(3)
         .assert_stderr_contains("Waiting for another run of");
 }
+
+/// Two executables of one name (debug and release, as cargo builds them) run at the same
+/// time: each boots its own image, from its own folder (issue 18, item 1: they shared
+/// `image-runner/kernel/` and booted each other's kernel).
+#[test]
+fn executables_of_one_name_in_two_profiles_boot_their_own_images() {
+    let project = Project::new(
+        runner_bin!(),
+        &format!("{GRUB_BIOS}format = \"iso\"\n[test]\ntimeout = 60\n"),
+    );
+    let debug = project.add_kernel(
+        &kernels::path(Kernel::Multiboot, Variant::Pass),
+        "target/debug/kernel",
+    );
+    let release = project.add_kernel(
+        &kernels::path(Kernel::Multiboot, Variant::Fail),
+        "target/release/kernel",
+    );
+    for _ in 0..3 {
+        let a = project.spawn(words(&[&"--test", &debug]), &[]);
+        let b = project.spawn(words(&[&"--test", &release]), &[]);
+        runner::wait(a)
+            .assert_code(0)
+            .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass));
+        let failed = runner::wait(b);
+        failed
+            .assert_code(1)
+            .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Fail));
+        assert!(
+            !failed
+                .stdout
+                .contains(kernels::marker(Kernel::Multiboot, Variant::Pass)),
+            "the release run booted the debug kernel: {failed}"
+        );
+    }
+    let images = project.target_dir().join("image-runner");
+    assert!(images.join("debug/kernel/image.iso").is_file());
+    assert!(images.join("release/kernel/image.iso").is_file());
+}

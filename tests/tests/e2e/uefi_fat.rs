@@ -12,7 +12,7 @@ fn efi_app_on_a_fat_image_boots_under_ovmf() {
     let run = project.run([kernels::path(Kernel::EfiApp, Variant::Pass)], &[]);
     run.assert_code(0)
         .assert_serial_line(kernels::marker(Kernel::EfiApp, Variant::Pass));
-    let out = project.target_dir().join("image-runner/efi-app-pass");
+    let out = project.output_dir(&kernels::path(Kernel::EfiApp, Variant::Pass));
     assert!(out.join("image.fat").is_file());
 }
 
@@ -41,7 +41,7 @@ fn pflash_runs_get_their_own_vars_copy_warmed_by_the_last_pass() {
 unified = false
 ",
     );
-    let out = project.target_dir().join("image-runner/efi-app-pass");
+    let out = project.output_dir(&kernels::path(Kernel::EfiApp, Variant::Pass));
     let kernel = kernels::path(Kernel::EfiApp, Variant::Pass);
     let first = project.run([&kernel], &[]);
     first

@@ -278,8 +278,8 @@ fn the_serial_log_is_capped() {
     run.assert_code(0);
     let log = std::fs::read_to_string(
         project
-            .target_dir()
-            .join("image-runner/multiboot-pass/serial.log"),
+            .output_dir(&multiboot(Variant::Pass))
+            .join("serial.log"),
     )
     .expect("read serial.log");
     assert!(log.len() <= 1024 * 1024 + 512, "{} bytes", log.len());
@@ -291,7 +291,7 @@ fn the_serial_log_is_capped() {
 #[test]
 fn a_serial_log_that_cannot_be_written_is_reported_once() {
     let project = Project::new(runner_bin!(), "");
-    let out = project.target_dir().join("image-runner/multiboot-pass");
+    let out = project.output_dir(&multiboot(Variant::Pass));
     std::fs::create_dir_all(&out).expect("create the output folder");
     std::os::unix::fs::symlink("/dev/full", out.join("serial.log")).expect("symlink");
     let run = run(&project, true, &[], &multiboot(Variant::Pass));
