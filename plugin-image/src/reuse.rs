@@ -478,6 +478,32 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Writes `bytes` to `path` and sets its modification time 10 s past the old one, so the
+    /// file's identity changes however coarse the file system's clock is.
+    fn rewrite_with_a_later_mtime(path: &Path, bytes: &[u8]) {
+        let old = std::fs::metadata(path).unwrap().modified().unwrap();
+        std::fs::write(path, bytes).unwrap();
+        set_mtime_after(path, old);
+    }
+
+    /// Sets the modification time of `path` 10 s past `old` and checks that it took.
+    fn set_mtime_after(path: &Path, old: std::time::SystemTime) {
+        let later = old + std::time::Duration::from_secs(10);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let now = std::fs::metadata(path).unwrap().modified().unwrap();
+        assert_ne!(
+            now,
+            old,
+            "the modification time of {} did not move",
+            path.display()
+        );
+    }
+
     #[test]
     fn unchanged_inputs_reuse_changed_inputs_rebuild() {
         let dir = tempfile::tempdir().unwrap();
@@ -509,8 +535,8 @@ mod tests {
                 .is_none()
         );
 
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        std::fs::write(&kernel, b"v2").unwrap();
+        // Same length, other bytes, another modification time.
+        rewrite_with_a_later_mtime(&kernel, b"v2");
         assert!(
             BuildCheck::new(&stamp, &staging, "fat")
                 .unwrap()
@@ -543,7 +569,6 @@ mod tests {
         assert!(same.reusable(&image, ImageKind::Fat).is_some() && hashed(&same));
 
         // Another length: changed for sure, not read.
-        std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&kernel, b"version 1.1").unwrap();
         let grown = BuildCheck::new(&stamp, &staging, "fat").unwrap();
         assert!(grown.reusable(&image, ImageKind::Fat).is_none() && !hashed(&grown));
@@ -555,8 +580,7 @@ mod tests {
             .unwrap();
 
         // Same length, new identity: read, to tell a touched file from a changed one.
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        std::fs::write(&kernel, b"version 1.2").unwrap();
+        rewrite_with_a_later_mtime(&kernel, b"version 1.2");
         let touched = BuildCheck::new(&stamp, &staging, "fat").unwrap();
         assert!(touched.reusable(&image, ImageKind::Fat).is_none() && hashed(&touched));
     }
@@ -593,8 +617,13 @@ mod tests {
             .unwrap()
             .record(&staging, &Image::new(&image, ImageKind::Iso))
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        std::fs::write(&kernel, b"same").unwrap();
+        let before = identity(&kernel).unwrap();
+        rewrite_with_a_later_mtime(&kernel, b"same");
+        assert_ne!(
+            identity(&kernel).unwrap(),
+            before,
+            "the kernel was not touched"
+        );
         assert!(
             BuildCheck::new(&stamp, &staging, "")
                 .unwrap()
@@ -630,9 +659,11 @@ mod tests {
         // Modified in place, same size and inode.
         assert!(!reused_after(|image, _| {
             use std::io::Write;
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            let old = std::fs::metadata(image).unwrap().modified().unwrap();
             let mut f = std::fs::OpenOptions::new().write(true).open(image).unwrap();
             f.write_all(b"B").unwrap();
+            drop(f);
+            set_mtime_after(image, old);
         }));
         // Truncated.
         assert!(!reused_after(|image, _| {
@@ -679,8 +710,7 @@ mod tests {
         let first = image_identity(&tree, ImageKind::Directory).unwrap();
         assert_eq!(image_identity(&tree, ImageKind::Directory).unwrap(), first);
         assert!(image_identity(&tree, ImageKind::Fat).is_none());
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        std::fs::write(tree.join("EFI/BOOT/BOOTX64.EFI"), b"APP").unwrap();
+        rewrite_with_a_later_mtime(&tree.join("EFI/BOOT/BOOTX64.EFI"), b"APP");
         assert_ne!(image_identity(&tree, ImageKind::Directory).unwrap(), first);
     }
 }

@@ -552,9 +552,25 @@ mod tests {
         let err = entry.arch(Arch::Riscv64).unwrap_err().to_string();
         assert!(err.contains("riscv64") && err.contains("x64"), "{err}");
 
-        // Same size, other bytes: a quick check sees the newer file, a full one its sum.
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Same size, other bytes: a quick check sees the newer file, a full one its sum. The
+        // file's time is set past the manifest's, whatever the file system clock's resolution.
         std::fs::write(&x64.vars, b"VARS").unwrap();
+        let published = std::fs::metadata(cache.entry_dir(&release.sha256).join(MANIFEST))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let later = published + std::time::Duration::from_secs(10);
+        File::options()
+            .write(true)
+            .open(&x64.vars)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let modified = std::fs::metadata(&x64.vars).unwrap().modified().unwrap();
+        assert!(
+            modified > published,
+            "{modified:?} is not after {published:?}"
+        );
         let problem = cache
             .check(&release.sha256, Some(Arch::X86_64), Check::Quick)
             .unwrap_err();

@@ -3,6 +3,7 @@
 //! mtools (`scripts/install-deps`); fails without them.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use image_runner_tests::kernels::{self, Kernel, Variant};
 use image_runner_tests::runner::{Project, Run};
@@ -56,8 +57,8 @@ fn efi_app_boots_from_the_esp_of_a_gpt_disk() {
     let project = Project::new(runner_bin!(), "format = \"gpt\"\n");
     boots(&project, Kernel::EfiApp);
     let image = project
-        .target_dir()
-        .join("image-runner/efi-app-pass/image-gpt.img");
+        .output_dir(&kernels::path(Kernel::EfiApp, Variant::Pass))
+        .join("image-gpt.img");
     let parts = partitions(&image);
     assert_eq!(parts.len(), 1, "{parts:?}");
     assert_eq!((parts[0].0, &*parts[0].2), (2048, "EF00"));
@@ -116,7 +117,7 @@ fn the_esp_holds_the_staged_files_and_passes_fsck() {
 #[test]
 fn a_too_small_image_size_fails_naming_the_needed_size_and_leaves_nothing() {
     let project = Project::new(runner_bin!(), "format = \"gpt\"\n[image]\nsize = 1048576\n");
-    let out = project.target_dir().join("image-runner/efi-app-pass");
+    let out = project.output_dir(&kernels::path(Kernel::EfiApp, Variant::Pass));
     let kernel = kernels::path(Kernel::EfiApp, Variant::Pass);
     let run = project.run(["build".as_ref(), kernel.as_os_str()], &[]);
     run.assert_code(2)
@@ -161,17 +162,22 @@ fn a_too_small_image_size_fails_naming_the_needed_size_and_leaves_nothing() {
 
 #[test]
 fn the_same_inputs_give_the_same_bytes() {
-    let images: Vec<Vec<u8>> = (0..2)
+    let images: Vec<Vec<u8>> = (0..2u64)
         .map(|i| {
-            if i > 0 {
-                // A different modification time on the copied kernel.
-                std::thread::sleep(std::time::Duration::from_millis(1100));
-            }
             let project = Project::new(runner_bin!(), "format = \"gpt\"\nboot = \"hybrid\"\n");
             let kernel = project.add_kernel(
                 &kernels::path(Kernel::EfiApp, Variant::Pass),
                 "target/debug/kernel.efi",
             );
+            // A different modification time on each copied kernel: a day apart.
+            let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i * 86_400);
+            std::fs::File::options()
+                .write(true)
+                .open(&kernel)
+                .and_then(|f| f.set_modified(time))
+                .expect("set the kernel's modification time");
+            let modified = std::fs::metadata(&kernel).and_then(|m| m.modified());
+            assert_eq!(modified.expect("the kernel's modification time"), time);
             std::fs::read(build(&project, &kernel)).expect("read the image")
         })
         .collect();

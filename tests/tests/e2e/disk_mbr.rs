@@ -3,6 +3,7 @@
 //! (`scripts/install-deps`); fails without them.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use image_runner_tests::kernels::{self, Kernel, Variant};
 use image_runner_tests::runner::Project;
@@ -81,7 +82,7 @@ fn a_too_small_image_size_fails_naming_the_needed_size() {
     run.assert_code(2)
         .assert_stderr_contains("mbr: the MBR disk needs at least ")
         .assert_stderr_contains("`image.size` is 1048576 bytes");
-    let out = project.target_dir().join("image-runner/efi-app-pass");
+    let out = project.output_dir(&kernel);
     let left: Vec<_> = std::fs::read_dir(&out)
         .map(|entries| entries.map(|e| e.expect("entry").file_name()).collect())
         .unwrap_or_default();
@@ -90,17 +91,22 @@ fn a_too_small_image_size_fails_naming_the_needed_size() {
 
 #[test]
 fn the_same_inputs_give_the_same_bytes() {
-    let images: Vec<Vec<u8>> = (0..2)
+    let images: Vec<Vec<u8>> = (0..2u64)
         .map(|i| {
-            if i > 0 {
-                // A different modification time on the copied kernel.
-                std::thread::sleep(std::time::Duration::from_millis(1100));
-            }
             let project = Project::new(runner_bin!(), "format = \"mbr\"\n");
             let kernel = project.add_kernel(
                 &kernels::path(Kernel::EfiApp, Variant::Pass),
                 "target/debug/kernel.efi",
             );
+            // A different modification time on each copied kernel: a day apart.
+            let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i * 86_400);
+            std::fs::File::options()
+                .write(true)
+                .open(&kernel)
+                .and_then(|f| f.set_modified(time))
+                .expect("set the kernel's modification time");
+            let modified = std::fs::metadata(&kernel).and_then(|m| m.modified());
+            assert_eq!(modified.expect("the kernel's modification time"), time);
             std::fs::read(build(&project, &kernel)).expect("read the image")
         })
         .collect();

@@ -2,7 +2,8 @@
 //! the same inputs always give the same bytes.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use image_runner_tests::kernels::{self, Kernel, Variant};
 use image_runner_tests::runner::Project;
@@ -19,6 +20,42 @@ fn identity(path: &std::path::Path) -> (u64, i64, i64) {
     (meta.ino(), meta.mtime(), meta.mtime_nsec())
 }
 
+fn mtime(path: &Path) -> SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("modification time")
+}
+
+/// Sets the modification time of `path` to `time`.
+fn set_mtime(path: &Path, time: SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(time))
+        .expect("set the modification time");
+}
+
+/// Waits until a file written now in `project` gets a later modification time than `image`
+/// has, so that a rewrite of `image` from now on shows in its time, however coarse the file
+/// system's clock (the image's time cannot be set instead: that would change the identity its
+/// stamp records, and so the outcome).
+fn wait_until_a_rewrite_would_show(project: &Project, image: &Path) {
+    let before = mtime(image);
+    let start = Instant::now();
+    loop {
+        let probe = project.write("clock-probe", "tick");
+        if mtime(&probe) > before {
+            std::fs::remove_file(&probe).expect("remove the probe");
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the file system clock did not move past {before:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_second_build_with_no_change_writes_nothing() {
     let project = Project::new(
@@ -33,7 +70,7 @@ fn a_second_build_with_no_change_writes_nothing() {
     let image = built_image(&project, &kernel);
     let before = identity(&image);
     let bytes = std::fs::read(&image).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    wait_until_a_rewrite_would_show(&project, &image);
     let again = built_image(&project, &kernel);
     assert_eq!(again, image);
     assert_eq!(identity(&image), before, "the image was rewritten");
@@ -54,9 +91,13 @@ fn a_changed_input_rebuilds_and_a_touched_identical_one_does_not() {
     let image = built_image(&project, &kernel);
     let first = std::fs::read(&image).unwrap();
 
-    // Same content, new mtime: the content hash matches, so nothing is rebuilt.
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Same content, new mtime (set 10 s on, whatever the file system clock's resolution): the
+    // content hash matches, so nothing is rebuilt.
+    let old = mtime(&notes);
     std::fs::write(&notes, "v1").unwrap();
+    set_mtime(&notes, old + Duration::from_secs(10));
+    assert_ne!(mtime(&notes), old, "the notes were not touched");
+    wait_until_a_rewrite_would_show(&project, &image);
     let before = identity(&image);
     built_image(&project, &kernel);
     assert_eq!(
@@ -84,11 +125,15 @@ fn the_same_inputs_give_the_same_bytes_in_another_place_and_time() {
         &kernels::path(Kernel::EfiApp, Variant::Pass),
         "target/debug/k.efi",
     );
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let kb = b.add_kernel(
         &kernels::path(Kernel::EfiApp, Variant::Pass),
         "target/debug/k.efi",
     );
+    // The two copies' modification times a day apart (the FAT keeps times to 2 s).
+    let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    set_mtime(&ka, time);
+    set_mtime(&kb, time + Duration::from_secs(24 * 60 * 60));
+    assert_ne!(mtime(&ka), mtime(&kb));
     let ia = std::fs::read(built_image(&a, &ka)).unwrap();
     let ib = std::fs::read(built_image(&b, &kb)).unwrap();
     assert!(ia == ib, "two builds of the same inputs differ");
@@ -202,8 +247,9 @@ fn a_modified_image_is_rebuilt_not_reused() {
         "target/debug/k.efi",
     );
     let (image, bytes) = build_and_read(&project, &kernel);
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    // Same size, same inode, other bytes: the boot sector is wiped.
+    let (inode, old) = (std::fs::metadata(&image).unwrap().ino(), mtime(&image));
+    // Same size, same inode, other bytes: the boot sector is wiped. Its time is then set 10 s
+    // on, as a later write would leave it, whatever the file system clock's resolution.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(&image)
@@ -211,7 +257,11 @@ fn a_modified_image_is_rebuilt_not_reused() {
     file.seek(std::io::SeekFrom::Start(0)).unwrap();
     file.write_all(&[0; 512]).unwrap();
     drop(file);
-    assert_eq!(std::fs::metadata(&image).unwrap().len(), bytes.len() as u64);
+    set_mtime(&image, old + Duration::from_secs(10));
+    let meta = std::fs::metadata(&image).unwrap();
+    assert_eq!(meta.len(), bytes.len() as u64);
+    assert_eq!(meta.ino(), inode);
+    assert_ne!(mtime(&image), old);
     let (_, again) = build_and_read(&project, &kernel);
     assert!(again == bytes, "the modified image was reused");
     project

@@ -246,14 +246,26 @@ fn the_same_input_gives_the_same_bytes_at_any_time() {
     let staging = awkward_staging(dir.path());
     let (a, b) = (dir.path().join("a.iso"), dir.path().join("b.iso"));
     write_iso(&a, &staging, &hybrid()).expect("first ISO");
-    std::thread::sleep(Duration::from_secs(1));
-    // A new modification time on the one source file that is ours to touch.
+    // Another modification time on the one source file that is ours to touch: a fixed day in
+    // the past, so it differs whatever the file system clock's resolution.
     let kernel = dir.path().join("kernel.bin");
+    let modified = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .expect("the kernel's modification time")
+    };
+    let before = modified(&kernel);
+    let past = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
     std::fs::File::options()
         .write(true)
         .open(&kernel)
-        .and_then(|f| f.set_modified(SystemTime::now()))
+        .and_then(|f| f.set_modified(past))
         .expect("touch the kernel");
+    assert_eq!(modified(&kernel), past);
+    assert_ne!(past, before);
+    // And the second build a second later on the wall clock, so that a build time written
+    // into the image would show (ISO directory records keep whole seconds).
+    std::thread::sleep(Duration::from_secs(1));
     write_iso(&b, &staging, &hybrid()).expect("second ISO");
     assert!(
         std::fs::read(&a).expect("a") == std::fs::read(&b).expect("b"),
@@ -283,11 +295,11 @@ fn bad_input_fails_naming_the_cause_and_leaves_nothing() {
     // An image size too small for the content: the runner says what is needed.
     let project = Project::new(runner_bin!(), "format = \"iso\"\n[image]\nsize = 65536\n");
     let kernel = kernels::path(Kernel::EfiApp, Variant::Pass);
-    let run = project.run(["build".into(), kernel.into_os_string()], &[]);
+    let run = project.run(["build".into(), kernel.clone().into_os_string()], &[]);
     run.assert_code(2)
         .assert_stderr_contains("`image.size = 65536`")
         .assert_stderr_contains("at least");
-    let out = project.target_dir().join("image-runner/efi-app-pass");
+    let out = project.output_dir(&kernel);
     let left: Vec<_> = std::fs::read_dir(&out)
         .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
         .unwrap_or_default();

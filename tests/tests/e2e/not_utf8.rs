@@ -4,7 +4,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use image_runner_tests::kernels::{self, Kernel, Variant};
 use image_runner_tests::runner::{self, Project};

@@ -701,8 +701,17 @@ fn a_damaged_cache_entry_is_fetched_again() {
     fetch(&project, &[]).assert_code(0);
     let code = cache_of(&project).join(&sum).join("x64/code.fd");
     let len = std::fs::metadata(&code).unwrap().len() as usize;
-    std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&code, vec![0xAAu8; len]).unwrap();
+    // Its time set past the manifest's, so it was changed after it was published whatever the
+    // file system clock's resolution.
+    let modified = |path: &Path| std::fs::metadata(path).unwrap().modified().unwrap();
+    let published = modified(&cache_of(&project).join(&sum).join("MANIFEST"));
+    std::fs::File::options()
+        .write(true)
+        .open(&code)
+        .and_then(|f| f.set_modified(published + Duration::from_secs(10)))
+        .unwrap();
+    assert!(modified(&code) > published);
     // A run notices (the file changed after it was published) and downloads again.
     let run = project.run(
         [
