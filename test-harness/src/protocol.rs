@@ -1,7 +1,8 @@
 //! The serial side of the protocol (section 3): [`Line`] parses one `KTEST` line, and
 //! [`Watcher`] is the serial handler of a test boot: it follows which test runs, keeps each
-//! test's output, keeps a watchdog on the running test's time limit, and ends the boot once the
-//! kernel says `done`.
+//! test's output and one result a test (a later failure wins over an earlier pass), keeps a
+//! watchdog on the running test's time limit, and stops reading at a final state: `done` (the
+//! kernel exits next) or a protocol version it does not speak.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -151,9 +152,19 @@ struct Current {
     frames: Vec<u64>,
 }
 
+/// How long the kernel has to exit after `done` before the boot is ended for it (a kernel that
+/// halts instead of leaving, e.g. without the exit device).
+const AFTER_DONE: Duration = Duration::from_secs(3);
+
+/// Why a requested test reported `ignored` failed.
+const IGNORED_THOUGH_REQUESTED: &str = "the kernel reported this test as `ignored`, so it did not run, although the runner requested it (`ktest=`); with a request the kernel runs every requested test, whatever its `ignore` flag (the protocol allows `ignored` only without a request)";
+
+/// Why a test that panicked after its `ok` failed (until a `failed` line says more).
+const PANICKED_AFTER_OK: &str = "it panicked after the kernel had reported it `ok`";
+
 /// The serial handler of one test boot.
 pub struct Watcher {
-    /// Each test's time limit.
+    /// Each requested test's time limit (its keys: the tests the boot's request asks for).
     limits: BTreeMap<usize, Duration>,
     /// The limit of a test without its own, and of the gaps (boot, between tests).
     default_limit: Duration,
@@ -166,16 +177,34 @@ pub struct Watcher {
     current: Option<Current>,
     /// Output outside any test (the kernel's boot messages).
     pub outside: Vec<u8>,
-    /// What finished in this boot, in order.
+    /// What finished in this boot, one result a test, in the order they first ended.
     pub finished: Vec<TestRun>,
+    /// Where each test of `finished` is, and what its live line said.
+    ended: BTreeMap<usize, Ended>,
+    /// The test the last `panic` line was for: the `frame` lines that follow are its.
+    frames_for: Option<usize>,
     /// The kernel said `done`.
     pub done: bool,
     /// A protocol version other than 1 was announced.
     pub bad_version: Option<u32>,
+    /// A final state was reached (`done`, or a protocol version other than 1): nothing after
+    /// it is read.
+    closed: bool,
     /// A deadline was set at least once (the gaps' watchdog is running).
     armed: bool,
-    /// Told of each test the kernel reports, as it reports it.
+    /// Told of each test's result for its live line (see [`Watcher::on_report`]).
     on_report: Option<Report>,
+}
+
+/// What the watcher knows of a test in [`Watcher::finished`].
+#[derive(Debug, Clone, Copy)]
+struct Ended {
+    /// Its place in `finished`.
+    at: usize,
+    /// What its live line said, once it was reported: `true` for a failure.
+    printed: Option<bool>,
+    /// Its failure is only a panic after `ok` so far: a `failed` line's reason replaces it.
+    late_panic: bool,
 }
 
 /// What [`Watcher::on_report`] calls.
@@ -212,18 +241,58 @@ impl Watcher {
             current: None,
             outside: Vec::new(),
             finished: Vec::new(),
+            ended: BTreeMap::new(),
+            frames_for: None,
             done: false,
             bad_version: None,
+            closed: false,
             armed: false,
             on_report: None,
         }
     }
 
-    /// Calls `report` with each test's index and status as the kernel reports it (not for a
-    /// test ended by [`Watcher::end_running`]).
+    /// Calls `report` with each test's index and result, once a test, for its live line: when
+    /// the next test starts, at `done`, and at [`Watcher::settle`] (so a report that follows
+    /// the first one, such as a `failed` after `ok`, is in it). A test whose result turns into
+    /// a failure after it was reported is reported again, failed; nothing else is reported
+    /// twice.
     pub fn on_report(mut self, report: impl FnMut(usize, &Status) + Send + 'static) -> Self {
         self.on_report = Some(Box::new(report));
         self
+    }
+
+    /// Reports the results not reported yet (and failures of tests reported as passing) to
+    /// [`Watcher::on_report`]'s function: for the caller once the boot is over and the test
+    /// the machine died in has ended ([`Watcher::end_running`]).
+    pub fn settle(&mut self) {
+        let Watcher {
+            finished,
+            ended,
+            on_report,
+            ..
+        } = self;
+        for run in finished.iter() {
+            let Some(state) = ended.get_mut(&run.index) else {
+                continue;
+            };
+            let failed = matches!(run.status, Status::Failed(_));
+            if state.printed.is_none() || (failed && state.printed == Some(false)) {
+                state.printed = Some(failed);
+                if let Some(report) = on_report {
+                    report(run.index, &run.status);
+                }
+            }
+        }
+    }
+
+    /// Fails every test of this boot that passed, with `reason` (the boot's end says the
+    /// kernel's reports cannot all be true).
+    pub fn fail_passed(&mut self, reason: &str) {
+        for run in &mut self.finished {
+            if run.status == Status::Passed {
+                run.status = Status::Failed(reason.to_owned());
+            }
+        }
     }
 
     /// The test that started and has not ended, if any.
@@ -238,7 +307,7 @@ impl Watcher {
         let Some(current) = self.current.take() else {
             return;
         };
-        self.finished.push(TestRun {
+        self.conclude(TestRun {
             index: current.index,
             status: Status::Failed(reason),
             output: current.output,
@@ -247,6 +316,46 @@ impl Watcher {
             duration: current.started.elapsed(),
             screenshot: None,
         });
+    }
+
+    /// Keeps how a test ended: its first result, or for a test that ended before (reported
+    /// twice, or started again), the two merged: a failure wins over a pass or a skip (with a
+    /// note that it came after), the first failure stands, a pass or skip again changes
+    /// nothing; output, frames and evidence are kept from both.
+    fn conclude(&mut self, run: TestRun) {
+        let Some(state) = self.ended.get_mut(&run.index) else {
+            self.ended.insert(
+                run.index,
+                Ended {
+                    at: self.finished.len(),
+                    printed: None,
+                    late_panic: false,
+                },
+            );
+            self.finished.push(run);
+            return;
+        };
+        let earlier = &mut self.finished[state.at];
+        earlier.output.extend_from_slice(&run.output);
+        earlier.frames.extend(run.frames);
+        earlier.panic = earlier.panic.take().or(run.panic);
+        earlier.duration = earlier.duration.saturating_add(run.duration);
+        earlier.screenshot = earlier.screenshot.take().or(run.screenshot);
+        let Status::Failed(reason) = run.status else {
+            return;
+        };
+        match &earlier.status {
+            Status::Failed(_) if !state.late_panic => {}
+            Status::Failed(_) | Status::Passed => {
+                state.late_panic = false;
+                earlier.status = Status::Failed(if reason.is_empty() {
+                    "the kernel reported `failed` after `ok`".to_owned()
+                } else {
+                    format!("{reason} (after the kernel had reported `ok`)")
+                });
+            }
+            Status::Ignored => earlier.status = Status::Failed(reason),
+        }
     }
 
     fn flush_partial(&mut self) {
@@ -288,10 +397,14 @@ impl Watcher {
             return;
         };
         let gap = |control: &mut Control, limit: Duration| watch(control, limit);
+        if !matches!(line, Line::Frame { .. }) {
+            self.frames_for = None;
+        }
         match line {
             Line::Begin { version, .. } => {
                 if version != 1 {
                     self.bad_version = Some(version);
+                    self.closed = true;
                     control.finish(Verdict::Crashed {
                         reason: format!(
                             "the kernel speaks version {version} of the test protocol; this runner speaks version 1"
@@ -302,6 +415,8 @@ impl Watcher {
             Line::Start { index, name } => {
                 self.names.entry(index).or_insert(name);
                 self.end_running("started another test without reporting this one".into());
+                // The tests before it have their results: their lines are due.
+                self.settle();
                 self.current = Some(Current {
                     index,
                     started: Instant::now(),
@@ -315,6 +430,10 @@ impl Watcher {
             Line::Ok { index } | Line::Ignored { index } | Line::Failed { index, .. } => {
                 let status = match line {
                     Line::Ok { .. } => Status::Passed,
+                    // With a request (this boot's), `ignored` is only for tests not requested.
+                    Line::Ignored { .. } if self.limits.contains_key(&index) => {
+                        Status::Failed(IGNORED_THOUGH_REQUESTED.into())
+                    }
                     Line::Ignored { .. } => Status::Ignored,
                     Line::Failed { reason, .. } => Status::Failed(reason),
                     _ => unreachable!("matched above"),
@@ -336,10 +455,7 @@ impl Watcher {
                     }
                     screenshot = Some(path);
                 }
-                if let Some(report) = &mut self.on_report {
-                    report(index, &status);
-                }
-                self.finished.push(TestRun {
+                self.conclude(TestRun {
                     index,
                     status,
                     output,
@@ -356,22 +472,44 @@ impl Watcher {
             Line::Panic { index, message } => {
                 if let Some(c) = self.current.as_mut().filter(|c| c.index == index) {
                     c.panic = Some(message);
+                    self.frames_for = Some(index);
                     // The display as the panic left it, asked for now: the kernel goes on
                     // (and may exit) while the runner takes it. Named only if the test fails.
                     if let Some(dir) = &self.shot_dir {
                         control.screenshot(self.shot_path(dir, index));
                     }
+                } else if let Some(state) = self.ended.get_mut(&index) {
+                    // A test that ended panics: after `ok`, it failed.
+                    let run = &mut self.finished[state.at];
+                    run.panic.get_or_insert(message);
+                    if run.status == Status::Passed {
+                        run.status = Status::Failed(PANICKED_AFTER_OK.into());
+                        state.late_panic = true;
+                    }
+                    self.frames_for = Some(index);
                 }
             }
-            Line::Frame { address } => match &mut self.current {
-                Some(c) => c.frames.push(address),
-                None => self.outside.extend_from_slice(raw),
-            },
+            Line::Frame { address } => {
+                let ended = self
+                    .frames_for
+                    .filter(|&i| self.current.as_ref().is_none_or(|c| c.index != i))
+                    .and_then(|i| self.ended.get(&i));
+                match (ended, &mut self.current) {
+                    (Some(state), _) => self.finished[state.at].frames.push(address),
+                    (None, Some(c)) => c.frames.push(address),
+                    (None, None) => self.outside.extend_from_slice(raw),
+                }
+            }
             Line::Done => {
                 self.done = true;
-                control.clear_end_at();
-                // The kernel exits next; ending here saves waiting for it.
-                control.finish(Verdict::Success);
+                self.closed = true;
+                self.settle();
+                // The kernel exits next, and its exit code is part of the verdict (the session
+                // weighs it): the boot ends when it leaves, or soon after for one that stays.
+                match Instant::now().checked_add(AFTER_DONE) {
+                    Some(at) => control.end_at(at, Verdict::Success),
+                    None => control.clear_end_at(),
+                }
             }
         }
     }
@@ -402,6 +540,10 @@ pub fn file_name(name: &str) -> String {
 
 impl SerialHandler for Watcher {
     fn output(&mut self, bytes: &[u8], control: &mut Control) {
+        if self.closed {
+            // A final state was reached: nothing after it changes a result.
+            return;
+        }
         if !self.armed {
             // The boot itself (until the first test starts) gets the default limit.
             watch(control, self.default_limit);
@@ -413,6 +555,9 @@ impl SerialHandler for Watcher {
             line.extend_from_slice(&rest[..=end]);
             rest = &rest[end + 1..];
             self.line(&line, control);
+            if self.closed {
+                return;
+            }
         }
         self.partial.extend_from_slice(rest);
         // A test that prints forever is still held to its limit.
@@ -427,6 +572,8 @@ impl SerialHandler for Watcher {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex, PoisonError};
+
     use super::*;
     use crate::table::TestCase;
 
@@ -501,7 +648,11 @@ mod tests {
         assert!(!w.done);
         w.output(b"KTEST done\n", &mut control);
         assert!(w.done);
-        assert_eq!(control.take_verdict(), Some(Verdict::Success));
+        // The kernel exits next: its exit code is heard, with a short wait for one that stays.
+        assert_eq!(control.take_verdict(), None);
+        let (at, verdict) = control.take_deadline().flatten().expect("a deadline");
+        assert!(at <= Instant::now() + AFTER_DONE);
+        assert_eq!(verdict, Verdict::Success);
     }
 
     /// A limit past what an `Instant` can hold (a huge `test.timeout` or test `timeout`) sets no
@@ -546,18 +697,163 @@ mod tests {
         let mut control = Control::new();
         w.output(b"KTEST start 0 a\nbefore\n", &mut control);
         assert!(control.take_deadline().flatten().is_some());
-        w.output(b"KTEST ignored 1\n", &mut control);
+        w.output(b"KTEST ok 1\n", &mut control);
         assert_eq!(w.running(), Some(0));
         assert_eq!(control.take_deadline(), None, "a's deadline stays");
         w.output(b"after\nKTEST panic 0 boom\nKTEST failed 0\n", &mut control);
         assert_eq!(w.running(), None);
         assert_eq!(w.finished.len(), 2);
         assert_eq!(w.finished[0].index, 1);
-        assert_eq!(w.finished[0].status, Status::Ignored);
+        assert_eq!(w.finished[0].status, Status::Passed);
         assert_eq!(w.finished[1].index, 0);
         assert_eq!(w.finished[1].status, Status::Failed(String::new()));
         assert_eq!(w.finished[1].output, b"before\nafter\n");
         assert_eq!(w.finished[1].panic.as_deref(), Some("boom"));
+    }
+
+    /// The reports a watcher gave for live lines, in order.
+    type Reports = Arc<Mutex<Vec<(usize, Status)>>>;
+
+    /// A watcher for tests `a`, `b`, `c` (0, 1, 2), and the reports it gives for live lines.
+    fn watcher_abc() -> (Watcher, Reports) {
+        let tests = [
+            TestCase::new(0, "a"),
+            TestCase::new(1, "b"),
+            TestCase::new(2, "c"),
+        ];
+        let refs: Vec<&TestCase> = tests.iter().collect();
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&reports);
+        let w = Watcher::new(&refs, Duration::from_secs(5), false, None).on_report(
+            move |index, status| {
+                seen.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((index, status.clone()));
+            },
+        );
+        (w, reports)
+    }
+
+    fn reported(reports: &Reports) -> Vec<(usize, Status)> {
+        reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Item 2 of issue 18: a `failed` or a `panic` after `ok` fails the test (one result a
+    /// test, the failure's), with the panic and its frames; a repeated `ok` changes nothing.
+    #[test]
+    fn a_later_failure_wins_over_ok() {
+        let (mut w, reports) = watcher_abc();
+        let mut control = Control::new();
+        w.output(
+            b"KTEST begin 1 3\nKTEST start 0 a\nKTEST ok 0\nKTEST panic 0 boom\nKTEST frame 0x10\nKTEST failed 0 panicked\nKTEST start 1 b\nKTEST ok 1\nKTEST panic 1 late\nKTEST start 2 c\nKTEST ok 2\nKTEST ok 2\nKTEST done\n",
+            &mut control,
+        );
+        let results: Vec<(usize, &Status)> =
+            w.finished.iter().map(|r| (r.index, &r.status)).collect();
+        assert_eq!(results.len(), 3, "{:?}", w.finished);
+        assert_eq!(results[0].0, 0);
+        assert!(
+            matches!(results[0].1, Status::Failed(r) if r.starts_with("panicked")),
+            "{results:?}"
+        );
+        assert_eq!(w.finished[0].panic.as_deref(), Some("boom"));
+        assert_eq!(w.finished[0].frames, [0x10]);
+        assert_eq!(results[1].0, 1);
+        assert!(
+            matches!(results[1].1, Status::Failed(r) if r.contains("after")),
+            "{results:?}"
+        );
+        assert_eq!(w.finished[1].panic.as_deref(), Some("late"));
+        assert_eq!(results[2], (2, &Status::Passed));
+        let lines: Vec<(usize, bool)> = reported(&reports)
+            .iter()
+            .map(|(i, s)| (*i, matches!(s, Status::Failed(_))))
+            .collect();
+        assert_eq!(lines, [(0, true), (1, true), (2, false)]);
+    }
+
+    /// Item 4 of issue 18: after an unsupported protocol version ends the boot, the lines that
+    /// follow in the same read (or later) change nothing.
+    #[test]
+    fn nothing_after_a_final_state_changes_the_results() {
+        let (mut w, reports) = watcher_abc();
+        let mut control = Control::new();
+        w.output(
+            b"KTEST begin 0 2\nKTEST start 0 a\nKTEST ok 0\nKTEST start 1 b\n",
+            &mut control,
+        );
+        w.output(b"KTEST ok 1\nKTEST done\n", &mut control);
+        assert_eq!(w.bad_version, Some(0));
+        assert!(w.finished.is_empty(), "{:?}", w.finished);
+        assert_eq!(w.running(), None);
+        assert!(!w.done);
+        assert!(reported(&reports).is_empty());
+        assert!(matches!(
+            control.take_verdict(),
+            Some(Verdict::Crashed { reason }) if reason.contains("version 0")
+        ));
+
+        // `done` is final too: the kernel exits next.
+        let (mut w, _) = watcher_abc();
+        w.output(
+            b"KTEST begin 1 1\nKTEST start 0 a\nKTEST ok 0\nKTEST done\nKTEST failed 0 late\nKTEST start 1 b\n",
+            &mut control,
+        );
+        assert_eq!(w.finished.len(), 1);
+        assert_eq!(w.finished[0].status, Status::Passed);
+        assert_eq!(w.running(), None);
+    }
+
+    /// Item 5 of issue 18: with a request (the watcher's tests are the requested ones),
+    /// `ignored` for a requested test is a failure that says so; for a test not requested it
+    /// stays a skip.
+    #[test]
+    fn ignored_is_a_failure_for_a_requested_test() {
+        let (mut w, reports) = watcher_abc();
+        let mut control = Control::new();
+        w.output(
+            b"KTEST ignored 1\nKTEST ignored 7\nKTEST done\n",
+            &mut control,
+        );
+        assert_eq!(w.finished.len(), 2);
+        assert_eq!(w.finished[0].index, 1);
+        assert!(
+            matches!(&w.finished[0].status, Status::Failed(r) if r.contains("`ignored`") && r.contains("requested")),
+            "{:?}",
+            w.finished[0].status
+        );
+        assert_eq!(w.finished[1].index, 7);
+        assert_eq!(w.finished[1].status, Status::Ignored);
+        assert!(matches!(reported(&reports)[0], (1, Status::Failed(_))));
+    }
+
+    /// Item 6 of issue 18: one live line a test, with its result: a test ended by the next
+    /// `start` reports its failure (a late `ok` does not turn it into a pass), a repeated `ok`
+    /// reports once.
+    #[test]
+    fn one_live_line_a_test_with_its_result() {
+        let (mut w, reports) = watcher_abc();
+        let mut control = Control::new();
+        w.output(
+            b"KTEST start 0 a\nKTEST start 1 b\nKTEST ok 0\nKTEST ok 1\nKTEST ok 1\nKTEST start 2 c\n",
+            &mut control,
+        );
+        w.end_running("the machine reset".into());
+        w.settle();
+        let lines: Vec<(usize, bool)> = reported(&reports)
+            .iter()
+            .map(|(i, s)| (*i, matches!(s, Status::Failed(_))))
+            .collect();
+        assert_eq!(lines, [(0, true), (1, false), (2, true)]);
+        let results: Vec<(usize, bool)> = w
+            .finished
+            .iter()
+            .map(|r| (r.index, matches!(r.status, Status::Failed(_))))
+            .collect();
+        assert_eq!(results, lines);
     }
 
     #[test]

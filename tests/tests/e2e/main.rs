@@ -14,6 +14,7 @@ mod dynamic_plugins;
 mod example_kernel;
 mod grub_bios;
 mod grub_uefi;
+mod harness_verdicts;
 mod incremental;
 mod interrupted_build;
 mod iso_boot;
