@@ -11,6 +11,12 @@
 //! the host calls it through: [`CallFn`] (a method number and a JSON message in, a status and a
 //! JSON message or an error text out) and [`FreeFn`] (frees what `call` returned).
 //!
+//! Where it all lies: the header, the descriptor table and every name and version text lie in
+//! the library's own loaded image (its static data; `export_plugin!` keeps them there), and
+//! `call` and `free` in its code. The host checks each against the library's loaded segments
+//! before it reads it (see `host`), so a header that claims more than the library holds is an
+//! error, not a read of memory that is not there.
+//!
 //! Versioning: a new minor version may add methods, host operations, message fields (always
 //! optional) and descriptor fields at the end; a host accepts a library of any minor version
 //! of its own major. Anything else is a new major version, which a host refuses.
@@ -25,6 +31,9 @@ pub const ABI_MAJOR: u32 = 1;
 pub const ABI_MINOR: u32 = 1;
 /// The name of the entry symbol every plugin library exports.
 pub const ENTRY_SYMBOL: &str = "image_runner_plugin_entry";
+/// The longest plugin name, in bytes. A name selects its plugin in config and names its config
+/// section; `export_plugin!` copies it into the library's static data.
+pub const NAME_MAX: usize = 64;
 
 /// The entry symbol's type: called once, with the host's callbacks; returns the library's
 /// header, which must stay valid for as long as the library is loaded.
@@ -124,7 +133,7 @@ pub struct Header {
     pub descriptor_size: u32,
     /// How many plugins the library exports.
     pub count: u32,
-    /// The first descriptor.
+    /// The first descriptor, in the library's loaded image (as the `count` after it are).
     pub descriptors: *const Descriptor,
 }
 
@@ -151,9 +160,10 @@ pub mod kind {
 pub struct Descriptor {
     /// A [`kind`] constant.
     pub kind: u32,
-    /// The name config selects it by (UTF-8).
+    /// The name config selects it by (UTF-8, 1 to [`NAME_MAX`] bytes, no control characters;
+    /// in the library's loaded image).
     pub name: Str,
-    /// The plugin's own version (UTF-8, e.g. `0.3.1`).
+    /// The plugin's own version (UTF-8, e.g. `0.3.1`; in the library's loaded image).
     pub version: Str,
     /// Passed back to `call` unchanged.
     pub instance: *const c_void,

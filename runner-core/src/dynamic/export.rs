@@ -92,59 +92,115 @@ impl Plugin {
     }
 }
 
-/// What a library exports, made once at its first entry call and kept for the life of the
-/// process.
-#[derive(Debug)]
-pub struct Exported {
-    header: Header,
-    _descriptors: Vec<Descriptor>,
-    /// Never changed after it is made: the descriptors point into it.
-    _plugins: Vec<Plugin>,
-    _version: String,
+/// One plugin's name, copied into the library's static data.
+#[derive(Debug, Clone, Copy)]
+struct Name {
+    bytes: [u8; abi::NAME_MAX],
+    len: usize,
+}
+
+impl Name {
+    fn new(name: &str) -> Name {
+        let mut bytes = [0; abi::NAME_MAX];
+        let len = name.len().min(abi::NAME_MAX);
+        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Name { bytes, len }
+    }
+}
+
+/// What a library exports: `N` plugins, made at its first entry call and kept for the life of
+/// the process. It lives in a `static` of the library (made by
+/// [`export_plugin!`](crate::export_plugin)), so the header, the descriptor table and the names
+/// lie in the library's own loaded image, where the host checks they lie before it reads them
+/// (the versions are the crate's version text, static data of the library too). Nothing in it
+/// changes once made.
+pub struct Exported<const N: usize> {
+    plugins: OnceLock<[Plugin; N]>,
+    names: OnceLock<[Name; N]>,
+    descriptors: OnceLock<[Descriptor; N]>,
+    header: OnceLock<Result<Header, String>>,
+}
+
+impl<const N: usize> std::fmt::Debug for Exported<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exported")
+            .field("plugins", &self.plugins.get())
+            .field("header", &self.header.get())
+            .finish_non_exhaustive()
+    }
 }
 
 // SAFETY: nothing in it changes after it is made; the plugins are `Send + Sync`.
-unsafe impl Sync for Exported {}
+unsafe impl<const N: usize> Sync for Exported<N> {}
 // SAFETY: as above.
-unsafe impl Send for Exported {}
+unsafe impl<const N: usize> Send for Exported<N> {}
 
-impl Exported {
-    fn new(plugins: Vec<Plugin>, version: &str) -> Exported {
-        let version = version.to_owned();
-        let descriptors: Vec<Descriptor> = plugins
-            .iter()
-            .map(|plugin| {
-                let (kind, name) = plugin.kind_and_name();
-                Descriptor {
-                    kind,
-                    name: Str::new(name.as_bytes()),
-                    version: Str::new(version.as_bytes()),
-                    instance: (plugin as *const Plugin).cast::<c_void>(),
-                    call: call_plugin,
-                    free: free_buf,
-                }
+impl<const N: usize> Default for Exported<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Exported<N> {
+    /// Nothing made yet (for a `static`).
+    pub const fn new() -> Self {
+        Exported {
+            plugins: OnceLock::new(),
+            names: OnceLock::new(),
+            descriptors: OnceLock::new(),
+            header: OnceLock::new(),
+        }
+    }
+
+    /// Makes the plugins and the header describing them, in place (each part in its own cell
+    /// of this static, so what points at a part points into the library's static data).
+    fn make(
+        &'static self,
+        make: impl FnOnce() -> [Plugin; N],
+        version: &'static str,
+    ) -> Result<Header, String> {
+        let plugins = self.plugins.get_or_init(make);
+        for plugin in plugins {
+            let (_, name) = plugin.kind_and_name();
+            if name.len() > abi::NAME_MAX {
+                return Err(format!(
+                    "{plugin:?}: the name is {} bytes long, longer than a plugin name may be ({} bytes); rename the plugin",
+                    name.len(),
+                    abi::NAME_MAX
+                ));
+            }
+        }
+        let names = self
+            .names
+            .get_or_init(|| std::array::from_fn(|i| Name::new(plugins[i].kind_and_name().1)));
+        let descriptors = self.descriptors.get_or_init(|| {
+            std::array::from_fn(|i| Descriptor {
+                kind: plugins[i].kind_and_name().0,
+                name: Str {
+                    ptr: names[i].bytes.as_ptr(),
+                    len: names[i].len,
+                },
+                version: Str::new(version.as_bytes()),
+                instance: (&raw const plugins[i]).cast::<c_void>(),
+                call: call_plugin,
+                free: free_buf,
             })
-            .collect();
-        let header = Header {
+        });
+        Ok(Header {
             magic: abi::MAGIC,
             abi_major: abi::ABI_MAJOR,
             abi_minor: abi::ABI_MINOR,
             descriptor_size: std::mem::size_of::<Descriptor>() as u32,
-            count: descriptors.len() as u32,
+            count: N as u32,
             descriptors: descriptors.as_ptr(),
-        };
-        Exported {
-            header,
-            _descriptors: descriptors,
-            _plugins: plugins,
-            _version: version,
-        }
+        })
     }
 }
 
 /// Exports plugins from a `cdylib`: generates the library's entry symbol. Each argument is
 /// `kind: value`, the kind one of `bootloader`, `format`, `firmware`, `runner`, the value an
-/// implementation of that kind's trait. The plugins' version is the crate's version.
+/// implementation of that kind's trait. The plugins' version is the crate's version. What the
+/// host reads (the header, the descriptors, the names) is kept in a `static` of the library.
 ///
 /// ```ignore
 /// image_runner_core::export_plugin!(format: Qcow2, format: Vmdk);
@@ -160,12 +216,13 @@ macro_rules! export_plugin {
         pub unsafe extern "C" fn image_runner_plugin_entry(
             host: *const $crate::dynamic::abi::HostApi,
         ) -> *const $crate::dynamic::abi::Header {
-            static EXPORTED: ::std::sync::OnceLock<$crate::dynamic::export::Exported> =
-                ::std::sync::OnceLock::new();
+            const COUNT: usize = [$(::core::stringify!($kind)),+].len();
+            static EXPORTED: $crate::dynamic::export::Exported<COUNT> =
+                $crate::dynamic::export::Exported::new();
             // SAFETY: the host's promise, passed on.
             unsafe {
                 $crate::dynamic::export::entry(host, &EXPORTED, env!("CARGO_PKG_VERSION"), || {
-                    ::std::vec![$($crate::dynamic::export::$kind($plugin)),+]
+                    [$($crate::dynamic::export::$kind($plugin)),+]
                 })
             }
         }
@@ -193,16 +250,19 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 }
 
 /// The body of the generated entry symbol: remembers the host's callbacks, makes the exported
-/// plugins once, and returns the header (null if making them panicked).
+/// plugins once, and returns the header (null, after a warning, if making them panicked or a
+/// name is too long). `exported` is a `static` of the library and `version` text of the
+/// library's static data (a literal): the host refuses a header, table, name or version that
+/// does not lie in the library's loaded image.
 ///
 /// # Safety
 /// `host` is null or points at a `HostApi` whose first three fields are readable, and all of
 /// it when its `size` says so.
-pub unsafe fn entry(
+pub unsafe fn entry<const N: usize>(
     host: *const HostApi,
-    cell: &'static OnceLock<Exported>,
+    exported: &'static Exported<N>,
     version: &'static str,
-    make: impl FnOnce() -> Vec<Plugin>,
+    make: impl FnOnce() -> [Plugin; N],
 ) -> *const Header {
     if !host.is_null() {
         // SAFETY: the first three fields of a HostApi are always there (caller's promise).
@@ -217,8 +277,12 @@ pub unsafe fn entry(
             let _ = HOST.set(unsafe { std::ptr::read(host) });
         }
     }
-    match guarded(|| &cell.get_or_init(|| Exported::new(make(), version)).header as *const Header) {
-        Ok(header) => header,
+    match guarded(|| exported.header.get_or_init(|| exported.make(make, version))) {
+        Ok(Ok(header)) => header,
+        Ok(Err(text)) => {
+            log(abi::level::WARN, text);
+            std::ptr::null()
+        }
         Err(text) => {
             log(
                 abi::level::WARN,

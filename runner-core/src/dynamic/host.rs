@@ -16,9 +16,10 @@ use super::abi::{
     self, Buf, CallFn, Descriptor, EntryFn, FreeFn, Header, HostApi, HostCall, Str, method, op,
     status,
 };
+use super::image::LoadedImage;
 use super::messages::{self as msg, ContextMessage};
 use crate::command::CommandSpec;
-use crate::config::Section;
+use crate::config::{SHARED_KEYS, Section};
 use crate::context::Context;
 use crate::error::Error;
 use crate::kernel::Kernel;
@@ -527,6 +528,18 @@ pub(crate) fn load_entry(
     named_in: &str,
 ) -> Result<Vec<(&'static str, String)>, Error> {
     let handles = read_header(entry, path)?;
+    for (index, handle) in handles.iter().enumerate() {
+        if let Some(rule) = name_rule(handle, &handles[..index], registry) {
+            return Err(library_error(
+                path,
+                format!(
+                    "exports {} `{}`, a name a plugin cannot have: {rule}; rename the plugin",
+                    handle.kind,
+                    handle.name.escape_debug()
+                ),
+            ));
+        }
+    }
     let mut added = Vec::new();
     for handle in handles {
         let handle = Arc::new(handle);
@@ -617,8 +630,52 @@ fn open(path: &Path, named_in: &str) -> Result<EntryFn, Error> {
     Ok(entry)
 }
 
-/// Calls the entry and reads the header and descriptors it returns.
+/// A [`Descriptor`] as plain words, read before anything in it is trusted: its functions may be
+/// null or point anywhere until they are checked, which a `Descriptor` cannot hold.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawDescriptor {
+    kind: u32,
+    name: Str,
+    version: Str,
+    instance: *const c_void,
+    call: *const c_void,
+    free: *const c_void,
+}
+
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<RawDescriptor>() == size_of::<Descriptor>());
+    assert!(align_of::<RawDescriptor>() == align_of::<Descriptor>());
+    assert!(offset_of!(RawDescriptor, name) == offset_of!(Descriptor, name));
+    assert!(offset_of!(RawDescriptor, version) == offset_of!(Descriptor, version));
+    assert!(offset_of!(RawDescriptor, instance) == offset_of!(Descriptor, instance));
+    assert!(offset_of!(RawDescriptor, call) == offset_of!(Descriptor, call));
+    assert!(offset_of!(RawDescriptor, free) == offset_of!(Descriptor, free));
+    assert!(size_of::<CallFn>() == size_of::<*const c_void>());
+    assert!(size_of::<FreeFn>() == size_of::<*const c_void>());
+};
+
+/// The part of the header that never changes: magic, ABI major and minor.
+const FIXED_HEADER: usize = 16;
+
+/// Calls the entry and reads the header and descriptors it returns. Every read is bounded by
+/// the library's loaded image ([`LoadedImage`]): the header, the descriptor table and each
+/// name and version must lie in its readable segments, and `call` and `free` in its code,
+/// before they are read or kept. What the bound cannot tell (that `call` and `free` are
+/// functions of the ABI's types, and what `instance` is) is trusted.
 fn read_header(entry: EntryFn, path: &Path) -> Result<Vec<Handle>, Error> {
+    let damaged = |what: String| {
+        library_error(
+            path,
+            format!("{what}; the library is damaged or not built with image-runner-core"),
+        )
+    };
+    let Some(image) = LoadedImage::holding(entry as *const c_void) else {
+        return Err(damaged(
+            "its entry symbol lies in no loaded library's code".to_owned(),
+        ));
+    };
     // SAFETY: the entry gets the host's API, valid for the life of the process.
     let header = unsafe { entry(&HOST_API) };
     if header.is_null() {
@@ -627,9 +684,19 @@ fn read_header(entry: EntryFn, path: &Path) -> Result<Vec<Handle>, Error> {
             "its entry symbol returned no plugins (making them failed; see the warning above)",
         ));
     }
+    let outside = || {
+        damaged(
+            "its entry symbol returned a header that lies outside the library's loaded image"
+                .to_owned(),
+        )
+    };
+    if !image.holds(header.cast::<u8>(), FIXED_HEADER) {
+        return Err(outside());
+    }
     // Magic first, then the major version, read field by field: nothing else is trusted
     // before both match.
-    // SAFETY: every ABI version's header starts with these fields.
+    // SAFETY: every ABI version's header starts with these fields, and the library's image
+    // holds them (checked above).
     let magic = unsafe { std::ptr::read_unaligned(&raw const (*header).magic) };
     if magic != abi::MAGIC {
         return Err(library_error(
@@ -656,7 +723,16 @@ fn read_header(entry: EntryFn, path: &Path) -> Result<Vec<Handle>, Error> {
             ),
         ));
     }
-    // SAFETY: same major: the header is the one this build knows.
+    if !image.holds(header.cast::<u8>(), std::mem::size_of::<Header>()) {
+        return Err(outside());
+    }
+    if !header.is_aligned() {
+        return Err(damaged(
+            "its entry symbol returned a misaligned header".to_owned(),
+        ));
+    }
+    // SAFETY: same major: the header is the one this build knows, aligned, in the library's
+    // image; every bit pattern is a valid `Header`.
     let header: &Header = unsafe { &*header };
     let stride = header.descriptor_size as usize;
     if stride < std::mem::size_of::<Descriptor>() {
@@ -675,20 +751,45 @@ fn read_header(entry: EntryFn, path: &Path) -> Result<Vec<Handle>, Error> {
             "its plugin descriptor table is missing or misaligned; the library is damaged or not built with image-runner-core",
         ));
     }
+    let table = header.descriptors.cast::<u8>();
+    let count = header.count as usize;
+    let fits = count
+        .checked_mul(stride)
+        .is_some_and(|size| image.holds(table, size));
+    if !fits {
+        let room = image.room(table);
+        if room == 0 {
+            return Err(library_error(
+                path,
+                format!(
+                    "its plugin descriptor table lies outside the library's loaded image; the library is damaged, or made by an older `export_plugin!` that kept the table elsewhere: rebuild it against image-runner-core {}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        return Err(damaged(format!(
+            "its header claims {count} plugin descriptors of {stride} bytes, more than the library's loaded image holds there (room for {})",
+            room / stride
+        )));
+    }
     let mut handles = Vec::new();
-    for index in 0..header.count as usize {
-        // SAFETY: `count` descriptors, `stride` bytes apart, each starting with this ABI's
-        // descriptor.
-        let descriptor: &Descriptor = unsafe {
-            &*header
-                .descriptors
-                .cast::<u8>()
-                .add(index * stride)
-                .cast::<Descriptor>()
+    for index in 0..count {
+        // SAFETY: the table's `count` descriptors, `stride` bytes apart, lie in the library's
+        // image (checked above) and are aligned; every bit pattern is a valid `RawDescriptor`.
+        let raw = unsafe { table.add(index * stride).cast::<RawDescriptor>().read() };
+        let text = |what: &str, text: Str| {
+            if image.holds(text.ptr, text.len) {
+                // SAFETY: the library's image holds these bytes (checked just now), and a
+                // library is never unloaded.
+                Ok(unsafe { text.as_bytes() })
+            } else {
+                Err(damaged(format!(
+                    "plugin {index}'s {what} ({} bytes) lies outside the library's loaded image",
+                    text.len
+                )))
+            }
         };
-        // SAFETY: the name and version are UTF-8 text in the library's memory.
-        let (name, version) =
-            unsafe { (descriptor.name.as_bytes(), descriptor.version.as_bytes()) };
+        let (name, version) = (text("name", raw.name)?, text("version", raw.version)?);
         let (Ok(name), Ok(version)) = (std::str::from_utf8(name), std::str::from_utf8(version))
         else {
             return Err(library_error(
@@ -696,30 +797,110 @@ fn read_header(entry: EntryFn, path: &Path) -> Result<Vec<Handle>, Error> {
                 format!("plugin {index}'s name or version is not UTF-8"),
             ));
         };
-        let Some(kind) = kind_name(descriptor.kind) else {
+        let Some(kind) = kind_name(raw.kind) else {
             return Err(library_error(
                 path,
                 format!(
-                    "plugin `{name}` is of kind {}, which this cargo-image-runner does not know (1 bootloader, 2 format, 3 firmware, 4 runner)",
-                    descriptor.kind
+                    "plugin `{}` is of kind {}, which this cargo-image-runner does not know (1 bootloader, 2 format, 3 firmware, 4 runner)",
+                    name.escape_debug(),
+                    raw.kind
                 ),
             ));
         };
+        for (what, function) in [("call", raw.call), ("free", raw.free)] {
+            if !image.is_code(function) {
+                return Err(damaged(format!(
+                    "{kind} `{}`'s {what} function lies outside the library's code",
+                    name.escape_debug()
+                )));
+            }
+        }
         handles.push(Handle {
             library: path.to_path_buf(),
             kind,
             name: name.to_owned(),
             version: version.to_owned(),
             abi_minor: minor,
-            instance: descriptor.instance,
-            call: descriptor.call,
-            free: descriptor.free,
+            instance: raw.instance,
+            // SAFETY: non-null and in the library's code (checked above); that it is a function
+            // of this type is the one thing the host trusts the library for.
+            call: unsafe { std::mem::transmute::<*const c_void, CallFn>(raw.call) },
+            // SAFETY: as above.
+            free: unsafe { std::mem::transmute::<*const c_void, FreeFn>(raw.free) },
         });
     }
     if handles.is_empty() {
         return Err(library_error(path, "it exports no plugins"));
     }
     Ok(handles)
+}
+
+/// Names a plugin cannot have besides the shared keys: top-level keys of
+/// cargo-image-runner 0.5 that the config still treats as such (to name their new spelling).
+const OLD_TOP_LEVEL_KEYS: &[&str] = &["profiles", "verbose"];
+
+/// Characters that change how text looks without showing themselves: bidirectional controls,
+/// zero-width characters, the byte order mark.
+fn is_invisible_formatting(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+    )
+}
+
+/// The rule `handle`'s name breaks, if it breaks one. A plugin's name selects it in config
+/// and names its config section (`[name]`), which is shared by every kind: it must be usable as
+/// a key, must not be a shared key, and must not be the name of a plugin of another kind
+/// (already in `registry`, or `earlier` in the same library).
+fn name_rule(handle: &Handle, earlier: &[Handle], registry: &Registry) -> Option<String> {
+    let name = handle.name.as_str();
+    if name.is_empty()
+        || name.len() > abi::NAME_MAX
+        || name
+            .chars()
+            .any(|c| c.is_control() || is_invisible_formatting(c))
+    {
+        return Some(format!(
+            "a plugin's name selects it in config and names its config section, so it is 1 to {} bytes without control characters (newlines, ESC, ...) or invisible formatting characters",
+            abi::NAME_MAX
+        ));
+    }
+    if SHARED_KEYS.contains(&name) || OLD_TOP_LEVEL_KEYS.contains(&name) {
+        return Some(format!(
+            "`{name}` is a key of the shared config, and a plugin's config section is named after the plugin (the shared keys: {}, and 0.5's {})",
+            SHARED_KEYS.join(", "),
+            OLD_TOP_LEVEL_KEYS.join(", ")
+        ));
+    }
+    let holder = if let Some(other) = earlier
+        .iter()
+        .find(|h| h.name == name && h.kind != handle.kind)
+    {
+        format!("this library's {} is called `{name}`", other.kind)
+    } else {
+        let other = registry
+            .plugins()
+            .into_iter()
+            .find(|p| p.name == name && p.kind != handle.kind)?;
+        match other.origin {
+            Origin::Library(library) => format!(
+                "plugin library `{}`'s {} is called `{name}`",
+                library.display(),
+                other.kind
+            ),
+            _ => format!("the built-in {} is called `{name}`", other.kind),
+        }
+    };
+    Some(format!(
+        "{holder}, and a plugin's config section is named after the plugin, so plugins of different kinds cannot share a name (`replace` replaces a plugin of the same kind only)"
+    ))
 }
 
 fn source_text(e: &libloading::Error) -> String {

@@ -3,6 +3,8 @@
 //! - [`abi`]: the frozen `#[repr(C)]` types, the entry symbol and the version numbers.
 //! - [`messages`]: the versioned JSON messages that carry rich values across.
 //! - [`host`]: loading a library, checking it, and wrapping its plugins in the plugin traits.
+//! - `image`: where a loaded library lies in memory, which bounds everything the host reads
+//!   through its header.
 //! - [`export`]: the plugin side, behind [`export_plugin!`](crate::export_plugin).
 //! - `sources`: which libraries an invocation asks for (`plugins` in config, `--plugin`).
 //!
@@ -14,6 +16,7 @@
 pub mod abi;
 pub mod export;
 pub mod host;
+mod image;
 pub mod messages;
 mod sources;
 

@@ -384,51 +384,43 @@ struct Longer {
     added_later: [u64; 3],
 }
 
-struct NewerMinor {
-    header: Header,
-    _descriptors: Vec<Longer>,
-}
-
-// SAFETY: made once, never changed.
-unsafe impl Sync for NewerMinor {}
-// SAFETY: as above.
-unsafe impl Send for NewerMinor {}
-
+/// The four plugins of this binary behind a header of a later minor version, with longer
+/// descriptors; header and table in static data, as the host requires.
 unsafe extern "C" fn newer_minor_entry(host: *const HostApi) -> *const Header {
-    static MADE: OnceLock<NewerMinor> = OnceLock::new();
-    let made = MADE.get_or_init(|| {
+    static TABLE: OnceLock<Shared<[Longer; 4]>> = OnceLock::new();
+    static HEADER: OnceLock<Shared<Header>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
         // SAFETY: the exported entry with the host's API.
         let real = unsafe { &*image_runner_plugin_entry(host) };
-        let descriptors: Vec<Longer> = (0..real.count as usize)
-            .map(|i| {
-                // SAFETY: `count` descriptors of this build's size.
-                let d = unsafe { &*real.descriptors.add(i) };
-                Longer {
-                    descriptor: Descriptor {
-                        kind: d.kind,
-                        name: d.name,
-                        version: d.version,
-                        instance: d.instance,
-                        call: d.call,
-                        free: d.free,
-                    },
-                    added_later: [u64::MAX; 3],
-                }
-            })
-            .collect();
-        NewerMinor {
-            header: Header {
+        assert_eq!(real.count, 4);
+        Shared(std::array::from_fn(|i| {
+            // SAFETY: `count` descriptors of this build's size.
+            let d = unsafe { &*real.descriptors.add(i) };
+            Longer {
+                descriptor: Descriptor {
+                    kind: d.kind,
+                    name: d.name,
+                    version: d.version,
+                    instance: d.instance,
+                    call: d.call,
+                    free: d.free,
+                },
+                added_later: [u64::MAX; 3],
+            }
+        }))
+    });
+    &HEADER
+        .get_or_init(|| {
+            Shared(Header {
                 magic: abi::MAGIC,
                 abi_major: abi::ABI_MAJOR,
                 abi_minor: abi::ABI_MINOR + 9,
                 descriptor_size: std::mem::size_of::<Longer>() as u32,
-                count: descriptors.len() as u32,
-                descriptors: descriptors.as_ptr().cast::<Descriptor>(),
-            },
-            _descriptors: descriptors,
-        }
-    });
-    &made.header
+                count: 4,
+                descriptors: table.0.as_ptr().cast::<Descriptor>(),
+            })
+        })
+        .0
 }
 
 #[test]
@@ -513,4 +505,394 @@ fn a_missing_or_misaligned_descriptor_table_is_refused_before_it_is_read() {
             "{err}"
         );
     }
+}
+
+// Hand-made libraries: a header and a table written word by word, as a library not made by
+// `export_plugin!` (or a damaged one) could hand them over. Each lives in this test binary's
+// static data, which is the loaded image of the "library" whose entry function is here.
+
+/// A descriptor as plain words: any value, even ones a `Descriptor` cannot hold.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Words {
+    kind: u32,
+    name: abi::Str,
+    version: abi::Str,
+    instance: *const std::ffi::c_void,
+    call: *const std::ffi::c_void,
+    free: *const std::ffi::c_void,
+}
+
+const _: () = assert!(
+    std::mem::size_of::<Words>() == std::mem::size_of::<Descriptor>()
+        && std::mem::align_of::<Words>() == std::mem::align_of::<Descriptor>()
+);
+
+/// Made once, never changed.
+struct Shared<T>(T);
+// SAFETY: made once, never changed.
+unsafe impl<T> Sync for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T> Send for Shared<T> {}
+
+/// Answers every method with an empty message (`SECTION`: no section).
+unsafe extern "C" fn answer_empty(
+    _instance: *const std::ffi::c_void,
+    _method: u32,
+    _input: abi::Str,
+    _host: *const abi::HostCall,
+    out: *mut abi::Buf,
+) -> u32 {
+    static EMPTY: &[u8] = b"{\"version\": 1}";
+    // SAFETY: the host passes its Buf.
+    unsafe {
+        out.write(abi::Buf {
+            ptr: EMPTY.as_ptr().cast_mut(),
+            len: EMPTY.len(),
+            cap: 0,
+        });
+    }
+    abi::status::OK
+}
+
+/// Frees nothing (`answer_empty` hands out static bytes).
+unsafe extern "C" fn free_nothing(_buf: abi::Buf) {}
+
+/// A well-formed descriptor of `kind` called `name` (static text).
+fn words(kind: u32, name: &'static [u8]) -> Words {
+    Words {
+        kind,
+        name: abi::Str::new(name),
+        version: abi::Str::new(b"9.9.9"),
+        instance: std::ptr::null(),
+        call: answer_empty as *const std::ffi::c_void,
+        free: free_nothing as *const std::ffi::c_void,
+    }
+}
+
+/// What a host that believes a lying count reads after the real descriptors: a plugin whose
+/// name lies at an address nothing is mapped at.
+fn poison() -> Words {
+    Words {
+        kind: abi::kind::RUNNER,
+        name: abi::Str {
+            ptr: std::ptr::without_provenance(0x10),
+            len: 4,
+        },
+        ..words(abi::kind::RUNNER, b"")
+    }
+}
+
+/// An entry function returning a header (in static data) whose table is `$table` (an array
+/// expression of `Words`, kept in static data too) and whose count is `$count`.
+macro_rules! hand_made {
+    ($entry:ident, $n:literal, $count:expr, $table:expr) => {
+        unsafe extern "C" fn $entry(_host: *const HostApi) -> *const Header {
+            static TABLE: OnceLock<Shared<[Words; $n]>> = OnceLock::new();
+            static HEADER: OnceLock<Shared<Header>> = OnceLock::new();
+            let table = TABLE.get_or_init(|| Shared($table));
+            &HEADER
+                .get_or_init(|| {
+                    Shared(Header {
+                        magic: abi::MAGIC,
+                        abi_major: abi::ABI_MAJOR,
+                        abi_minor: abi::ABI_MINOR,
+                        descriptor_size: std::mem::size_of::<Words>() as u32,
+                        count: $count,
+                        descriptors: table.0.as_ptr().cast::<Descriptor>(),
+                    })
+                })
+                .0
+        }
+    };
+}
+
+fn load_error(entry: abi::EntryFn, library: &str) -> String {
+    let mut registry = Registry::new();
+    match load_entry(&mut registry, entry, Path::new(library), false, "a test") {
+        Ok(added) => panic!("{library} loaded: {added:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+hand_made!(
+    lying_count_entry,
+    2,
+    u32::MAX,
+    [words(abi::kind::FORMAT, b"liar"), poison()]
+);
+
+#[test]
+fn a_header_claiming_more_descriptors_than_the_image_holds_is_refused_unread() {
+    let err = load_error(lying_count_entry, "/plugins/libliar.so");
+    assert!(
+        err.starts_with(&format!(
+            "plugin library `/plugins/libliar.so`: its header claims 4294967295 plugin descriptors of {} bytes, more than the library's loaded image holds there (room for ",
+            std::mem::size_of::<Descriptor>()
+        )) && err.ends_with("); the library is damaged or not built with image-runner-core"),
+        "{err}"
+    );
+}
+
+hand_made!(
+    poisoned_entry,
+    2,
+    2,
+    [words(abi::kind::FORMAT, b"liar"), poison()]
+);
+
+#[test]
+fn a_name_outside_the_librarys_image_is_refused_unread() {
+    let err = load_error(poisoned_entry, "/plugins/libliar.so");
+    assert_eq!(
+        err,
+        "plugin library `/plugins/libliar.so`: plugin 1's name (4 bytes) lies outside the library's loaded image; the library is damaged or not built with image-runner-core"
+    );
+}
+
+/// Data, not code: a `call` pointing here must never be called.
+static NOT_CODE: [u8; 64] = [0; 64];
+
+hand_made!(call_into_data_entry, 1, 1, {
+    let mut plugin = words(abi::kind::RUNNER, b"data-runner");
+    plugin.call = NOT_CODE.as_ptr().cast();
+    [plugin]
+});
+
+hand_made!(null_free_entry, 1, 1, {
+    let mut plugin = words(abi::kind::RUNNER, b"data-runner");
+    plugin.free = std::ptr::null();
+    [plugin]
+});
+
+#[test]
+fn functions_outside_the_librarys_code_are_refused_uncalled() {
+    let err = load_error(call_into_data_entry, "/plugins/libdata.so");
+    assert_eq!(
+        err,
+        "plugin library `/plugins/libdata.so`: runner `data-runner`'s call function lies outside the library's code; the library is damaged or not built with image-runner-core"
+    );
+    let err = load_error(null_free_entry, "/plugins/libdata.so");
+    assert_eq!(
+        err,
+        "plugin library `/plugins/libdata.so`: runner `data-runner`'s free function lies outside the library's code; the library is damaged or not built with image-runner-core"
+    );
+}
+
+unsafe extern "C" fn heap_header_entry(_host: *const HostApi) -> *const Header {
+    static TABLE: OnceLock<Shared<[Words; 1]>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| Shared([words(abi::kind::RUNNER, b"heap")]));
+    Box::leak(Box::new(Header {
+        magic: abi::MAGIC,
+        abi_major: abi::ABI_MAJOR,
+        abi_minor: abi::ABI_MINOR,
+        descriptor_size: std::mem::size_of::<Words>() as u32,
+        count: 1,
+        descriptors: table.0.as_ptr().cast::<Descriptor>(),
+    }))
+}
+
+unsafe extern "C" fn heap_table_entry(_host: *const HostApi) -> *const Header {
+    static HEADER: OnceLock<Shared<Header>> = OnceLock::new();
+    &HEADER
+        .get_or_init(|| {
+            let table: &'static [Words] = Box::leak(Box::new([words(abi::kind::RUNNER, b"heap")]));
+            Shared(Header {
+                magic: abi::MAGIC,
+                abi_major: abi::ABI_MAJOR,
+                abi_minor: abi::ABI_MINOR,
+                descriptor_size: std::mem::size_of::<Words>() as u32,
+                count: 1,
+                descriptors: table.as_ptr().cast::<Descriptor>(),
+            })
+        })
+        .0
+}
+
+#[test]
+fn a_header_or_table_outside_the_librarys_image_is_refused_unread() {
+    let err = load_error(heap_header_entry, "/plugins/libheap.so");
+    assert_eq!(
+        err,
+        "plugin library `/plugins/libheap.so`: its entry symbol returned a header that lies outside the library's loaded image; the library is damaged or not built with image-runner-core"
+    );
+    let err = load_error(heap_table_entry, "/plugins/libheap.so");
+    assert_eq!(
+        err,
+        format!(
+            "plugin library `/plugins/libheap.so`: its plugin descriptor table lies outside the library's loaded image; the library is damaged, or made by an older `export_plugin!` that kept the table elsewhere: rebuild it against image-runner-core {}",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
+// Names: a plugin's name selects it in config and names its config section.
+
+hand_made!(
+    shared_key_entry,
+    1,
+    1,
+    [words(abi::kind::RUNNER, b"variables")]
+);
+hand_made!(test_key_entry, 1, 1, [words(abi::kind::FORMAT, b"test")]);
+hand_made!(empty_name_entry, 1, 1, [words(abi::kind::RUNNER, b"")]);
+hand_made!(newline_entry, 1, 1, [words(abi::kind::RUNNER, b"a\nb")]);
+hand_made!(
+    escape_entry,
+    1,
+    1,
+    [words(abi::kind::RUNNER, b"\x1b[31mred")]
+);
+hand_made!(
+    long_name_entry,
+    1,
+    1,
+    [words(abi::kind::RUNNER, &[b'x'; 65])]
+);
+hand_made!(other_kind_entry, 1, 1, [words(abi::kind::RUNNER, b"none")]);
+hand_made!(
+    same_library_entry,
+    2,
+    2,
+    [
+        words(abi::kind::FIRMWARE, b"twice"),
+        words(abi::kind::RUNNER, b"twice")
+    ]
+);
+hand_made!(
+    good_names_entry,
+    2,
+    2,
+    [
+        words(abi::kind::FIRMWARE, b"my-firmware_2"),
+        words(abi::kind::RUNNER, "r\u{e9}seau".as_bytes())
+    ]
+);
+
+#[test]
+fn names_that_are_shared_keys_or_another_kinds_are_refused() {
+    let shared = crate::config::SHARED_KEYS.join(", ");
+    for (entry, kind, name) in [
+        (shared_key_entry as abi::EntryFn, "runner", "variables"),
+        (test_key_entry, "format", "test"),
+    ] {
+        assert_eq!(
+            load_error(entry, "/plugins/libnames.so"),
+            format!(
+                "plugin library `/plugins/libnames.so`: exports {kind} `{name}`, a name a plugin cannot have: `{name}` is a key of the shared config, and a plugin's config section is named after the plugin (the shared keys: {shared}, and 0.5's profiles, verbose); rename the plugin"
+            )
+        );
+    }
+    assert_eq!(
+        load_error(other_kind_entry, "/plugins/libnames.so"),
+        "plugin library `/plugins/libnames.so`: exports runner `none`, a name a plugin cannot have: the built-in bootloader is called `none`, and a plugin's config section is named after the plugin, so plugins of different kinds cannot share a name (`replace` replaces a plugin of the same kind only); rename the plugin"
+    );
+    assert_eq!(
+        load_error(same_library_entry, "/plugins/libnames.so"),
+        "plugin library `/plugins/libnames.so`: exports runner `twice`, a name a plugin cannot have: this library's firmware is called `twice`, and a plugin's config section is named after the plugin, so plugins of different kinds cannot share a name (`replace` replaces a plugin of the same kind only); rename the plugin"
+    );
+    // Nothing of a refused library joins the registry.
+    let mut registry = Registry::new();
+    let before = registry.plugins();
+    assert!(
+        load_entry(
+            &mut registry,
+            same_library_entry,
+            Path::new("/plugins/libnames.so"),
+            false,
+            "a test"
+        )
+        .is_err()
+    );
+    assert_eq!(registry.plugins(), before);
+}
+
+#[test]
+fn empty_names_and_names_with_control_characters_are_refused() {
+    let rule = "a plugin's name selects it in config and names its config section, so it is 1 to 64 bytes without control characters (newlines, ESC, ...) or invisible formatting characters";
+    for (entry, shown) in [
+        (empty_name_entry as abi::EntryFn, "``"),
+        (newline_entry, "`a\\nb`"),
+        (escape_entry, "`\\u{1b}[31mred`"),
+    ] {
+        assert_eq!(
+            load_error(entry, "/plugins/libnames.so"),
+            format!(
+                "plugin library `/plugins/libnames.so`: exports runner {shown}, a name a plugin cannot have: {rule}; rename the plugin"
+            )
+        );
+    }
+    let err = load_error(long_name_entry, "/plugins/libnames.so");
+    assert!(
+        err.contains(&format!(
+            "`{}`, a name a plugin cannot have: {rule}",
+            "x".repeat(65)
+        )),
+        "{err}"
+    );
+    let mut registry = Registry::new();
+    let added = load_entry(
+        &mut registry,
+        good_names_entry,
+        Path::new("/plugins/libgood.so"),
+        false,
+        "a test",
+    )
+    .unwrap();
+    assert_eq!(
+        added,
+        [
+            ("firmware", "my-firmware_2".to_owned()),
+            ("runner", "r\u{e9}seau".to_owned())
+        ]
+    );
+}
+
+struct LongName;
+
+impl Runner for LongName {
+    fn name(&self) -> &str {
+        "a-runner-whose-name-is-longer-than-sixty-four-bytes-which-no-config-key-needs"
+    }
+
+    fn command(&self, _media: &BootMedia, _ctx: &Context) -> Result<CommandSpec, Error> {
+        Err(Error::plugin("long", "never called"))
+    }
+
+    fn run(
+        &self,
+        _media: &BootMedia,
+        _ctx: &Context,
+        _handler: &mut dyn SerialHandler,
+    ) -> Result<Outcome, Error> {
+        Err(Error::plugin("long", "never called"))
+    }
+}
+
+#[test]
+fn the_export_glue_keeps_what_the_host_reads_in_static_data() {
+    // SAFETY: no host API.
+    let header = unsafe { image_runner_plugin_entry(std::ptr::null()) };
+    let image =
+        super::image::LoadedImage::holding(image_runner_plugin_entry as *const std::ffi::c_void)
+            .expect("this binary's image");
+    // SAFETY: the header `export_plugin!` made.
+    let made = unsafe { &*header };
+    let size = std::mem::size_of::<Descriptor>();
+    assert!(image.holds(header.cast(), std::mem::size_of::<Header>()));
+    assert!(image.holds(made.descriptors.cast(), made.count as usize * size));
+    for i in 0..made.count as usize {
+        // SAFETY: `count` descriptors.
+        let d = unsafe { &*made.descriptors.add(i) };
+        assert!(image.holds(d.name.ptr, d.name.len) && image.holds(d.version.ptr, d.version.len));
+    }
+    // A name longer than a plugin name may be: no header, and a warning.
+    static EXPORTED: super::export::Exported<1> = super::export::Exported::new();
+    // SAFETY: no host API.
+    let header = unsafe {
+        super::export::entry(std::ptr::null(), &EXPORTED, "1.0.0", || {
+            [super::export::runner(LongName)]
+        })
+    };
+    assert!(header.is_null());
 }

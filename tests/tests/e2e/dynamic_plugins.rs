@@ -3,7 +3,8 @@
 //! libraries that are wrong on purpose (`tests/plugins`), each refused with a clear error and
 //! the runner-error exit code. The libraries are built with cargo into `plugin-builds` in the
 //! tests' temporary folder of the target directory (`CARGO_TARGET_TMPDIR`, which follows
-//! `CARGO_TARGET_DIR`), once per test process (cargo's lock keeps parallel builds apart).
+//! `CARGO_TARGET_DIR`), each project once per test process, when a test first needs one of its
+//! libraries (cargo's lock keeps parallel builds apart).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,19 +35,25 @@ fn cargo_build(dir: &str, target: &Path) {
     );
 }
 
-/// The folder holding the built plugin libraries.
-fn libraries() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
+/// The folder holding the built plugin libraries: the example's (`vm_disk_formats`) or the
+/// fixtures' (every other name), each project built on first use.
+fn libraries(name: &str) -> &'static Path {
+    static EXAMPLE: OnceLock<PathBuf> = OnceLock::new();
+    static FIXTURES: OnceLock<PathBuf> = OnceLock::new();
+    let (built, project) = if name == "vm_disk_formats" {
+        (&EXAMPLE, "examples/vm-disk-formats")
+    } else {
+        (&FIXTURES, "tests/plugins")
+    };
+    built.get_or_init(|| {
         let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-builds");
-        cargo_build("examples/vm-disk-formats", &target);
-        cargo_build("tests/plugins", &target);
+        cargo_build(project, &target);
         target.join("debug")
     })
 }
 
 fn library(name: &str) -> PathBuf {
-    let path = libraries().join(format!(
+    let path = libraries(name).join(format!(
         "{}{name}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
@@ -116,8 +123,8 @@ fn a_kernel_boots_from_a_qcow2_disk_made_by_the_example_plugin() {
     run.assert_code(0)
         .assert_serial_line(kernels::marker(Kernel::Multiboot, Variant::Pass));
     let image = project
-        .target_dir()
-        .join("image-runner/multiboot-pass/image.qcow2");
+        .output_dir(&multiboot(Variant::Pass))
+        .join("image.qcow2");
     assert_eq!(qemu_img_format(&image), "qcow2");
     // The runner opens it as qcow2, not raw.
     let print = project.run(
@@ -469,4 +476,55 @@ fn the_library_builder_loads_plugin_libraries() {
         .expect("the project's plugin library is loaded");
     let image = &session.media().image.as_ref().expect("an image").path;
     assert_eq!(qemu_img_format(image), "vmdk");
+}
+
+/// A hand-made header claiming a million descriptors while its table holds one (what follows
+/// it in memory names a plugin at an address nothing is mapped at): refused before anything
+/// past the table is read, never a crash.
+#[test]
+fn a_header_claiming_more_descriptors_than_its_table_holds_is_refused_not_a_crash() {
+    let (project, library) = project_with("fixture_lying_count", "");
+    for run in [
+        project.run([multiboot(Variant::Pass)], &[]),
+        project.run(["plugins"], &[]),
+    ] {
+        run.assert_code(2);
+        let stderr = run.stderr.trim_end();
+        assert!(
+            stderr.starts_with(&format!(
+                "error: plugin library `{}`: its header claims 1000000 plugin descriptors of {} bytes, more than the library's loaded image holds there (room for ",
+                library.display(),
+                std::mem::size_of::<image_runner_core::dynamic::abi::Descriptor>()
+            )) && stderr.ends_with("); the library is damaged or not built with image-runner-core")
+                && stderr.lines().count() == 1,
+            "{run}"
+        );
+    }
+}
+
+/// A runner called `limine` would take the Limine bootloader's `[limine]` section over: refused,
+/// also with `replace = true` (which replaces a plugin of the same kind only).
+#[test]
+fn a_plugin_named_like_a_plugin_of_another_kind_is_refused() {
+    let expected = |library: &std::path::Path| {
+        format!(
+            "error: plugin library `{}`: exports runner `limine`, a name a plugin cannot have: the built-in bootloader is called `limine`, and a plugin's config section is named after the plugin, so plugins of different kinds cannot share a name (`replace` replaces a plugin of the same kind only); rename the plugin",
+            library.display()
+        )
+    };
+    let (project, library) = project_with("fixture_limine_runner", "");
+    assert_error(
+        &project.run([multiboot(Variant::Pass)], &[]),
+        &expected(&library),
+    );
+    assert_error(&project.run(["plugins"], &[]), &expected(&library));
+    let file = library.file_name().expect("a file name").to_string_lossy();
+    let project = Project::new(
+        runner_bin!(),
+        &format!("plugins = [{{ path = \"plugins/{file}\", replace = true }}]\n"),
+    );
+    let copy = project.root().join("plugins").join(&*file);
+    std::fs::create_dir_all(copy.parent().expect("a parent")).expect("create plugins/");
+    std::fs::copy(&library, &copy).expect("copy the plugin library");
+    assert_error(&project.run(["plugins"], &[]), &expected(&copy));
 }
