@@ -1,8 +1,10 @@
 //! `cargo-image-runner migrate`: rewrites a configuration written for cargo-image-runner 0.5 in
 //! place. The old spellings are the ones the config checks report ([`respellings`]: the core's
 //! table for the shared keys, each plugin's declarations for its section); the file is edited
-//! with `toml_edit`, so everything else in it (comments, order, formatting, other tables) stays
-//! as it was.
+//! with `toml_edit`, so everything else in it (comments, order, formatting, other tables, line
+//! endings) stays as it was. What it cannot rewrite (the new place is taken, a value the config
+//! refuses) it leaves, with a note saying why, and fails. A file is replaced atomically, or
+//! written in place when it has other hard links; a read-only file is refused.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,21 +23,80 @@ pub struct Migration {
     pub text: String,
     /// What the user should know: keys removed, values left alone and why.
     pub notes: Vec<String>,
+    /// How many old spellings were left as they were (a note says why for each): the user has
+    /// to fix them by hand, even when the text did not change.
+    pub left: usize,
 }
 
 /// Rewrites the old spellings in the image-runner tables at `roots` of `text` (each root a key
-/// path: `["package", "metadata", "image-runner"]`, or `[]` for an `image-runner.toml`).
+/// path: `["package", "metadata", "image-runner"]`, or `[]` for an `image-runner.toml`). The
+/// text's line endings are kept: a line that did not change keeps its own, a new line gets the
+/// file's most common one.
 pub fn migrate_text(
     text: &str,
     roots: &[&[&str]],
     sections: &Sections,
 ) -> Result<Migration, String> {
+    if !text.contains("\r\n") {
+        return migrate_lf(text, roots, sections);
+    }
+    let lf = text.replace("\r\n", "\n");
+    let mut migration = migrate_lf(&lf, roots, sections)?;
+    migration.text = if migration.text == lf {
+        text.to_owned()
+    } else {
+        with_line_endings_of(text, &migration.text)
+    };
+    Ok(migration)
+}
+
+/// `new` (lines ended by `\n`) with the line endings of `old`: each line the same as one of
+/// `old` keeps that line's ending, other lines get `old`'s most common ending.
+fn with_line_endings_of(old: &str, new: &str) -> String {
+    let split = |text: &str| -> Vec<(String, &'static str)> {
+        text.split_inclusive('\n')
+            .map(|line| {
+                if let Some(body) = line.strip_suffix("\r\n") {
+                    (body.to_owned(), "\r\n")
+                } else if let Some(body) = line.strip_suffix('\n') {
+                    (body.to_owned(), "\n")
+                } else {
+                    (line.to_owned(), "")
+                }
+            })
+            .collect()
+    };
+    let (old_lines, new_lines) = (split(old), split(new));
+    let crlf = old_lines.iter().filter(|(_, end)| *end == "\r\n").count();
+    let lf = old_lines.iter().filter(|(_, end)| *end == "\n").count();
+    let common = if crlf >= lf { "\r\n" } else { "\n" };
+    let a: Vec<&str> = old_lines.iter().map(|(body, _)| body.as_str()).collect();
+    let b: Vec<&str> = new_lines.iter().map(|(body, _)| body.as_str()).collect();
+    let mut out = String::with_capacity(new.len() + new_lines.len());
+    for op in diff_lines(&a, &b) {
+        let (j, kept) = match op {
+            Op::Same(i, j) => (j, Some(old_lines[i].1)),
+            Op::Added(_, j) => (j, None),
+            Op::Removed(..) => continue,
+        };
+        let (body, end) = &new_lines[j];
+        out.push_str(body);
+        if !end.is_empty() {
+            out.push_str(kept.filter(|k| !k.is_empty()).unwrap_or(common));
+        }
+    }
+    out
+}
+
+/// [`migrate_text`] for a text whose lines end in `\n`.
+fn migrate_lf(text: &str, roots: &[&[&str]], sections: &Sections) -> Result<Migration, String> {
     let plain: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| e.to_string())?;
     let mut notes = Vec::new();
     let mut changed = false;
+    let mut left = 0;
     for root in roots {
         let Some(table) = lookup(&plain, root) else {
             continue;
@@ -53,7 +114,11 @@ pub fn migrate_text(
             continue;
         };
         let before = notes.len();
-        changed |= rewrite(item, &found, &mut notes);
+        let found = refused_as_they_are(table, found, sections, &mut notes);
+        left += notes.len() - before;
+        let (did, unresolved) = rewrite(item, &found, &mut notes);
+        changed |= did;
+        left += unresolved;
         notes.extend(defaults_that_changed(table));
         for note in &mut notes[before..] {
             note.insert_str(0, &label);
@@ -73,7 +138,83 @@ pub fn migrate_text(
     Ok(Migration {
         text: new_text,
         notes,
+        left,
     })
+}
+
+/// `found` without the rewrites that would turn a value the config refuses into one it takes:
+/// an old spelling that still works (`accepted`) has its value checked at the new place as it
+/// is, and when the section refuses it there, the value is left for the user with a note
+/// (`[runner.qemu] memory = -1` must not become `memory = "-1M"`).
+fn refused_as_they_are(
+    table: &toml::Table,
+    found: Vec<Respelling>,
+    sections: &Sections,
+    notes: &mut Vec<String>,
+) -> Vec<Respelling> {
+    found
+        .into_iter()
+        .filter(|r| {
+            let Some(new) = r.new.as_deref().filter(|_| r.changed && r.accepted) else {
+                return true;
+            };
+            let (Some((key, parent)), Some(old)) = (new.split_last(), value_at(table, &r.old))
+            else {
+                return true;
+            };
+            let Some(name) = parent.last().filter(|name| sections.get(name).is_some()) else {
+                return true;
+            };
+            match refusal(name, key, old, sections) {
+                None => true,
+                Some(why) => {
+                    notes.push(format!(
+                        "left {} alone: {old} is refused at {} as it is ({why}), and rewriting it would hide that; fix the value by hand",
+                        show(&r.old),
+                        show(new),
+                    ));
+                    false
+                }
+            }
+        })
+        .collect()
+}
+
+/// Why plugin section `section` refuses `key = value`, if it does.
+fn refusal(section: &str, key: &str, value: &toml::Value, sections: &Sections) -> Option<String> {
+    let mut inner = toml::Table::new();
+    inner.insert(key.to_owned(), value.clone());
+    let mut outer = toml::Table::new();
+    outer.insert(section.to_owned(), toml::Value::Table(inner));
+    let text = toml::to_string(&outer).ok()?;
+    const LABEL: &str = "value";
+    let err = ConfigLayers::new(sections)
+        .add_file_str(Path::new(LABEL), &text)
+        .err()?
+        .to_string();
+    // `value:2:10: message` on the first line, the source line and a caret after it.
+    let first = err.lines().next().unwrap_or_default();
+    let message = first
+        .strip_prefix(LABEL)
+        .and_then(|rest| {
+            let mut parts = rest.splitn(4, ':');
+            let (_, line, column, message) =
+                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            let numbers = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            (numbers(line) && numbers(column)).then(|| message.trim())
+        })
+        .unwrap_or(first);
+    Some(message.to_owned())
+}
+
+/// The value at `path` in `table`.
+fn value_at<'t>(table: &'t toml::Table, path: &[String]) -> Option<&'t toml::Value> {
+    let (last, parent) = path.split_last()?;
+    let mut at = table;
+    for key in parent {
+        at = at.get(key)?.as_table()?;
+    }
+    at.get(last)
 }
 
 fn lookup<'t>(table: &'t toml::Table, path: &[&str]) -> Option<&'t toml::Table> {
@@ -125,8 +266,9 @@ fn is_hoist(r: &Respelling) -> bool {
         .is_some_and(|new| new.len() < r.old.len() && r.old.starts_with(new))
 }
 
-/// Applies `found` to the image-runner table `root`; true when anything changed.
-fn rewrite(root: &mut Item, found: &[Respelling], notes: &mut Vec<String>) -> bool {
+/// Applies `found` to the image-runner table `root`: whether anything changed, and how many
+/// old spellings were left as they were (each with a note saying why).
+fn rewrite(root: &mut Item, found: &[Respelling], notes: &mut Vec<String>) -> (bool, usize) {
     // Tables move before the keys inside them and before keys moving into them; a key moves
     // up into its own parent's place only once the parent holds nothing else.
     let mut order: Vec<&Respelling> = found.iter().collect();
@@ -138,6 +280,7 @@ fn rewrite(root: &mut Item, found: &[Respelling], notes: &mut Vec<String>) -> bo
     // Tables a key left, removed at the end if nothing else came to them.
     let mut left: Vec<Vec<String>> = Vec::new();
     let mut changed = false;
+    let mut unresolved = 0;
     for r in order {
         let old = translate(&r.old, &moved);
         if item_at(root, &old).is_none() {
@@ -156,14 +299,16 @@ fn rewrite(root: &mut Item, found: &[Respelling], notes: &mut Vec<String>) -> bo
         };
         let Some(value) = &r.value else {
             notes.push(format!("left {} alone: {}", show(&r.old), r.message()));
+            unresolved += 1;
             continue;
         };
-        if !fits(root, &old, new) {
+        if let Err(misfit) = fits(root, &old, new) {
             notes.push(format!(
-                "left {} alone: {} is set already; merge the two by hand",
+                "left {} alone: {}",
                 show(&r.old),
-                show(new)
+                misfit.reason(new, value)
             ));
+            unresolved += 1;
             continue;
         }
         // The new item is made before the old one is taken, so a failure changes nothing.
@@ -175,6 +320,7 @@ fn rewrite(root: &mut Item, found: &[Respelling], notes: &mut Vec<String>) -> bo
                         "left {} alone: {value} cannot be written in TOML here",
                         show(&r.old)
                     ));
+                    unresolved += 1;
                     continue;
                 }
             },
@@ -254,7 +400,7 @@ fn rewrite(root: &mut Item, found: &[Respelling], notes: &mut Vec<String>) -> bo
             parent.remove(name);
         }
     }
-    changed
+    (changed, unresolved)
 }
 
 /// Whether the key at `path` is (or would be) written in an inline table: its parent, or the
@@ -339,43 +485,131 @@ fn show(path: &[String]) -> String {
     }
 }
 
+/// Why the item at `old` cannot be written at `new`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Misfit {
+    /// The table at this path, on the way to `new`, is a value.
+    Value(Vec<String>),
+    /// `new` is an ancestor of `old` and also holds these keys (paths from `new`), which would
+    /// go when `old` takes its place.
+    Holds(Vec<String>),
+    /// Both are tables, and both set these keys.
+    Collide(Vec<String>),
+    /// Something else is set at `new`.
+    Taken,
+}
+
+impl Misfit {
+    /// The reason, for a note about moving `value` to `new`.
+    fn reason(&self, new: &[String], value: &toml::Value) -> String {
+        let table = format!("`[{}]`", new.join("."));
+        match self {
+            Misfit::Value(path) => format!(
+                "{} is set to a value, so it cannot hold {}; merge the two by hand",
+                show(path),
+                show(new)
+            ),
+            Misfit::Holds(keys) => {
+                let keys = listed(keys);
+                let shown = value.to_string();
+                let written = match new.last() {
+                    Some(last) if shown.len() <= 60 && !shown.contains('\n') => {
+                        format!(" (`{last} = {shown}`)")
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "{table} also holds {keys}, which migrate does not know where to put, and {} becomes a value{written}; move or remove {keys}, then run migrate again",
+                    show(new)
+                )
+            }
+            Misfit::Collide(keys) => format!(
+                "{table} is there already and both set {}; merge the two by hand",
+                listed(keys)
+            ),
+            Misfit::Taken => format!("{} is set already; merge the two by hand", show(new)),
+        }
+    }
+}
+
+/// `` `a` ``, `` `a` and `b` ``, `` `a`, `b` and `c` ``.
+fn listed(keys: &[String]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// Whether the item at `old` can be written at `new`: nothing is there, or the table there
 /// holds nothing but the way to `old` (it empties when `old` leaves), or both are tables
-/// whose keys do not collide.
-fn fits(root: &mut Item, old: &[String], new: &[String]) -> bool {
+/// whose keys do not collide; if not, why not.
+fn fits(root: &mut Item, old: &[String], new: &[String]) -> Result<(), Misfit> {
     // Every table on the way that exists must be a table (`qemu = "x"` cannot take a key).
-    let blocked = (1..new.len())
-        .any(|depth| item_at(root, &new[..depth]).is_some_and(|item| !is_table_like(item)));
-    if blocked {
-        return false;
+    if let Some(depth) = (1..new.len())
+        .find(|&depth| item_at(root, &new[..depth]).is_some_and(|item| !is_table_like(item)))
+    {
+        return Err(Misfit::Value(new[..depth].to_vec()));
     }
     if old.starts_with(new) {
-        return item_at(root, new).is_some_and(|there| only_holds(there, &old[new.len()..]));
+        let Some(there) = item_at(root, new) else {
+            return Err(Misfit::Taken);
+        };
+        let mut others = Vec::new();
+        others_than(there, &old[new.len()..], &mut Vec::new(), &mut others);
+        return if others.is_empty() {
+            Ok(())
+        } else {
+            Err(Misfit::Holds(others))
+        };
     }
     let moving_keys: Option<Vec<String>> = item_at(root, old)
         .and_then(|i| i.as_table_like())
         .map(|t| t.iter().map(|(k, _)| k.to_owned()).collect());
     match (item_at(root, new), moving_keys) {
-        (None, _) => true,
-        (Some(there), Some(keys)) => there
-            .as_table_like()
-            .is_some_and(|t| keys.iter().all(|k| !t.contains_key(k))),
-        (Some(_), None) => false,
+        (None, _) => Ok(()),
+        (Some(there), Some(keys)) => match there.as_table_like() {
+            Some(t) => {
+                let both: Vec<String> = keys.into_iter().filter(|k| t.contains_key(k)).collect();
+                if both.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Misfit::Collide(both))
+                }
+            }
+            None => Err(Misfit::Taken),
+        },
+        (Some(_), None) => Err(Misfit::Taken),
     }
 }
 
-/// `item` is a chain of tables holding exactly `path` and nothing else.
-fn only_holds(item: &Item, path: &[String]) -> bool {
+/// The keys in the chain of tables `item` other than the way along `path` (as dotted paths
+/// from `item`, `at` the way so far).
+fn others_than(item: &Item, path: &[String], at: &mut Vec<String>, others: &mut Vec<String>) {
     let Some((first, rest)) = path.split_first() else {
-        return true;
+        return;
     };
     let Some(table) = item.as_table_like() else {
-        return false;
+        return;
     };
-    table.len() == 1
-        && table
-            .get(first)
-            .is_some_and(|inner| rest.is_empty() || only_holds(inner, rest))
+    for (key, inner) in table.iter() {
+        if key == first {
+            if !rest.is_empty() {
+                at.push(key.to_owned());
+                others_than(inner, rest, at, others);
+                at.pop();
+            }
+        } else {
+            others.push(
+                at.iter()
+                    .map(String::as_str)
+                    .chain([key])
+                    .collect::<Vec<_>>()
+                    .join("."),
+            );
+        }
+    }
 }
 
 /// Removes the key at `path` (with its formatting), and the tables on the way deeper than
@@ -500,7 +734,8 @@ pub fn run(args: &MigrateArgs, inv: &image_runner_core::Invocation) -> Result<i3
     files.push((project.manifest_dir.join("image-runner.toml"), vec![&[]]));
 
     let mut problems = 0;
-    let mut rewritten = 0;
+    let mut touched = 0;
+    let mut to_write: Vec<(PathBuf, String)> = Vec::new();
     for (path, roots) in files {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
@@ -509,33 +744,69 @@ pub fn run(args: &MigrateArgs, inv: &image_runner_core::Invocation) -> Result<i3
         };
         let migration = migrate_text(&text, &roots, &sections)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        if migration.text == text {
+        let changed = migration.text != text;
+        if !changed && migration.left == 0 {
             continue;
         }
-        rewritten += 1;
-        print!(
-            "{}",
-            unified_diff(&text, &migration.text, &path.display().to_string())
-        );
+        touched += 1;
+        if changed {
+            print!(
+                "{}",
+                unified_diff(&text, &migration.text, &path.display().to_string())
+            );
+        }
+        // The notes matter most when nothing could be rewritten: they say why.
         for note in &migration.notes {
             eprintln!("note: {}: {note}", path.display());
+        }
+        if migration.left > 0 {
+            problems += 1;
+            eprintln!(
+                "error: {}: {} old {} left as {} (the notes above say why); fix {} by hand, then run `cargo-image-runner migrate` again",
+                path.display(),
+                migration.left,
+                if migration.left == 1 {
+                    "spelling is"
+                } else {
+                    "spellings are"
+                },
+                if migration.left == 1 {
+                    "it was"
+                } else {
+                    "they were"
+                },
+                if migration.left == 1 { "it" } else { "them" },
+            );
+        }
+        if !changed {
+            continue;
         }
         if let Err(e) = check(&path, &migration.text, &roots, &sections) {
             problems += 1;
             eprintln!("error: after migrating, {e}");
         }
-        if args.dry_run {
-            eprintln!("   Would rewrite {} (--dry-run)", path.display());
-        } else {
-            write_keeping_permissions(&path, &migration.text)?;
-            eprintln!("   Rewrote {}", path.display());
-        }
+        to_write.push((path, migration.text));
     }
-    if rewritten == 0 {
+    if touched == 0 {
         eprintln!(
             "   Nothing to migrate: no cargo-image-runner 0.5 spellings in {}",
             project.manifest_dir.display()
         );
+    }
+    if args.dry_run {
+        for (path, _) in &to_write {
+            eprintln!("   Would rewrite {} (--dry-run)", path.display());
+        }
+    } else {
+        // Every file is checked before any is written: a refusal leaves all of them as they were.
+        let targets = to_write
+            .iter()
+            .map(|(path, _)| writable(path))
+            .collect::<Result<Vec<_>, Error>>()?;
+        for ((path, text), target) in to_write.iter().zip(targets) {
+            write_to(&target, text)?;
+            eprintln!("   Rewrote {}", path.display());
+        }
     }
     Ok(if problems == 0 {
         exit_code::SUCCESS
@@ -559,19 +830,76 @@ fn check(path: &Path, text: &str, roots: &[&[&str]], sections: &Sections) -> Res
     Ok(())
 }
 
-/// Replaces `path` atomically (a symlink's target), with the permissions it had.
-fn write_keeping_permissions(path: &Path, text: &str) -> Result<(), Error> {
-    use std::io::Write;
+/// The file `path` leads to (a symlink's target), after making sure it may be written: a
+/// read-only file, or one this user cannot write, is refused (replacing it, which the
+/// directory's permissions would allow, would ignore what its own say).
+fn writable(path: &Path) -> Result<Writable, Error> {
     let target = std::fs::canonicalize(path).map_err(|e| Error::io("resolve", path, e))?;
-    let permissions = std::fs::metadata(&target)
-        .map_err(|e| Error::io("read the metadata of", &target, e))?
-        .permissions();
-    image_runner_core::fs::write_atomic(&target, |file, temp| {
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.set_permissions(permissions))
-            .and_then(|()| file.sync_all())
+    let meta =
+        std::fs::metadata(&target).map_err(|e| Error::io("read the metadata of", &target, e))?;
+    let refused = || {
+        Error::Config(format!(
+            "{} is read-only, and migrate does not replace read-only files; make it writable (`chmod u+w`) and run migrate again (`migrate --dry-run` shows the changes without writing)",
+            path.display()
+        ))
+    };
+    if meta.permissions().readonly() {
+        return Err(refused());
+    }
+    match std::fs::OpenOptions::new().write(true).open(&target) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(refused()),
+        Err(e) => return Err(Error::io("open", &target, e)),
+        Ok(_) => {}
+    }
+    #[cfg(unix)]
+    let links = std::os::unix::fs::MetadataExt::nlink(&meta);
+    #[cfg(not(unix))]
+    let links = 1;
+    Ok(Writable {
+        target,
+        permissions: meta.permissions(),
+        links,
+    })
+}
+
+/// A file [`writable`] let through.
+#[derive(Debug)]
+struct Writable {
+    target: PathBuf,
+    permissions: std::fs::Permissions,
+    links: u64,
+}
+
+/// Writes `text` to the file: atomically (a new file renamed over it, with the permissions it
+/// had), or in place when it has other hard links, which a new file would split from it.
+fn write_to(file: &Writable, text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let target = &file.target;
+    if file.links > 1 {
+        let mut open = std::fs::OpenOptions::new()
+            .write(true)
+            .open(target)
+            .map_err(|e| Error::io("open", target, e))?;
+        return open
+            .write_all(text.as_bytes())
+            .and_then(|()| open.set_len(text.len() as u64))
+            .and_then(|()| open.sync_all())
+            .map_err(|e| Error::io("write", target, e));
+    }
+    let permissions = file.permissions.clone();
+    image_runner_core::fs::write_atomic(target, |out, temp| {
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.set_permissions(permissions))
+            .and_then(|()| out.sync_all())
             .map_err(|e| Error::io("write", temp, e))
     })
+}
+
+/// Replaces the file `path` leads to with `text`, as `migrate` does: refused when it is
+/// read-only, in place when it has other hard links, atomically otherwise.
+#[cfg(test)]
+fn write_keeping_permissions(path: &Path, text: &str) -> Result<(), Error> {
+    write_to(&writable(path)?, text)
 }
 
 /// A unified diff of two texts, three lines of context, headed by `label`.
@@ -700,6 +1028,13 @@ mod tests {
 
     fn migrate(text: &str, roots: &[&[&str]]) -> Migration {
         migrate_text(text, roots, &crate::plugins::registry().sections()).unwrap()
+    }
+
+    /// How many old spellings the migration left for the user.
+    fn left_alone(m: &Migration) -> usize {
+        let noted = m.notes.iter().filter(|n| n.starts_with("left ")).count();
+        assert_eq!(m.left, noted, "{:?}", m.notes);
+        noted
     }
 
     #[test]
@@ -837,6 +1172,122 @@ mod tests {
                 m.text
             );
         }
+    }
+
+    #[test]
+    fn a_table_that_holds_unknown_keys_besides_the_old_one_is_named_as_the_reason() {
+        let text = "[boot]\ntype = \"uefi\"\nfoo = 1\n";
+        let m = migrate(text, &[&[]]);
+        assert_eq!(m.text, text);
+        assert_eq!(
+            m.notes,
+            [
+                "left `[boot] type` alone: `[boot]` also holds `foo`, which migrate does not know where to put, and `boot` becomes a value (`boot = \"uefi\"`); move or remove `foo`, then run migrate again"
+            ],
+        );
+        assert_eq!(left_alone(&m), 1);
+    }
+
+    #[test]
+    fn what_is_left_for_the_user_is_counted_when_nothing_changed() {
+        let text = "[qemu]\ncores = 2\n\n[runner.qemu]\ncores = 4\n\n[profile.ci.test]\ntimeout = 5\n\n[profiles.ci.test]\ntimeout = 9\n";
+        let m = migrate(text, &[&[]]);
+        assert_eq!(m.text, text);
+        assert_eq!(left_alone(&m), 2, "{:?}", m.notes);
+        assert!(
+            m.notes.contains(&"left `[runner] qemu` alone: `[qemu]` is there already and both set `cores`; merge the two by hand".to_owned()),
+            "{:?}",
+            m.notes
+        );
+        assert!(
+            m.notes.contains(&"left `profiles` alone: `[profile]` is there already and both set `ci`; merge the two by hand".to_owned()),
+            "{:?}",
+            m.notes
+        );
+    }
+
+    #[test]
+    fn crlf_line_endings_are_kept() {
+        let m = migrate(
+            "# kept\r\n[runner.qemu]\r\nkvm = false\r\ncores = 2\r\n\r\n[test]\r\ntimeout = 5\r\n",
+            &[&[]],
+        );
+        assert_eq!(
+            m.text,
+            "# kept\r\n[qemu]\r\naccel = \"tcg\"\r\ncores = 2\r\n\r\n[test]\r\ntimeout = 5\r\n"
+        );
+        // A file of mixed endings keeps each unchanged line's own; new lines take the most
+        // common one.
+        let m = migrate(
+            "a = 1\n[runner.qemu]\r\nkvm = false\r\ncores = 2\r\n",
+            &[&[]],
+        );
+        assert_eq!(m.text, "a = 1\n[qemu]\r\naccel = \"tcg\"\r\ncores = 2\r\n");
+    }
+
+    #[test]
+    fn a_value_the_section_refuses_is_not_converted_into_one_it_takes() {
+        let m = migrate("[runner.qemu]\nmemory = -1\ncores = 2\n", &[&[]]);
+        assert_eq!(m.text, "[qemu]\nmemory = -1\ncores = 2\n");
+        assert_eq!(left_alone(&m), 1);
+        assert!(
+            m.notes.iter().any(|n| n.starts_with(
+                "left `[runner.qemu] memory` alone: -1 is refused at `[qemu] memory` as it is ("
+            ) && n.contains("-1 megabytes of memory")
+                && n.ends_with("), and rewriting it would hide that; fix the value by hand")),
+            "{:?}",
+            m.notes
+        );
+        // A valid one is rewritten as before.
+        let m = migrate("[runner.qemu]\nmemory = 512\n", &[&[]]);
+        assert_eq!(m.text, "[qemu]\nmemory = \"512M\"\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_hard_linked_file_is_rewritten_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Cargo.toml");
+        let other = dir.path().join("other-link.toml");
+        std::fs::write(&file, "old\n").unwrap();
+        std::fs::hard_link(&file, &other).unwrap();
+        let inode = std::fs::metadata(&file).unwrap().ino();
+        write_keeping_permissions(&file, "new, and longer\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new, and longer\n");
+        assert_eq!(
+            std::fs::read_to_string(&other).unwrap(),
+            "new, and longer\n"
+        );
+        assert_eq!(std::fs::metadata(&file).unwrap().ino(), inode);
+        assert_eq!(std::fs::metadata(&file).unwrap().nlink(), 2);
+        write_keeping_permissions(&other, "short\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "short\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_read_only_file_is_refused_and_left_as_it_was() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Cargo.toml");
+        std::fs::write(&file, "old\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let err = write_keeping_permissions(&file, "new\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{} is read-only, and migrate does not replace read-only files; make it writable (`chmod u+w`) and run migrate again (`migrate --dry-run` shows the changes without writing)",
+                file.display()
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "old\n");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
     }
 
     #[test]

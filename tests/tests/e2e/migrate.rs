@@ -203,3 +203,111 @@ fn changed_defaults_are_pointed_out() {
         .assert_stderr_contains("add `boot = \"uefi\"` to keep UEFI")
         .assert_stderr_contains("add `format = \"directory\"`");
 }
+
+/// Old spellings migrate cannot rewrite (the new place is taken) make every run demand
+/// `migrate`: `migrate` names each and why, and fails, instead of "Nothing to migrate".
+#[test]
+fn what_migrate_cannot_rewrite_is_reported_not_nothing_to_migrate() {
+    let project = Project::new(
+        runner_bin!(),
+        "[qemu]\ncores = 2\n[runner.qemu]\ncores = 4\n[profile.ci.test]\ntimeout = 5\n[profiles.ci.test]\ntimeout = 9\n",
+    );
+    let kernel = kernels::path(Kernel::Multiboot, Variant::Pass);
+    project
+        .run([kernel.as_os_str()], &[])
+        .assert_code(2)
+        .assert_stderr_contains("cargo-image-runner migrate");
+    let before = read(&project, "Cargo.toml");
+    let manifest = project.root().join("Cargo.toml");
+    let run = project.run(["migrate"], &[]);
+    run.assert_code(2)
+        .assert_stderr_contains(&format!(
+            "note: {}: [package.metadata.image-runner] left `[runner] qemu` alone: `[qemu]` is there already and both set `cores`; merge the two by hand",
+            manifest.display()
+        ))
+        .assert_stderr_contains(&format!(
+            "note: {}: [package.metadata.image-runner] left `profiles` alone: `[profile]` is there already and both set `ci`; merge the two by hand",
+            manifest.display()
+        ))
+        .assert_stderr_contains(&format!(
+            "error: {}: 2 old spellings are left as they were (the notes above say why); fix them by hand, then run `cargo-image-runner migrate` again",
+            manifest.display()
+        ));
+    assert!(!run.stderr.contains("Nothing to migrate"), "{run}");
+    assert_eq!(read(&project, "Cargo.toml"), before);
+
+    // `[boot]` holding a key besides `type`: the reason is that key, not a taken place.
+    let project = Project::new(runner_bin!(), "[boot]\ntype = \"uefi\"\nfoo = 1\n");
+    let run = project.run(["migrate"], &[]);
+    run.assert_code(2).assert_stderr_contains(
+        "left `[boot] type` alone: `[boot]` also holds `foo`, which migrate does not know where to put, and `boot` becomes a value (`boot = \"uefi\"`); move or remove `foo`, then run migrate again",
+    );
+    assert!(!run.stderr.contains("is set already"), "{run}");
+}
+
+#[test]
+fn crlf_files_keep_their_line_endings() {
+    let project = Project::new(runner_bin!(), "");
+    let text = "[package]\r\nname = \"kernel\"\r\nversion = \"0.1.0\"\r\nedition = \"2024\"\r\n\r\n[package.metadata.image-runner.runner.qemu]\r\nkvm = false\r\ncores = 2\r\n";
+    project.write("Cargo.toml", text);
+    project.run(["migrate"], &[]).assert_code(0);
+    assert_eq!(
+        read(&project, "Cargo.toml"),
+        "[package]\r\nname = \"kernel\"\r\nversion = \"0.1.0\"\r\nedition = \"2024\"\r\n\r\n[package.metadata.image-runner.qemu]\r\naccel = \"tcg\"\r\ncores = 2\r\n"
+    );
+    project.run(["config"], &[]).assert_code(0);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_hard_linked_manifest_stays_one_file_and_a_read_only_one_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let project = Project::new(runner_bin!(), "[runner.qemu]\nkvm = false\n");
+    let manifest = project.root().join("Cargo.toml");
+    let other = project.scratch().join("Cargo-link.toml");
+    std::fs::hard_link(&manifest, &other).expect("hard-link the manifest");
+    let inode = std::fs::metadata(&manifest).expect("metadata").ino();
+    project.run(["migrate"], &[]).assert_code(0);
+    let migrated = read(&project, "Cargo.toml");
+    assert!(migrated.contains("accel = \"tcg\""), "{migrated}");
+    assert_eq!(std::fs::read_to_string(&other).expect("read"), migrated);
+    let meta = std::fs::metadata(&manifest).expect("metadata");
+    assert_eq!((meta.ino(), meta.nlink()), (inode, 2));
+
+    let project = Project::new(runner_bin!(), "[runner.qemu]\nkvm = false\n");
+    let manifest = project.root().join("Cargo.toml");
+    let before = read(&project, "Cargo.toml");
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o444))
+        .expect("make the manifest read-only");
+    let run = project.run(["migrate"], &[]);
+    run.assert_code(2).assert_stderr_contains(&format!(
+        "error: {} is read-only, and migrate does not replace read-only files; make it writable (`chmod u+w`) and run migrate again (`migrate --dry-run` shows the changes without writing)",
+        manifest.display()
+    ));
+    assert!(!run.stderr.contains("Rewrote"), "{run}");
+    assert_eq!(read(&project, "Cargo.toml"), before);
+    let mode = std::fs::metadata(&manifest)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o444);
+}
+
+/// `memory = -1` is refused as it is; migrate must not turn it into `"-1M"`, which the config
+/// takes and QEMU then fails on.
+#[test]
+fn an_invalid_old_value_is_left_with_a_note_not_converted() {
+    let project = Project::new(runner_bin!(), "[runner.qemu]\nmemory = -1\n");
+    let run = project.run(["migrate"], &[]);
+    run.assert_code(2)
+        .assert_stderr_contains(
+            "left `[runner.qemu] memory` alone: -1 is refused at `[qemu] memory` as it is (",
+        )
+        .assert_stderr_contains("-1 megabytes of memory");
+    let migrated = read(&project, "Cargo.toml");
+    assert!(
+        migrated.contains("[package.metadata.image-runner.qemu]\nmemory = -1\n"),
+        "{migrated}"
+    );
+    assert!(!migrated.contains("-1M"), "{migrated}");
+}
