@@ -524,19 +524,51 @@ fn watch(control: &mut Control, limit: Duration) {
     }
 }
 
-/// A test name as a file name: `::` and anything unusual become `-`/`_`.
+/// A test name as a file or folder name, never the same for two names: ASCII letters,
+/// digits, `-` and `_` stay, `::` becomes `.`, and every other byte is `%XX` (so `x::y` is
+/// `x.y`, `x-y` stays `x-y`, `α` is `%CE%B1`, `..` is `%2E%2E`; the empty name is `%00`). A
+/// result longer than [`FILE_NAME_MAX`] keeps its start and ends in a hash of the whole name.
+/// A name that would read `boot-<number>`, the folder of a boot of several tests, starts with
+/// `%62` (its `b`) instead.
 pub fn file_name(name: &str) -> String {
-    let name = name.replace("::", "-");
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
+    if name.is_empty() {
+        return "%00".into();
+    }
+    let mut out = String::new();
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("::") {
+            out.push('.');
+            rest = after;
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
             }
-        })
-        .collect()
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    if out
+        .strip_prefix("boot-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        out.replace_range(..1, "%62");
+    }
+    if out.len() > FILE_NAME_MAX {
+        let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
+        // The escape is ASCII: any byte offset is a character boundary.
+        out.truncate(FILE_NAME_MAX - 17);
+        out.push_str(&format!("-{hash:016x}"));
+    }
+    out
 }
+
+/// The longest [`file_name`] (file systems allow 255 bytes; room is left for `.png`).
+pub const FILE_NAME_MAX: usize = 200;
 
 impl SerialHandler for Watcher {
     fn output(&mut self, bytes: &[u8], control: &mut Control) {
@@ -575,6 +607,42 @@ mod tests {
     use std::sync::{Arc, Mutex, PoisonError};
 
     use super::*;
+
+    /// Names that map to one folder would share an image and a log under nextest (issue 18,
+    /// item 3: `x::y` and `x-y` both went to `x-y`, every non-ASCII name to `_`).
+    #[test]
+    fn test_names_map_to_distinct_folder_names_that_stay_in_their_folder() {
+        let names = [
+            "x::y", "x-y", "x.y", "x_y", "α", "β", "..", ".", "", "a:::b", "a::", "::a", "%",
+            "%25", "x y", "x/y", "x\\y", "boot-1", "%62oot-1",
+        ];
+        let mapped: Vec<String> = names.iter().map(|n| file_name(n)).collect();
+        for (i, a) in mapped.iter().enumerate() {
+            assert!(
+                !a.is_empty() && a != "." && a != "..",
+                "{:?} → {a:?}",
+                names[i]
+            );
+            assert!(
+                !a.contains('/') && !a.contains('\\'),
+                "{:?} → {a:?}",
+                names[i]
+            );
+            for (j, b) in mapped.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{:?} and {:?} share a folder", names[i], names[j]);
+            }
+        }
+        assert_eq!(file_name("math::adds"), "math.adds");
+        assert_eq!(file_name("α"), "%CE%B1");
+        // Never the folder of a boot of several tests (`boot-1`, …).
+        assert_eq!(file_name("boot-1"), "%62oot-1");
+        assert_eq!(file_name("boot-x"), "boot-x");
+        // Long names: bounded, and still distinct.
+        let long_a = "α".repeat(200);
+        let long_b = format!("{}β", "α".repeat(199));
+        assert!(file_name(&long_a).len() <= FILE_NAME_MAX);
+        assert_ne!(file_name(&long_a), file_name(&long_b));
+    }
     use crate::table::TestCase;
 
     #[test]
@@ -858,6 +926,6 @@ mod tests {
 
     #[test]
     fn file_names_are_plain() {
-        assert_eq!(file_name("paging::maps pages/x"), "paging-maps_pages_x");
+        assert_eq!(file_name("paging::maps pages/x"), "paging.maps%20pages%2Fx");
     }
 }

@@ -57,7 +57,7 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// The serial log in the run folder `dir`: `boot-<n>` for the n-th boot of a run of several
-/// tests, the test's name with `-` for `::` when one test runs.
+/// tests, the test's name with `.` for `::` when one test runs.
 fn serial_log(project: &Project, dir: &str) -> String {
     let path = project
         .target_dir()
@@ -181,7 +181,7 @@ fn direct_boot_should_panic_and_ignored_tests() {
         ]),
         "{ran}"
     );
-    let log = serial_log(&project, "c-panics_expected");
+    let log = serial_log(&project, "c.panics_expected");
     assert_eq!(started(&log), ["c::panics_expected"], "{log}");
     assert!(log.contains("\nKTEST panic 4 boom in C\n"), "{log}");
 
@@ -193,7 +193,7 @@ fn direct_boot_should_panic_and_ignored_tests() {
         pairs(&[("c::ignored", "ok")]),
         "{ignored}"
     );
-    let log = serial_log(&project, "c-ignored");
+    let log = serial_log(&project, "c.ignored");
     assert_eq!(started(&log), ["c::ignored"], "{log}");
 }
 
