@@ -144,14 +144,14 @@ pub fn render_entries(entries: &[MenuEntry]) -> Result<String, Error> {
         let command = check(entry)?;
         out.push_str(&format!("\nmenuentry {} {{\n", quote(&entry.title)));
         let mut line = format!("\t{command} {}", quote(&entry.kernel));
-        push_words(&mut line, &entry.cmdline);
+        push_words(&mut line, &entry.cmdline, "kernel command line")?;
         out.push_str(&line);
         out.push('\n');
         match module_command(entry.protocol) {
             Some(command) => {
                 for module in &entry.modules {
                     let mut line = format!("\t{command} {}", quote(&module.path));
-                    push_words(&mut line, &module.cmdline);
+                    push_words(&mut line, &module.cmdline, "module command line")?;
                     out.push_str(&line);
                     out.push('\n');
                 }
@@ -217,12 +217,28 @@ fn check(entry: &MenuEntry) -> Result<&'static str, Error> {
 /// Appends the words of a command line, each quoted. GRUB joins a command's arguments with
 /// single spaces for the kernel (and backslash-escapes `\`, `'` and `"` in them), so runs of
 /// whitespace become one space.
-fn push_words(line: &mut String, cmdline: &str) {
+fn push_words(line: &mut String, cmdline: &str, what: &str) -> Result<(), Error> {
     for word in cmdline.split_whitespace() {
+        let quoted = quote(word);
+        if quoted.len() > WORD_MAX {
+            let start: String = word.chars().take(24).collect();
+            return Err(Error::plugin(
+                "grub",
+                format!(
+                    "a word of the {what} (`{start}…`, {} bytes) is longer than GRUB's config parser takes ({WORD_MAX} bytes; GRUB would abort with `token too large, exceeds YYLMAX`); shorten it, split it into several words, or use another bootloader",
+                    quoted.len()
+                ),
+            ));
+        }
         line.push(' ');
-        line.push_str(&quote(word));
+        line.push_str(&quoted);
     }
+    Ok(())
 }
+
+/// The longest word GRUB 2.06's config parser takes (its token buffer, `YYLMAX`, is 8 KiB: a
+/// word of 8,180 bytes boots, one of 8,200 makes GRUB abort), less a margin.
+const WORD_MAX: usize = 8000;
 
 /// Quotes one word for GRUB's script parser: bare when it only has characters the parser takes
 /// literally, else in single quotes (inside which nothing is special), with `'` written as
@@ -618,5 +634,20 @@ multiboot2 '/it''s'
             early_config(),
             "search --no-floppy --file --set=root /boot/grub/grub.cfg\nset prefix=($root)/boot/grub\n"
         );
+    }
+
+    /// A word GRUB's parser cannot take is refused before any image is written (issue 18,
+    /// item 10: GRUB aborted at boot and the run spun until its time limit).
+    #[test]
+    fn a_command_line_word_longer_than_grubs_parser_takes_is_refused() {
+        let fits = MenuEntry::new("k", Protocol::Multiboot2, "/boot/kernel")
+            .with_cmdline(format!("a {} b", "x".repeat(WORD_MAX)));
+        assert!(render(&[fits], 0).is_ok());
+        let long = MenuEntry::new("k", Protocol::Multiboot2, "/boot/kernel")
+            .with_cmdline(format!("a ktest={}", "1,".repeat(5000)));
+        let err = render(&[long], 0).unwrap_err().to_string();
+        assert!(err.contains("`ktest=1,1,1,"), "{err}");
+        assert!(err.contains("10006 bytes"), "{err}");
+        assert!(err.contains("YYLMAX"), "{err}");
     }
 }

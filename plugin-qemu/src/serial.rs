@@ -276,7 +276,9 @@ const CONTEXT_LINES: usize = 4;
 /// - Limine's panic: `PANIC: <message>`, `Stacktrace:`, `End of trace.` (then it waits for a
 ///   key or halts);
 /// - GRUB: `Failed to boot both default and fallback entries.` after its `error: ...` lines,
-///   or its rescue prompt (`grub rescue>`), or its command prompt after errors;
+///   or its rescue prompt (`grub rescue>`), or its command prompt after errors, or its abort
+///   (`fatal error: ...`, then `Aborted. Press any key to exit.`: a config line longer than
+///   its parser takes ends there, `token too large, exceeds YYLMAX`);
 /// - OVMF/AAVMF: `BdsDxe: No bootable option or device was found.`, or its UEFI shell started
 ///   after the boot options failed (a shell booted on purpose only has its `startup.nsh`
 ///   countdown answered);
@@ -367,6 +369,23 @@ impl BootWatch {
             return None;
         }
         // GRUB.
+        if complete && line.starts_with("fatal error: ") {
+            push_context(&mut self.grub_errors, line);
+            return None;
+        }
+        if line.contains("Aborted. Press any key to exit.") {
+            let mut reason = if self.grub_errors.is_empty() {
+                "GRUB aborted".to_owned()
+            } else {
+                format!("GRUB aborted: {}", Self::context(&self.grub_errors))
+            };
+            if self.grub_errors.iter().any(|e| e.contains("YYLMAX")) {
+                reason.push_str(
+                    " (a word of its config is longer than GRUB's parser takes, about 8 KiB: a long kernel command line or module argument)",
+                );
+            }
+            return self.gave_up(reason);
+        }
         if complete && line.starts_with("error: ") {
             push_context(&mut self.grub_errors, line);
             return None;
@@ -535,6 +554,20 @@ mod tests {
             Some(BootHit::GaveUp(reason)) => reason,
             other => panic!("no verdict: {other:?} ({hits:?})"),
         }
+    }
+
+    /// GRUB 2.06 (BIOS) on a config word over its parser's limit, as it prints it: no verdict
+    /// would ever come, QEMU spins (issue 18, item 10).
+    #[test]
+    fn grubs_abort_on_a_too_long_config_word_is_a_give_up() {
+        let text = "\x1b[H\x1b[J\x1b[1;1Hfatal error: token too large, exceeds YYLMAX\r\n\r\rAborted. Press any key to exit.";
+        let hits = boot_hits_any_chunking(text.as_bytes());
+        let reason = gave_up(&hits);
+        assert!(
+            reason.starts_with("GRUB aborted: fatal error: token too large, exceeds YYLMAX"),
+            "{reason}"
+        );
+        assert!(reason.contains("kernel command line"), "{reason}");
     }
 
     #[test]

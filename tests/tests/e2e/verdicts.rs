@@ -72,6 +72,30 @@ fn grub_giving_up_ends_the_run_at_once() {
     assert_eq!(project.qemu_processes(), Vec::<u32>::new());
 }
 
+/// A `grub.cfg` template with a word longer than GRUB's parser takes: GRUB prints `fatal
+/// error: token too large, exceeds YYLMAX`, `Aborted. Press any key to exit.` and spins; the
+/// run ends at once as a give-up (issue 18, item 10: it ran into its time limit).
+#[test]
+fn grub_aborting_on_a_too_long_config_word_ends_the_run_at_once() {
+    let project = Project::new(
+        runner_bin!(),
+        "bootloader = \"grub\"\nboot = \"bios\"\n[grub]\nconfig = \"grub.cfg.in\"\n[test]\ntimeout = 90\n",
+    );
+    project.write(
+        "grub.cfg.in",
+        &format!(
+            "serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\nset timeout=0\nmenuentry \"k\" {{\n\tmultiboot2 /boot/kernel {}\n\tboot\n}}\n",
+            "x".repeat(9000)
+        ),
+    );
+    let run = run(&project, true, &[], &multiboot(Variant::Pass));
+    run.assert_code(4)
+        .assert_stderr_contains("GRUB aborted: fatal error: token too large, exceeds YYLMAX");
+    // Far below the 90 s limit (the boot takes about a second here).
+    assert!(run.elapsed < Duration::from_secs(60), "not at once: {run}");
+    assert_eq!(project.qemu_processes(), Vec::<u32>::new());
+}
+
 #[test]
 fn seabios_finding_nothing_to_boot_ends_the_run_at_once() {
     let project = Project::new(runner_bin!(), "[test]\ntimeout = 90\n");
