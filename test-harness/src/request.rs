@@ -193,6 +193,31 @@ impl Selection<'_> {
     }
 }
 
+/// The most bytes of a `ktest=` token one boot gets: a command line must fit the bootloader's
+/// config (GRUB takes words of about 8 KiB) and the system's argument limits (QEMU's
+/// `-append`). More tests than that are run over several boots.
+pub const TOKEN_MAX: usize = 3000;
+
+/// How many of `tests` (from the first, in order) one boot's request holds: as many as fit
+/// [`TOKEN_MAX`], and at least one.
+pub fn batch_len(tests: &[&TestCase]) -> usize {
+    // The token grows with each test (a range only ever shortens what follows it), so the
+    // longest prefix that fits is found by halving.
+    let (mut fits, mut too_long) = (1, tests.len() + 1);
+    if kernel_token(tests).len() <= TOKEN_MAX {
+        return tests.len();
+    }
+    while too_long - fits > 1 {
+        let mid = (fits + too_long) / 2;
+        if kernel_token(&tests[..mid]).len() <= TOKEN_MAX {
+            fits = mid;
+        } else {
+            too_long = mid;
+        }
+    }
+    fits.min(tests.len())
+}
+
 /// The `ktest=` token for the kernel's command line: the indices of `tests`, in order, with
 /// runs of consecutive indices as ranges (protocol section 2).
 pub fn kernel_token(tests: &[&TestCase]) -> String {
@@ -333,5 +358,37 @@ mod tests {
         assert_eq!(pick(&[0, 1, 2, 5, 7, 8]), "ktest=0-2,5,7-8");
         assert_eq!(pick(&[4]), "ktest=4");
         assert_eq!(pick(&[]), "ktest=");
+    }
+
+    /// 30,000 tests in an order that makes no ranges: each boot's request fits (issue 18,
+    /// item 16: one `ktest=` token of 170 KiB made QEMU fail with "Argument list too long").
+    #[test]
+    fn a_request_too_long_for_one_command_line_is_split_into_boots_that_fit() {
+        let cases: Vec<TestCase> = (0..30_000)
+            .map(|i| TestCase::new((i * 7919) % 30_000, format!("t{i}")))
+            .collect();
+        let mut pending: Vec<&TestCase> = cases.iter().collect();
+        let mut boots = 0;
+        let mut seen = 0;
+        while !pending.is_empty() {
+            let n = batch_len(&pending);
+            assert!(n >= 1);
+            let token = kernel_token(&pending[..n]);
+            assert!(token.len() <= TOKEN_MAX, "{} bytes", token.len());
+            if n < pending.len() {
+                assert!(
+                    kernel_token(&pending[..n + 1]).len() > TOKEN_MAX,
+                    "not the longest fit"
+                );
+            }
+            seen += n;
+            pending.drain(..n);
+            boots += 1;
+        }
+        assert_eq!(seen, 30_000);
+        assert!(boots > 1 && boots < 100, "{boots} boots");
+        // A short request is one boot.
+        let few: Vec<&TestCase> = cases.iter().take(10).collect();
+        assert_eq!(batch_len(&few), 10);
     }
 }

@@ -103,9 +103,20 @@ fn run_printing(
     let single = pending.len() == 1;
     let mut symbolizer: Option<Option<Symbolizer>> = None;
     let mut boot = 0;
+    let mut split_said = false;
     while !pending.is_empty() {
         boot += 1;
-        let order: Vec<&TestCase> = pending.iter().copied().collect();
+        let all: Vec<&TestCase> = pending.iter().copied().collect();
+        // A request too long for one command line runs over several boots.
+        let order: Vec<&TestCase> = all[..request::batch_len(&all)].to_vec();
+        if order.len() < all.len() && !split_said {
+            split_said = true;
+            eprintln!(
+                "note: the request for these {} tests is longer than one kernel command line takes ({} bytes of `ktest=`): they run over several boots",
+                all.len(),
+                request::TOKEN_MAX
+            );
+        }
         // One directory a boot: a single test (as nextest runs them, several at a time) gets
         // one named after it, so parallel runs never share a serial log or an image.
         let label = if single {
@@ -227,7 +238,11 @@ fn run_printing(
         if pending.is_empty() {
             break;
         }
-        if watcher.done || watcher.bad_version.is_some() || !progressed {
+        // Tests of this boot's request that got no result (the rest wait for their boot).
+        let left_of_batch = pending
+            .iter()
+            .any(|t| order.iter().any(|o| o.index == t.index));
+        if left_of_batch && (watcher.done || watcher.bad_version.is_some() || !progressed) {
             // The kernel finished without running these, speaks another protocol, or a boot
             // ran none of them: each fails, with what the machine said, rather than booting
             // forever.
@@ -245,7 +260,18 @@ fn run_printing(
                 )
             };
             let boot_output = String::from_utf8_lossy(&watcher.outside).into_owned();
-            for test in pending.drain(..) {
+            // Another protocol fails every boot alike: all that is left fails. Otherwise only
+            // this boot's tests do, and the next boot takes the rest.
+            let failing: Vec<&TestCase> = if watcher.bad_version.is_some() {
+                pending.drain(..).collect()
+            } else {
+                let (batch, rest): (Vec<&TestCase>, Vec<&TestCase>) = pending
+                    .drain(..)
+                    .partition(|t| order.iter().any(|o| o.index == t.index));
+                pending.extend(rest);
+                batch
+            };
+            for test in failing {
                 let run = TestRun {
                     index: test.index,
                     status: Status::Failed(why.clone()),
