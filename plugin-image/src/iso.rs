@@ -415,6 +415,16 @@ impl Layout {
             // small hybrid images to 1 MiB so they boot from a (virtual) USB stick too.
             None if opts.hybrid => needed.max(MIN_HYBRID_BLOCKS),
             None => needed,
+            Some(size) if size > MAX_BYTES => {
+                return Err(Error::plugin(
+                    "iso",
+                    format!(
+                        "`image.size = {size}` is more than an ISO 9660 volume can hold \
+                         ({MAX_BYTES} bytes: 2^32 blocks of 2048 bytes); use a smaller size or \
+                         remove it"
+                    ),
+                ));
+            }
             Some(size) if size % BLOCK as u64 != 0 => {
                 return Err(Error::plugin(
                     "iso",
@@ -513,6 +523,9 @@ fn blocks_for(bytes: u64) -> u64 {
 fn block(at: u64) -> u32 {
     u32::try_from(at).unwrap_or(u32::MAX)
 }
+
+/// The largest ISO 9660 volume: its block numbers are 32-bit.
+const MAX_BYTES: u64 = (u32::MAX as u64) * BLOCK as u64;
 
 fn block_checked(at: u64) -> Result<u32, Error> {
     u32::try_from(at).map_err(|_| {

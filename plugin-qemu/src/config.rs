@@ -22,7 +22,8 @@ pub struct QemuConfig {
     /// megabytes, as cargo-image-runner 0.5 wrote it (`1024` is `"1024M"`).
     #[serde(deserialize_with = "memory")]
     pub memory: String,
-    /// Number of virtual CPUs.
+    /// Number of virtual CPUs (at least 1).
+    #[serde(deserialize_with = "cores")]
     pub cores: u32,
     /// Accelerator: `auto`, `kvm`, `tcg`, `hvf`, `whpx`, or a fallback list like `kvm,tcg`.
     pub accel: String,
@@ -81,7 +82,13 @@ fn memory<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error
         }
 
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_owned())
+            if valid_memory(v) {
+                Ok(v.to_owned())
+            } else {
+                Err(E::custom(format!(
+                    "`{v}` is no size QEMU's -m takes: give a number with an optional unit (\"1G\", \"512M\", \"1536\") or QEMU's own `size=...,slots=...,maxmem=...` form"
+                )))
+            }
         }
 
         fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
@@ -103,6 +110,33 @@ fn memory<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error
         }
     }
     deserializer.deserialize_any(Memory)
+}
+
+/// At least one virtual CPU.
+fn cores<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let value = i64::deserialize(deserializer)?;
+    match u32::try_from(value) {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(serde::de::Error::custom(format!(
+            "{value} virtual CPUs: give a number from 1"
+        ))),
+    }
+}
+
+/// What QEMU's `-m` takes: a positive number (a fraction too) with an optional unit (`K`, `M`,
+/// `G`, `T`, any case, an optional `B`), or its `key=value,...` form, which QEMU checks.
+fn valid_memory(v: &str) -> bool {
+    if v.contains('=') {
+        return true;
+    }
+    let digits = v.trim_end_matches(['B', 'b']);
+    let digits = digits.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', 't', 'T']);
+    let unit_len = v.len() - digits.len();
+    unit_len <= 2
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().filter(|&b| b == b'.').count() <= 1
+        && digits.bytes().any(|b| b != b'0' && b != b'.')
 }
 
 /// The keys of cargo-image-runner 0.5's `[runner.qemu]` that are spelled differently now (the
@@ -226,5 +260,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("memroy"), "{err}");
+    }
+
+    /// Issue 18, item 22: such values reached QEMU, which refused them at start (exit 4
+    /// instead of a config error).
+    #[test]
+    fn memory_and_cores_qemu_would_refuse_are_config_errors() {
+        for good in [
+            "1G",
+            "512M",
+            "512m",
+            "1536",
+            "1.5G",
+            "2GB",
+            "size=1G,slots=2,maxmem=4G",
+        ] {
+            let cfg: QemuConfig = toml::from_str(&format!("memory = {good:?}")).unwrap();
+            assert_eq!(cfg.memory, good);
+        }
+        for bad in ["", "lots", "1X", "-1G", "0", "0M", "1..5G", "G", "1 G"] {
+            let err = toml::from_str::<QemuConfig>(&format!("memory = {bad:?}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("no size QEMU's -m takes"), "{bad}: {err}");
+        }
+        assert_eq!(toml::from_str::<QemuConfig>("cores = 4").unwrap().cores, 4);
+        for bad in ["0", "-2", "4294967296"] {
+            let err = toml::from_str::<QemuConfig>(&format!("cores = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("virtual CPUs: give a number from 1"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

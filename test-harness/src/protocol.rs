@@ -79,37 +79,43 @@ impl Line {
     }
 }
 
-/// Undoes the protocol's escapes: `\\`, `\n`, `\r`, `\xHH`.
+/// Undoes the protocol's escapes: `\\`, `\n`, `\r`, `\xHH`. `\xHH` is a byte: escaped bytes of
+/// a UTF-8 character (`\xC3\xA9`) make that character, and bytes that are no UTF-8 read as
+/// U+FFFD (never as the Latin-1 character of the same number).
 pub fn unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
     let mut chars = text.chars();
+    let push = |out: &mut Vec<u8>, c: char| {
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    };
     while let Some(c) = chars.next() {
         if c != '\\' {
-            out.push(c);
+            push(&mut out, c);
             continue;
         }
         match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('\\') => out.push('\\'),
+            Some('n') => out.push(b'\n'),
+            Some('r') => out.push(b'\r'),
+            Some('\\') => out.push(b'\\'),
             Some('x') => {
                 let hex: String = chars.by_ref().take(2).collect();
                 match u8::from_str_radix(&hex, 16) {
-                    Ok(b) => out.push(char::from(b)),
-                    Err(_) => {
-                        out.push_str("\\x");
-                        out.push_str(&hex);
+                    Ok(b) if hex.len() == 2 => out.push(b),
+                    _ => {
+                        out.extend_from_slice(b"\\x");
+                        out.extend_from_slice(hex.as_bytes());
                     }
                 }
             }
             Some(other) => {
-                out.push('\\');
-                out.push(other);
+                out.push(b'\\');
+                push(&mut out, other);
             }
-            None => out.push('\\'),
+            None => out.push(b'\\'),
         }
     }
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How one test ended.
@@ -607,6 +613,16 @@ mod tests {
     use std::sync::{Arc, Mutex, PoisonError};
 
     use super::*;
+
+    /// Issue 18, item 22: `\xC3\xA9` decoded as `Ã©` (each byte a Latin-1 character).
+    #[test]
+    fn byte_escapes_are_bytes_of_utf8() {
+        assert_eq!(unescape(r"caf\xC3\xA9"), "café");
+        assert_eq!(unescape(r"\xFF!"), "\u{FFFD}!");
+        assert_eq!(unescape(r"a\x41\n\\"), "aA\n\\");
+        assert_eq!(unescape(r"\xZZ \x4"), r"\xZZ \x4");
+        assert_eq!(unescape("é"), "é");
+    }
 
     /// Names that map to one folder would share an image and a log under nextest (issue 18,
     /// item 3: `x::y` and `x-y` both went to `x-y`, every non-ASCII name to `_`).

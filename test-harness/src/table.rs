@@ -126,6 +126,11 @@ pub fn parse(data: &[u8]) -> Result<Option<Vec<TestCase>>, String> {
         let timeout_ms = u32_at(&entry[8..12]);
         let name_ptr = word_at(&entry[16..16 + width]);
         let name_len = word_at(&entry[16 + width..16 + 2 * width]);
+        if name_len == 0 {
+            return Err(format!(
+                "test {index} has an empty name; names are non-empty and without spaces"
+            ));
+        }
         let name_bytes = bytes_at(&file, name_ptr, name_len).ok_or_else(|| {
             format!(
                 "the name of test {index} ({name_len} bytes at {name_ptr:#x}) lies in no section of the file; test names must be link-time constants"
@@ -133,9 +138,10 @@ pub fn parse(data: &[u8]) -> Result<Option<Vec<TestCase>>, String> {
         })?;
         let name = std::str::from_utf8(name_bytes)
             .map_err(|_| format!("the name of test {index} is not UTF-8"))?;
-        if name.is_empty() || name.chars().any(char::is_whitespace) {
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!(
-                "test {index} has the name {name:?}; names are non-empty and without spaces"
+                "test {index} has the name {:?}; names are non-empty, without spaces and control characters",
+                name.escape_debug().to_string()
             ));
         }
         tests.push(TestCase {
@@ -149,13 +155,21 @@ pub fn parse(data: &[u8]) -> Result<Option<Vec<TestCase>>, String> {
     Ok(Some(tests))
 }
 
-/// The `len` bytes at virtual address `addr`, from the section whose address range holds them.
+/// The `len` bytes at virtual address `addr`, from the section whose address range holds them:
+/// a section the kernel has in memory (`SHF_ALLOC`), since a pointer of the running kernel can
+/// only point there (a debug or symbol section that happens to cover the address is no test
+/// name).
 fn bytes_at<'d>(file: &object::File<'d>, addr: u64, len: u64) -> Option<&'d [u8]> {
     if len == 0 {
         return None;
     }
     file.sections()
-        .filter(|s| s.address() != 0 || addr < s.size())
+        .filter(|s| {
+            matches!(
+                s.flags(),
+                object::SectionFlags::Elf { sh_flags, .. } if sh_flags.0 & object::elf::SHF_ALLOC.0 != 0
+            )
+        })
         .find_map(|s| s.data_range(addr, len).ok().flatten())
 }
 
@@ -306,5 +320,29 @@ pub(crate) mod tests {
             .unwrap();
         no_table[at + 10] = b'x';
         assert_eq!(parse(&no_table).unwrap(), None);
+    }
+
+    /// Entry 0's name pointer and length, patched (64-bit little-endian file of one test `a`:
+    /// the table follows the 64-byte header and 8 bytes of names).
+    fn with_name(ptr: u64, len: u64) -> Vec<u8> {
+        let mut file = elf(true, false, &[("a", 0, 0)], MAGIC);
+        let entry = 64 + 8;
+        file[entry + 16..entry + 24].copy_from_slice(&ptr.to_le_bytes());
+        file[entry + 24..entry + 32].copy_from_slice(&len.to_le_bytes());
+        file
+    }
+
+    /// Issue 18, item 22: an empty name was "in no section"; a pointer that only a section the
+    /// kernel never loads covers (here `.shstrtab`, at address 0) was read, control characters
+    /// and all.
+    #[test]
+    fn names_are_non_empty_and_only_read_from_loaded_sections() {
+        assert!(parse(&with_name(0x20_0000, 1)).is_ok());
+        let err = parse(&with_name(0x20_0000, 0)).unwrap_err();
+        assert!(err.contains("test 0 has an empty name"), "{err}");
+        let err = parse(&with_name(0, 9)).unwrap_err();
+        assert!(err.contains("lies in no section"), "{err}");
+        let err = parse(&with_name(1, 7)).unwrap_err();
+        assert!(err.contains("lies in no section"), "{err}");
     }
 }

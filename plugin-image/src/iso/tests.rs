@@ -269,9 +269,15 @@ fn an_exact_size_is_kept_and_a_small_one_says_what_is_needed() {
     assert!(ok && text.contains("No problems found"), "{text}");
 
     std::fs::remove_file(&iso).unwrap();
+    // Issue 18, item 22: a huge odd size was answered "use 9223372036854775808".
     for (size, needle) in [
         (natural - 2048, format!("at least {natural} bytes")),
         (natural + 1, "multiple of 2048".to_owned()),
+        (
+            i64::MAX as u64,
+            "more than an ISO 9660 volume can hold (8796093020160 bytes".to_owned(),
+        ),
+        (u64::MAX, "more than an ISO 9660 volume can hold".to_owned()),
     ] {
         let opts = IsoOptions {
             size: Some(size),

@@ -233,7 +233,10 @@ pub enum Attach {
 pub struct ModeConfig {
     /// QEMU exit status that means "passed" (`(value << 1) | 1` of the isa-debug-exit write).
     /// When `[run]` leaves it unset, runs use `[test]`'s.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "exit_status"
+    )]
     pub success_exit_code: Option<i32>,
     /// Seconds before the run is stopped and counted as timed out; 0 means no limit.
     pub timeout: u64,
@@ -269,4 +272,37 @@ pub struct SendRule {
     pub after: String,
     /// What to type.
     pub text: String,
+}
+
+/// A process exit status: 0 to 255 (what a process can report; `(value << 1) | 1` of an
+/// isa-debug-exit write is taken modulo 256 by the system). Anything else could never match.
+fn exit_status<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i32>, D::Error> {
+    let value = i64::deserialize(deserializer)?;
+    match i32::try_from(value) {
+        Ok(status @ 0..=255) => Ok(Some(status)),
+        _ => Err(serde::de::Error::custom(format!(
+            "{value} is no exit status a process can have (0 to 255); with isa-debug-exit a write of v gives (v << 1) | 1, e.g. 33 for 0x10"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod exit_status_tests {
+    use super::*;
+
+    /// Issue 18, item 22: 300 or -1 were taken and could never match.
+    #[test]
+    fn a_success_exit_code_is_an_exit_status() {
+        let mode: ModeConfig = toml::from_str("success-exit-code = 33").unwrap();
+        assert_eq!(mode.success_exit_code, Some(33));
+        for bad in ["300", "-1", "256", "99999999999"] {
+            let err = toml::from_str::<ModeConfig>(&format!("success-exit-code = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("no exit status a process can have (0 to 255)"),
+                "{bad}: {err}"
+            );
+        }
+    }
 }
