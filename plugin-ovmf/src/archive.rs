@@ -6,6 +6,8 @@ use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use image_runner_core::Error;
 
 /// Limits on what an archive may unpack to.
@@ -33,11 +35,23 @@ impl Default for Caps {
 /// 64 MiB), in KiB.
 const DECODER_MEMORY_KIB: u32 = 128 << 10;
 
+/// One file unpacked from an archive, with its size and the sha256 of the bytes the archive
+/// held (computed as they were written, not read back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpacked {
+    /// Its path below the destination (the archive's top folder stripped).
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The sha256 of its content, lowercase hex.
+    pub sha256: String,
+}
+
 /// Unpacks the `.tar.xz` at `archive` into the existing, empty folder `dest` and returns the
 /// files written (relative paths, top folder stripped). The archive is decompressed as the tar
 /// reader consumes it, so memory stays at the decoder's dictionary whatever the archive's size.
 /// On an error `dest` may hold part of the archive: the caller removes it.
-pub fn unpack(archive: &Path, dest: &Path, caps: Caps) -> Result<Vec<PathBuf>, Error> {
+pub fn unpack(archive: &Path, dest: &Path, caps: Caps) -> Result<Vec<Unpacked>, Error> {
     let fail = |why: String| {
         Error::plugin(
             "ovmf",
@@ -75,7 +89,7 @@ fn unpack_tar(
     dest: &Path,
     caps: Caps,
     fail: &dyn Fn(String) -> Error,
-) -> Result<Vec<PathBuf>, Error> {
+) -> Result<Vec<Unpacked>, Error> {
     let mut tar = tar::Archive::new(reader);
     let entries = tar
         .entries()
@@ -161,13 +175,22 @@ fn unpack_tar(
                     Error::io("create", &path, e)
                 }
             })?;
-        let copied = std::io::copy(&mut (&mut entry).take(size), &mut out)
+        let mut hashed = Hashing {
+            inner: &mut out,
+            hasher: Sha256::new(),
+        };
+        let copied = std::io::copy(&mut (&mut entry).take(size), &mut hashed)
             .map_err(|e| fail(format!("entry `{raw}`: {e}")))?;
         if copied != size {
             return Err(fail(format!("entry `{raw}` is cut short")));
         }
+        let sha256 = crate::download::hex(&hashed.hasher.finalize());
         out.flush().map_err(|e| Error::io("write", &path, e))?;
-        written.push(inner);
+        written.push(Unpacked {
+            path: inner,
+            size,
+            sha256,
+        });
     }
     if written.is_empty() {
         return Err(fail("it holds no files".into()));
@@ -192,6 +215,24 @@ fn checked_path(raw: &str) -> Result<PathBuf, String> {
         }
     }
     Ok(clean)
+}
+
+/// A writer that hashes what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A reader that fails once more than `cap` bytes came through it.
@@ -298,7 +339,8 @@ pub(crate) mod tests {
             let before = status_kib("VmRSS");
             let files = unpack(&archive, &dest, caps).unwrap();
             let peak = status_kib("VmHWM");
-            assert_eq!(files, [PathBuf::from("x64/code.fd")]);
+            let paths: Vec<PathBuf> = files.into_iter().map(|f| f.path).collect();
+            assert_eq!(paths, [PathBuf::from("x64/code.fd")]);
             println!("{GROWN_KIB}{}", peak.saturating_sub(before));
             return;
         }
@@ -373,7 +415,9 @@ pub(crate) mod tests {
         std::fs::write(&archive, tar_xz(entries)).unwrap();
         let dest = dir.path().join("out");
         std::fs::create_dir(&dest).unwrap();
-        let result = unpack(&archive, &dest, Caps::default()).map_err(|e| e.to_string());
+        let result = unpack(&archive, &dest, Caps::default())
+            .map(|files| files.into_iter().map(|f| f.path).collect())
+            .map_err(|e| e.to_string());
         // Nothing ever lands outside `dest`.
         let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -396,6 +440,24 @@ pub(crate) mod tests {
         assert_eq!(
             files,
             [PathBuf::from("x64/code.fd"), PathBuf::from("x64/vars.fd")]
+        );
+    }
+
+    #[test]
+    fn each_file_comes_with_the_sha256_of_what_the_archive_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.xz");
+        std::fs::write(&archive, tar_xz(&[("r/x64/code.fd", b'0', b"code", "")])).unwrap();
+        let dest = dir.path().join("out");
+        std::fs::create_dir(&dest).unwrap();
+        let files = unpack(&archive, &dest, Caps::default()).unwrap();
+        assert_eq!(
+            files,
+            [Unpacked {
+                path: PathBuf::from("x64/code.fd"),
+                size: 4,
+                sha256: crate::download::hex(&Sha256::digest(b"code")),
+            }]
         );
     }
 

@@ -3,21 +3,35 @@
 //! ```text
 //! <cache>/ovmf/
 //!   <sha256>/               a published release: x64/code.fd, aarch64/vars.fd, ...
-//!     MANIFEST              written last: the release, then "<sha256> <size> <path>" per file
+//!     MANIFEST              written last: the release, a line per file, the seal (below)
 //!   <tag>-bin.tar.xz        an archive placed by hand (for offline machines), verified on use
 //!   .lock                   held while downloading and publishing
 //!   .<name>.tmp-<pid>       a download or an unpacking in progress
 //! ```
 //!
 //! A release is unpacked into a temporary folder and renamed into place with its manifest, so
-//! a folder under its sha256 is always whole; readers need no lock. An entry whose files do not
-//! match its manifest is damaged: it is fetched again into a temporary folder, which then takes
-//! the entry's place in one atomic exchange (`renameat2` with `RENAME_EXCHANGE` on Linux); only
-//! then is the old folder, now under the temporary name, removed. So the paths of an entry never
-//! stop existing: a run that checked its files and copies the variable store or starts QEMU a
-//! moment later finds them (the same bytes, from the new folder), and files it already opened
-//! stay readable. Where the exchange is unsupported the old folder is renamed aside just before
-//! the new one is renamed in, which leaves a gap of two renames.
+//! a folder under its sha256 is always whole; readers need no lock.
+//!
+//! The manifest ties the files to the archive the folder is named after: for each file, the
+//! sha256 of the bytes the verified archive held (hashed as they were unpacked), their length,
+//! and the size after padding for pflash (zeros); and last a seal, the sha256 of the archive's
+//! sha256 followed by every line above it, so that a manifest edited alone no longer matches
+//! its folder. Every use re-hashes the files it hands out (about 3 ms for a 4 MiB firmware
+//! file; the padding of the 64 MiB aarch64 images is only compared with zeros), so neither a
+//! file's time nor its size can hide a change.
+//!
+//! An entry whose files do not match its manifest is damaged: it is fetched again into a
+//! temporary folder, which then takes the entry's place in one atomic exchange (`renameat2`
+//! with `RENAME_EXCHANGE` on Linux); only then is the old folder, now under the temporary
+//! name, removed. So the paths of an entry never stop existing: a run that checked its files
+//! and copies the variable store or starts QEMU a moment later finds them (the same bytes,
+//! from the new folder), and files it already opened stay readable. Where the exchange is
+//! unsupported the old folder is renamed aside just before the new one is renamed in, which
+//! leaves a gap of two renames.
+//!
+//! What is not covered: someone able to write the cache can plant a file and write a manifest
+//! and seal to match it (nothing secret goes into the seal). The seal guards against damage and
+//! a manifest edited alone, the re-hash against a file changed behind the manifest's back.
 
 use std::fs::File;
 use std::io::Write;
@@ -32,12 +46,16 @@ use crate::release::{self, Release};
 
 const MANIFEST: &str = "MANIFEST";
 
-/// How closely a cache entry is checked.
+/// The manifest's first line; a manifest of another format (an older runner's) is damaged.
+const MANIFEST_FORMAT: &str = "cargo-image-runner ovmf cache 2";
+
+/// How much of a cache entry is checked. Either way the manifest's seal, and the size and
+/// sha256 of every file checked, whatever the files' times say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
-    /// Sizes, and the sha256 of any file changed since the entry was published.
+    /// The files of the architecture asked for (all when none is): what a run uses.
     Quick,
-    /// The sha256 of every file.
+    /// Every file of the release.
     Full,
 }
 
@@ -56,8 +74,11 @@ pub struct Entry {
     pub tag: String,
     /// The archive's sha256.
     pub sha256: String,
-    /// Its files (relative paths) with their size and sha256.
+    /// Its files (relative paths) with their size and the sha256 of the content the archive
+    /// held (for a file padded for pflash, of its first bytes, before the zeros).
     pub files: Vec<(PathBuf, u64, String)>,
+    /// The length of the archive's content of each file padded for pflash.
+    padded: Vec<(PathBuf, u64)>,
 }
 
 /// The firmware of one architecture in a release.
@@ -74,36 +95,83 @@ pub struct ArchFiles {
 impl Entry {
     /// The files for `arch`, or an error saying which architectures the release has.
     pub fn arch(&self, arch: Arch) -> Result<ArchFiles, Error> {
-        let dir = release::arch_dir(arch).unwrap_or("?");
-        let has = |name: &str| {
-            self.files
-                .iter()
-                .any(|(p, _, _)| *p == Path::new(dir).join(name))
-        };
-        if !has("code.fd") || !has("vars.fd") {
-            let mut archs: Vec<String> = self
-                .files
-                .iter()
-                .filter_map(|(p, _, _)| p.parent().map(|d| d.display().to_string()))
-                .filter(|d| !d.is_empty())
-                .collect();
-            archs.dedup();
+        let files: Vec<&Path> = self.files.iter().map(|(p, _, _)| p.as_path()).collect();
+        if !has_firmware(&files, arch) {
             return Err(Error::plugin(
                 "ovmf",
                 format!(
-                    "the firmware release {} ({}) has no `{dir}/code.fd` and `{dir}/vars.fd` for {arch} (it has: {}); install your distribution's firmware for {arch} or set `ovmf.code` and `ovmf.vars`",
-                    self.tag,
-                    self.dir.display(),
-                    archs.join(", ")
+                    "{}; install your distribution's firmware for {arch} or set `ovmf.code` and `ovmf.vars`",
+                    lacking(&self.tag, &self.dir, &files, Some(arch))
                 ),
             ));
         }
+        let dir = release::arch_dir(arch).unwrap_or("?");
+        let has = |name: &str| files.iter().any(|p| *p == Path::new(dir).join(name));
         let base = self.dir.join(dir);
         Ok(ArchFiles {
             code: base.join("code.fd"),
             vars: base.join("vars.fd"),
             shell: has("shell.efi").then(|| base.join("shell.efi")),
         })
+    }
+
+    /// The length of the archive's content of `rel` (its size when it was not padded).
+    fn content_len(&self, rel: &Path, size: u64) -> u64 {
+        self.padded
+            .iter()
+            .find(|(p, _)| p == rel)
+            .map_or(size, |(_, len)| *len)
+    }
+}
+
+/// Whether `files` (paths in a release) hold the code and variable store of `arch`.
+fn has_firmware(files: &[&Path], arch: Arch) -> bool {
+    let Some(dir) = release::arch_dir(arch) else {
+        return false;
+    };
+    ["code.fd", "vars.fd"]
+        .iter()
+        .all(|name| files.iter().any(|p| *p == Path::new(dir).join(name)))
+}
+
+/// Why a release (tag `tag`, in `dir`) with `files` does not do for `arch` (for any
+/// architecture when `None`): what it lacks, and what it has.
+fn lacking(tag: &str, dir: &Path, files: &[&Path], arch: Option<Arch>) -> String {
+    let has: Vec<String> = crate::ARCHES
+        .into_iter()
+        .filter(|a| has_firmware(files, *a))
+        .map(|a| a.to_string())
+        .collect();
+    let what = if has.is_empty() {
+        let mut names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        names.sort();
+        let more = names.len().saturating_sub(10);
+        names.truncate(10);
+        let listed = if names.is_empty() {
+            "none".to_owned()
+        } else if more > 0 {
+            format!("{} and {more} more", names.join(", "))
+        } else {
+            names.join(", ")
+        };
+        format!(
+            "it has no firmware for any architecture (`<arch>/code.fd` and `<arch>/vars.fd`); its files: {listed}"
+        )
+    } else {
+        format!("it has firmware for {} only", has.join(", "))
+    };
+    match arch {
+        Some(arch) => {
+            let folder = release::arch_dir(arch).unwrap_or("?");
+            format!(
+                "the firmware release {tag} ({}) has no `{folder}/code.fd` and `{folder}/vars.fd` for {arch}: {what}",
+                dir.display()
+            )
+        }
+        None => format!(
+            "the firmware release {tag} ({}) is of no use: {what}",
+            dir.display()
+        ),
     }
 }
 
@@ -140,7 +208,9 @@ impl Cache {
     }
 
     /// The published entry with archive sha256 `sha256`, checked for `arch` (every file when
-    /// `None`); the reason it is unusable otherwise.
+    /// `None` or `how` is [`Check::Full`]); the reason it is unusable otherwise. The manifest
+    /// must carry the seal of `sha256`, and every file checked must have its recorded size and
+    /// content, re-hashed now (see the module's notes).
     pub fn check(&self, sha256: &str, arch: Option<Arch>, how: Check) -> Result<Entry, String> {
         let dir = self.entry_dir(sha256);
         let manifest = dir.join(MANIFEST);
@@ -156,40 +226,19 @@ impl Cache {
                 ));
             }
         };
-        let published = std::fs::metadata(&manifest).and_then(|m| m.modified()).ok();
         let entry = parse_manifest(&dir, sha256, &text)
-            .ok_or_else(|| format!("its manifest {} is damaged", manifest.display()))?;
-        let prefix = arch.and_then(release::arch_dir).map(PathBuf::from);
+            .map_err(|why| format!("its manifest {} {why}", manifest.display()))?;
+        let prefix = match how {
+            Check::Quick => arch.and_then(release::arch_dir).map(PathBuf::from),
+            Check::Full => None,
+        };
         for (rel, size, sum) in &entry.files {
             if let Some(prefix) = &prefix
                 && !rel.starts_with(prefix)
             {
                 continue;
             }
-            let path = dir.join(rel);
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| format!("{} is unreadable: {e}", path.display()))?;
-            if meta.len() != *size {
-                return Err(format!(
-                    "{} has {} bytes instead of {size}",
-                    path.display(),
-                    meta.len()
-                ));
-            }
-            let changed = match (meta.modified().ok(), published) {
-                (Some(modified), Some(published)) => modified > published,
-                _ => true,
-            };
-            if how == Check::Full || changed {
-                let actual = download::sha256_file(&path)
-                    .map_err(|e| format!("{} is unreadable: {e}", path.display()))?;
-                if actual != *sum {
-                    return Err(format!(
-                        "{} was changed since it was unpacked",
-                        path.display()
-                    ));
-                }
-            }
+            verify_file(&dir.join(rel), *size, entry.content_len(rel, *size), sum)?;
         }
         Ok(entry)
     }
@@ -211,6 +260,7 @@ impl Cache {
                         tag: "?".into(),
                         sha256: sha.clone(),
                         files: Vec::new(),
+                        padded: Vec::new(),
                     },
                     Some(problem),
                 ),
@@ -230,13 +280,27 @@ impl Cache {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io("open the lock file", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+        }
+        // Another run is downloading or unpacking (bounded by `ovmf.download-timeout`): say why
+        // this one waits.
+        eprintln!(
+            "    Waiting for another process to finish downloading UEFI firmware into {} (it holds {})",
+            self.root.display(),
+            path.display()
+        );
         file.lock().map_err(|e| Error::io("lock", &path, e))?;
         Ok(file)
     }
 }
 
 /// The release `release` from the cache, downloading and publishing it when it is missing or
-/// damaged; `arch` says which files must be sound (every file when `None`).
+/// damaged; `arch` says which files must be sound (every file when `None`). The release must
+/// hold the firmware of `arch` (of some architecture when `None`): one that does not is an
+/// error, and is not published.
 pub fn acquire(
     cache: &Cache,
     release: &Release,
@@ -245,7 +309,7 @@ pub fn acquire(
     net: &Net,
 ) -> Result<Entry, Error> {
     let first = match cache.check(&release.sha256, arch, how) {
-        Ok(entry) => return Ok(entry),
+        Ok(entry) => return usable(entry, arch),
         Err(problem) => problem,
     };
     let placed = cache.placed_archive(release);
@@ -255,7 +319,7 @@ pub fn acquire(
     let _lock = cache.lock()?;
     // Another process may have published it while this one waited.
     if let Ok(entry) = cache.check(&release.sha256, arch, how) {
-        return Ok(entry);
+        return usable(entry, arch);
     }
     // Only the lock holder writes temporaries: any left are from processes that died.
     remove_stale_temporaries(&cache.root);
@@ -327,11 +391,11 @@ pub fn acquire(
                 ),
             ));
         }
-        publish(cache, release, &archive)
+        publish(cache, release, &archive, arch)
     })();
     let _ = std::fs::remove_file(&download_temp);
     result?;
-    cache
+    let entry = cache
         .check(&release.sha256, arch, Check::Quick)
         .map_err(|problem| {
             Error::plugin(
@@ -342,12 +406,27 @@ pub fn acquire(
                     dir.display()
                 ),
             )
-        })
+        })?;
+    usable(entry, arch)
+}
+
+/// `entry` when it holds the firmware of `arch`; the error saying what it has otherwise.
+fn usable(entry: Entry, arch: Option<Arch>) -> Result<Entry, Error> {
+    match arch {
+        Some(arch) => entry.arch(arch).map(|_| entry),
+        None => Ok(entry),
+    }
 }
 
 /// Unpacks the verified `archive` into a temporary folder, pads the pflash images, writes the
-/// manifest and renames the folder into place.
-fn publish(cache: &Cache, release: &Release, archive: &Path) -> Result<(), Error> {
+/// sealed manifest and renames the folder into place. A release without the firmware of `arch`
+/// (of any architecture when `None`) is refused before anything is published.
+fn publish(
+    cache: &Cache,
+    release: &Release,
+    archive: &Path,
+    arch: Option<Arch>,
+) -> Result<(), Error> {
     let dir = cache.entry_dir(&release.sha256);
     let temp = temp_path(&dir);
     let pending = PendingTemporary::register(&temp);
@@ -355,14 +434,37 @@ fn publish(cache: &Cache, release: &Release, archive: &Path) -> Result<(), Error
     std::fs::create_dir_all(&temp).map_err(|e| Error::io("create the directory", &temp, e))?;
     let result = (|| {
         let files = archive::unpack(archive, &temp, Caps::default())?;
-        let mut manifest = format!("release {}\nurl {}\n", release.tag, release.url);
-        for rel in &files {
+        let paths: Vec<&Path> = files.iter().map(|f| f.path.as_path()).collect();
+        let fits = match arch {
+            Some(arch) => has_firmware(&paths, arch),
+            None => crate::ARCHES.into_iter().any(|a| has_firmware(&paths, a)),
+        };
+        if !fits {
+            let placed = cache.placed_archive(release);
+            let from = if archive == placed {
+                placed
+            } else {
+                PathBuf::from(&release.url)
+            };
+            return Err(Error::plugin(
+                "ovmf",
+                format!(
+                    "{}; it was not published and nothing was cached. Check `ovmf.release`/`ovmf.url`, or install your distribution's firmware",
+                    lacking(&release.tag, &from, &paths, arch)
+                ),
+            ));
+        }
+        let mut manifest = format!(
+            "{MANIFEST_FORMAT}\nrelease {}\nurl {}\n",
+            release.tag, release.url
+        );
+        for file in &files {
+            let rel = &file.path;
             let path = temp.join(rel);
             pad_pflash(rel, &path)?;
             let size = std::fs::metadata(&path)
                 .map_err(|e| Error::io("read the metadata of", &path, e))?
                 .len();
-            let sum = download::sha256_file(&path).map_err(|e| Error::io("read", &path, e))?;
             let name = rel.to_str().filter(|n| !n.contains(['\n', '\r']));
             let Some(name) = name else {
                 return Err(Error::plugin(
@@ -373,8 +475,13 @@ fn publish(cache: &Cache, release: &Release, archive: &Path) -> Result<(), Error
                     ),
                 ));
             };
-            manifest.push_str(&format!("{sum} {size} {name}\n"));
+            // The digest of what the verified archive held, computed as it was unpacked.
+            manifest.push_str(&format!(
+                "file {} {} {size} {name}\n",
+                file.sha256, file.size
+            ));
         }
+        manifest.push_str(&format!("seal {}\n", seal(&release.sha256, &manifest)));
         let path = temp.join(MANIFEST);
         let mut file = File::create(&path).map_err(|e| Error::io("create", &path, e))?;
         file.write_all(manifest.as_bytes())
@@ -387,6 +494,70 @@ fn publish(cache: &Cache, release: &Release, archive: &Path) -> Result<(), Error
     // After an exchange, `temp` is the damaged entry: no path leads readers there any more.
     let _ = std::fs::remove_dir_all(&temp);
     result
+}
+
+/// The seal of a manifest whose lines before the seal are `body`, for the archive `sha256`.
+fn seal(sha256: &str, body: &str) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(MANIFEST_FORMAT.as_bytes());
+    hasher.update(b"\nsealed for the archive ");
+    hasher.update(sha256.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body.as_bytes());
+    download::hex(&hasher.finalize())
+}
+
+/// Checks that the file at `path` has `size` bytes, that its first `content` bytes have the
+/// sha256 `sum` and that the rest are zeros (the pflash padding). One open file is read, so the
+/// size and the bytes checked are of the same file.
+fn verify_file(path: &Path, size: u64, content: u64, sum: &str) -> Result<(), String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| format!("{} is unreadable: {e}", path.display());
+    let mut file = File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    if meta.len() != size {
+        return Err(format!(
+            "{} has {} bytes instead of {size}",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut head = (&mut file).take(content);
+    loop {
+        let n = head.read(&mut buf).map_err(unreadable)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    if download::hex(&hasher.finalize()) != sum {
+        return Err(format!(
+            "{} does not hold what the release's archive held (its sha256 differs)",
+            path.display()
+        ));
+    }
+    // The padding: zeros, compared a buffer at a time (a memory comparison, fast in any build).
+    let zeros = vec![0u8; buf.len()];
+    loop {
+        let n = file.read(&mut buf).map_err(unreadable)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n] != zeros[..n] {
+            return Err(format!(
+                "{} does not hold what the release's archive held (its padding is not zeros)",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Renames the folder `new` to `dir`. A folder already at `dir` is exchanged with `new` in one
@@ -469,26 +640,64 @@ fn rejected_path(placed: &Path) -> PathBuf {
     placed.with_file_name(name)
 }
 
-fn parse_manifest(dir: &Path, sha256: &str, text: &str) -> Option<Entry> {
-    let mut lines = text.lines();
-    let tag = lines.next()?.strip_prefix("release ")?.to_owned();
-    lines.next()?.strip_prefix("url ")?;
-    let mut files = Vec::new();
+/// The entry a manifest describes; what is wrong with it otherwise ("is ...", following the
+/// manifest's path in the message).
+fn parse_manifest(dir: &Path, sha256: &str, text: &str) -> Result<Entry, String> {
+    let damaged = || "is damaged".to_owned();
+    let (body, last) = text
+        .strip_suffix('\n')
+        .and_then(|t| t.rsplit_once('\n'))
+        .ok_or_else(damaged)?;
+    let body = &text[..body.len() + 1];
+    let mut lines = body.lines();
+    if lines.next() != Some(MANIFEST_FORMAT) {
+        return Err("is of another format (an older cargo-image-runner's) or damaged".into());
+    }
+    let Some(sealed) = last.strip_prefix("seal ") else {
+        return Err(damaged());
+    };
+    if sealed != seal(sha256, body) {
+        return Err(format!(
+            "does not belong to the archive {sha256} the folder is named after (its seal does not match): it was changed"
+        ));
+    }
+    let tag = lines
+        .next()
+        .and_then(|l| l.strip_prefix("release "))
+        .ok_or_else(damaged)?
+        .to_owned();
+    lines
+        .next()
+        .and_then(|l| l.strip_prefix("url "))
+        .ok_or_else(damaged)?;
+    let (mut files, mut padded) = (Vec::new(), Vec::new());
     for line in lines {
-        let mut parts = line.splitn(3, ' ');
-        let sum = parts.next()?.to_owned();
-        let size = parts.next()?.parse().ok()?;
-        let rel = PathBuf::from(parts.next()?);
-        if sum.len() != 64 || rel.is_absolute() || rel.components().any(|c| c.as_os_str() == "..") {
-            return None;
+        let parse = || -> Option<(PathBuf, u64, u64, String)> {
+            let mut parts = line.strip_prefix("file ")?.splitn(4, ' ');
+            let sum = parts.next()?.to_owned();
+            let content: u64 = parts.next()?.parse().ok()?;
+            let size: u64 = parts.next()?.parse().ok()?;
+            let rel = PathBuf::from(parts.next()?);
+            let plain = rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            (sum.len() == 64 && content <= size && plain).then_some((rel, content, size, sum))
+        };
+        let (rel, content, size, sum) = parse().ok_or_else(damaged)?;
+        if content != size {
+            padded.push((rel.clone(), content));
         }
         files.push((rel, size, sum));
     }
-    (!files.is_empty()).then(|| Entry {
+    if files.is_empty() {
+        return Err(damaged());
+    }
+    Ok(Entry {
         dir: dir.to_path_buf(),
         tag,
         sha256: sha256.to_owned(),
         files,
+        padded,
     })
 }
 
@@ -550,10 +759,12 @@ mod tests {
         let aa = entry.arch(Arch::Aarch64).unwrap();
         assert_eq!(std::fs::metadata(&aa.code).unwrap().len(), 64 << 20);
         let err = entry.arch(Arch::Riscv64).unwrap_err().to_string();
-        assert!(err.contains("riscv64") && err.contains("x64"), "{err}");
+        assert!(
+            err.contains("riscv64") && err.contains("it has firmware for x86_64, aarch64 only"),
+            "{err}"
+        );
 
-        // Same size, other bytes: a quick check sees the newer file, a full one its sum. The
-        // file's time is set past the manifest's, whatever the file system clock's resolution.
+        // Same size, other bytes, a time past the manifest's: the sum tells.
         std::fs::write(&x64.vars, b"VARS").unwrap();
         let published = std::fs::metadata(cache.entry_dir(&release.sha256).join(MANIFEST))
             .unwrap()
@@ -574,7 +785,7 @@ mod tests {
         let problem = cache
             .check(&release.sha256, Some(Arch::X86_64), Check::Quick)
             .unwrap_err();
-        assert!(problem.contains("changed"), "{problem}");
+        assert!(problem.contains("does not hold what"), "{problem}");
         // Another architecture's files are not looked at.
         cache
             .check(&release.sha256, Some(Arch::Aarch64), Check::Quick)
@@ -686,5 +897,156 @@ mod tests {
         assert!(!cache.entry_dir(&release.sha256).exists());
         // Offline, the placed file stays where its owner put it.
         assert!(cache.placed_archive(&release).is_file());
+    }
+
+    /// Publishes `archive` into a new cache from a placed archive, offline.
+    fn published(archive: &[u8]) -> (tempfile::TempDir, Cache, Release, Net) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let release = release_of(archive);
+        let offline = Net {
+            offline: true,
+            ..Net::default()
+        };
+        std::fs::create_dir_all(cache.root()).unwrap();
+        std::fs::write(cache.placed_archive(&release), archive).unwrap();
+        acquire(&cache, &release, None, Check::Full, &offline).unwrap();
+        (dir, cache, release, offline)
+    }
+
+    /// Replaces the content of `path` with `bytes`, keeping its modification time.
+    fn plant(path: &Path, bytes: &[u8]) {
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        std::fs::write(path, bytes).unwrap();
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_planted_file_is_found_whatever_its_time_and_an_edited_manifest_is_refused() {
+        let code = vec![0xC0u8; 64 << 10];
+        let archive = tar_xz(&[
+            ("r/x64/code.fd", b'0', &code, ""),
+            ("r/x64/vars.fd", b'0', b"vars", ""),
+        ]);
+        let (_dir, cache, release, offline) = published(&archive);
+        let entry_dir = cache.entry_dir(&release.sha256);
+        let path = entry_dir.join("x64/code.fd");
+        let zeros = vec![0u8; code.len()];
+
+        // Zeros of the same size, the old time: every check finds it, the next use fetches again.
+        plant(&path, &zeros);
+        for how in [Check::Quick, Check::Full] {
+            let problem = cache
+                .check(&release.sha256, Some(Arch::X86_64), how)
+                .unwrap_err();
+            assert!(problem.contains("x64/code.fd"), "{problem}");
+        }
+        let (_, problem) = cache.list().remove(0);
+        assert!(problem.is_some());
+        acquire(&cache, &release, Some(Arch::X86_64), Check::Quick, &offline).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), code);
+
+        // The manifest's line rewritten to the planted file's sum: the seal no longer matches.
+        plant(&path, &zeros);
+        let manifest = entry_dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let sum = |b: &[u8]| download::hex(&<sha2::Sha256 as sha2::Digest>::digest(b));
+        let edited = text.replace(&sum(&code), &sum(&zeros));
+        assert_ne!(text, edited);
+        std::fs::write(&manifest, edited).unwrap();
+        for how in [Check::Quick, Check::Full] {
+            let problem = cache.check(&release.sha256, None, how).unwrap_err();
+            assert!(problem.contains("seal"), "{problem}");
+        }
+        acquire(&cache, &release, None, Check::Full, &offline).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), code);
+
+        // An older runner's manifest (no format line, no seal) is fetched again too.
+        let old = format!(
+            "release {}\nurl {}\n{} 4 x64/vars.fd\n",
+            release.tag,
+            release.url,
+            sum(b"vars")
+        );
+        std::fs::write(&manifest, old).unwrap();
+        let problem = cache
+            .check(&release.sha256, None, Check::Quick)
+            .unwrap_err();
+        assert!(problem.contains("another format"), "{problem}");
+    }
+
+    #[test]
+    fn the_padding_of_pflash_images_must_stay_zeros() {
+        let archive = tar_xz(&[
+            ("r/aarch64/code.fd", b'0', b"aa code", ""),
+            ("r/aarch64/vars.fd", b'0', b"aa vars", ""),
+        ]);
+        let (_dir, cache, release, _) = published(&archive);
+        let path = cache.entry_dir(&release.sha256).join("aarch64/code.fd");
+        cache
+            .check(&release.sha256, Some(Arch::Aarch64), Check::Quick)
+            .unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 64 << 20);
+        *bytes.last_mut().unwrap() = 1;
+        plant(&path, &bytes);
+        let problem = cache
+            .check(&release.sha256, Some(Arch::Aarch64), Check::Quick)
+            .unwrap_err();
+        assert!(problem.contains("padding"), "{problem}");
+    }
+
+    #[test]
+    fn a_release_without_the_firmware_asked_for_is_refused_and_not_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let offline = Net {
+            offline: true,
+            ..Net::default()
+        };
+        let aarch64_only = tar_xz(&[
+            ("r/aarch64/code.fd", b'0', b"aa", ""),
+            ("r/aarch64/vars.fd", b'0', b"av", ""),
+        ]);
+        let nothing = tar_xz(&[("r/doc/README", b'0', b"readme", "")]);
+        for (archive, arch, says) in [
+            (
+                &aarch64_only,
+                Some(Arch::X86_64),
+                "it has firmware for aarch64 only",
+            ),
+            (
+                &nothing,
+                Some(Arch::X86_64),
+                "no firmware for any architecture",
+            ),
+            (&nothing, None, "no firmware for any architecture"),
+        ] {
+            let release = release_of(archive);
+            std::fs::create_dir_all(cache.root()).unwrap();
+            std::fs::write(cache.placed_archive(&release), archive).unwrap();
+            let err = acquire(&cache, &release, arch, Check::Full, &offline)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(says) && err.contains("nothing was cached"),
+                "{err}"
+            );
+            assert!(!err.contains("(it has: )"), "{err}");
+            assert!(!cache.entry_dir(&release.sha256).exists());
+        }
+        // Published for aarch64, the release is still refused for x86_64.
+        let release = release_of(&aarch64_only);
+        std::fs::write(cache.placed_archive(&release), &aarch64_only).unwrap();
+        acquire(&cache, &release, Some(Arch::Aarch64), Check::Full, &offline).unwrap();
+        let err = acquire(&cache, &release, Some(Arch::X86_64), Check::Full, &offline)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("aarch64 only"), "{err}");
     }
 }

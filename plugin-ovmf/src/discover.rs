@@ -2,6 +2,7 @@
 //! descriptors, then the usual Debian/Fedora/Arch/Homebrew file locations.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use image_runner_core::{Arch, Context, Error};
@@ -44,6 +45,9 @@ pub struct Search {
     pub vars: Option<PathBuf>,
     /// Environment (reads `OVMF_CODE`, `OVMF_VARS`, `OVMF_FD`, `HOME`, `XDG_CONFIG_HOME`).
     pub env: BTreeMap<String, String>,
+    /// The firmware variables (`OVMF_CODE`, `OVMF_VARS`, `OVMF_FD`) whose value is not UTF-8:
+    /// each one is an error naming it (the text-only environment above leaves them out).
+    pub env_not_utf8: BTreeMap<String, OsString>,
     /// Directories holding QEMU firmware descriptors.
     pub descriptor_dirs: Vec<PathBuf>,
     /// Known file locations, as (code, vars) pairs; vars `None` for unified files.
@@ -87,16 +91,40 @@ impl Search {
             };
             descriptor_dirs.push(dir);
         }
+        let env_not_utf8 = firmware_vars_not_utf8(&env, std::env::vars_os());
         Search {
             arch,
             code: None,
             vars: None,
             env,
+            env_not_utf8,
             descriptor_dirs,
             known: known_locations(arch),
             prefer_unified: true,
         }
     }
+}
+
+/// The environment variables that name firmware files.
+pub const FIRMWARE_VARS: [&str; 3] = ["OVMF_CODE", "OVMF_VARS", "OVMF_FD"];
+
+/// The firmware variables of `vars` (the process environment, as the operating system gives
+/// it) whose value is not UTF-8 and that `env` (the run's environment as text) lacks. The
+/// context of a run carries only the variables that are text, so these are read here: left out,
+/// they would silently not count.
+fn firmware_vars_not_utf8(
+    env: &BTreeMap<String, String>,
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> BTreeMap<String, OsString> {
+    vars.into_iter()
+        .filter_map(|(name, value)| {
+            let name = name.into_string().ok()?;
+            (FIRMWARE_VARS.contains(&name.as_str())
+                && !env.contains_key(&name)
+                && value.to_str().is_none())
+            .then_some((name, value))
+        })
+        .collect()
 }
 
 fn pair(code: &str, vars: &str) -> (PathBuf, Option<PathBuf>) {
@@ -193,19 +221,8 @@ fn install_hint(arch: Arch) -> &'static str {
 /// Finds firmware for `search.arch`, in the documented order. Config and environment paths
 /// must exist when given; guesses are skipped when absent.
 pub fn find(search: &Search) -> Result<FirmwarePair, Error> {
-    if let Some(code) = &search.code {
-        return explicit(code, search.vars.as_deref(), "`ovmf.code`", "`ovmf.vars`");
-    }
-    if let Some(code) = search.env.get("OVMF_CODE").filter(|v| !v.is_empty()) {
-        let vars = search
-            .env
-            .get("OVMF_VARS")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        return explicit(Path::new(code), vars.as_deref(), "OVMF_CODE", "OVMF_VARS");
-    }
-    if let Some(fd) = search.env.get("OVMF_FD").filter(|v| !v.is_empty()) {
-        return explicit(Path::new(fd), None, "OVMF_FD", "");
+    if let Some(chosen) = find_explicit(search) {
+        return chosen;
     }
     let mut tried = Vec::new();
     if search.prefer_unified
@@ -248,18 +265,84 @@ pub fn find(search: &Search) -> Result<FirmwarePair, Error> {
     ))
 }
 
+/// The firmware the config (`ovmf.code`, `ovmf.vars`) or the environment (`OVMF_CODE`,
+/// `OVMF_VARS`, `OVMF_FD`) names, `None` when neither names any. A setting that is wrong (a
+/// path that is not a file, a variable store without its code, a variable that is not UTF-8)
+/// is an error naming it: the user chose that firmware, and nothing else may stand in for it.
+pub fn find_explicit(search: &Search) -> Option<Result<FirmwarePair, Error>> {
+    if let Some(code) = &search.code {
+        return Some(explicit(
+            code,
+            search.vars.as_deref(),
+            "`ovmf.code`",
+            "`ovmf.vars`",
+        ));
+    }
+    if let Some(vars) = &search.vars {
+        return Some(Err(without_code(vars, "`ovmf.vars`", "`ovmf.code`")));
+    }
+    if let Some((name, value)) = search.env_not_utf8.iter().next() {
+        return Some(Err(Error::plugin(
+            "ovmf",
+            format!(
+                "environment variable {name} is not valid UTF-8 (`{}`); set it to the path of a firmware file in UTF-8, or unset it",
+                value.to_string_lossy()
+            ),
+        )));
+    }
+    let var = |name: &str| {
+        search
+            .env
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(code) = var("OVMF_CODE") {
+        return Some(explicit(
+            &code,
+            var("OVMF_VARS").as_deref(),
+            "OVMF_CODE",
+            "OVMF_VARS",
+        ));
+    }
+    if let Some(vars) = var("OVMF_VARS") {
+        return Some(Err(without_code(&vars, "OVMF_VARS", "OVMF_CODE")));
+    }
+    var("OVMF_FD").map(|fd| explicit(&fd, None, "OVMF_FD", ""))
+}
+
+/// The error for a variable store (`vars`, set by `vars_key`) given without its code.
+fn without_code(vars: &Path, vars_key: &str, code_key: &str) -> Error {
+    Error::plugin(
+        "ovmf",
+        format!(
+            "{vars_key} = `{}` is set, but {code_key} is not: a variable store is used only with the firmware code it was built with; set {code_key} too, or remove {vars_key}",
+            vars.display()
+        ),
+    )
+}
+
 fn explicit(
     code: &Path,
     vars: Option<&Path>,
     code_key: &str,
     vars_key: &str,
 ) -> Result<FirmwarePair, Error> {
+    // Firmware named explicitly is never replaced by other firmware, nor by the download.
+    let unset = |key: &str| {
+        if key.starts_with('`') {
+            format!("remove {key}")
+        } else {
+            format!("unset {key}")
+        }
+    };
     if !code.is_file() {
         return Err(Error::plugin(
             "ovmf",
             format!(
-                "{code_key} = `{}` is not a file; fix the path",
-                code.display()
+                "{code_key} = `{}` is not a file; fix the path, or {} to have the firmware found (or downloaded)",
+                code.display(),
+                unset(code_key)
             ),
         ));
     }
@@ -271,8 +354,10 @@ fn explicit(
         Some(vars) => Err(Error::plugin(
             "ovmf",
             format!(
-                "{vars_key} = `{}` is not a file; fix the path",
-                vars.display()
+                "{vars_key} = `{}` is not a file; fix the path, or {} and {} to have the firmware found (or downloaded)",
+                vars.display(),
+                unset(code_key),
+                vars_key
             ),
         )),
         None => Ok(FirmwarePair::Unified(code.to_path_buf())),
@@ -289,6 +374,7 @@ mod tests {
             code: None,
             vars: None,
             env: BTreeMap::new(),
+            env_not_utf8: BTreeMap::new(),
             descriptor_dirs: Vec::new(),
             known: Vec::new(),
             prefer_unified: false,
@@ -403,5 +489,48 @@ mod tests {
         assert_eq!(find(&search).unwrap(), FirmwarePair::Pflash { code, vars });
         search.prefer_unified = true;
         assert_eq!(find(&search).unwrap(), FirmwarePair::Unified(unified));
+    }
+
+    #[test]
+    fn a_variable_store_without_its_code_and_a_variable_that_is_not_utf8_are_errors() {
+        use std::os::unix::ffi::OsStringExt;
+        let dir = tempfile::tempdir().unwrap();
+        let vars = dir.path().join("VARS.fd");
+        std::fs::write(&vars, b"v").unwrap();
+        let mut search = empty_search(Arch::X86_64);
+        search.known = vec![(vars.clone(), None)];
+        search.vars = Some(vars.clone());
+        let err = find(&search).unwrap_err().to_string();
+        assert!(
+            err.contains("`ovmf.vars`") && err.contains("`ovmf.code`"),
+            "{err}"
+        );
+        search.vars = None;
+        search
+            .env
+            .insert("OVMF_VARS".into(), vars.display().to_string());
+        let err = find(&search).unwrap_err().to_string();
+        assert!(
+            err.contains("OVMF_VARS") && err.contains("OVMF_CODE"),
+            "{err}"
+        );
+        search.env.clear();
+        let odd = OsString::from_vec(b"/fw/caf\xe9.fd".to_vec());
+        search.env_not_utf8.insert("OVMF_FD".into(), odd.clone());
+        let err = find(&search).unwrap_err().to_string();
+        assert!(err.contains("OVMF_FD") && err.contains("UTF-8"), "{err}");
+
+        // Only the firmware variables, and only those the text environment lacks.
+        let vars = || {
+            [
+                (OsString::from("OVMF_CODE"), odd.clone()),
+                (OsString::from("OVMF_FD"), OsString::from("/fw/OVMF.fd")),
+                (OsString::from("OTHER"), odd.clone()),
+            ]
+        };
+        let found = firmware_vars_not_utf8(&BTreeMap::new(), vars());
+        assert_eq!(found.keys().collect::<Vec<_>>(), ["OVMF_CODE"]);
+        let env = BTreeMap::from([("OVMF_CODE".to_owned(), "/fw/CODE.fd".to_owned())]);
+        assert!(firmware_vars_not_utf8(&env, vars()).is_empty());
     }
 }

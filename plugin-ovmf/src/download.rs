@@ -1,7 +1,8 @@
 //! Downloading one archive over HTTP(S): rustls (no OpenSSL), proxies from the environment
-//! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`), a stall timeout, bounded retries
-//! with backoff, a size cap, and a progress line on a terminal only. The bytes are hashed as
-//! they arrive, so the caller can verify them before anything is unpacked.
+//! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`), a stall timeout, a minimum average
+//! speed, an overall deadline, bounded retries with backoff, a size cap, and a progress line on
+//! a terminal only. The bytes are hashed as they arrive, so the caller can verify them before
+//! anything is unpacked.
 
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
@@ -18,8 +19,15 @@ pub const MAX_ARCHIVE_BYTES: u64 = 256 << 20;
 /// How a download behaves.
 #[derive(Debug, Clone)]
 pub struct DownloadOptions {
-    /// How long to wait for the server at each step (connecting, each read).
+    /// How long to wait for the server at each step (connecting, each read); also the span
+    /// over which `low_speed_limit` is measured (`ovmf.timeout`).
     pub stall_timeout: Duration,
+    /// Bytes per second an attempt must average over each `stall_timeout`, or it counts as
+    /// stalled; 0: no minimum (`ovmf.low-speed-limit`).
+    pub low_speed_limit: u64,
+    /// How long the whole download may take, retries and waits between them included; `None`:
+    /// no limit (`ovmf.download-timeout`).
+    pub deadline: Option<Duration>,
     /// Attempts in all (at least 1).
     pub attempts: u32,
     /// Wait before the second attempt; doubled before each later one.
@@ -32,6 +40,8 @@ impl Default for DownloadOptions {
     fn default() -> Self {
         DownloadOptions {
             stall_timeout: Duration::from_secs(30),
+            low_speed_limit: 4096,
+            deadline: Some(Duration::from_secs(900)),
             attempts: 3,
             backoff: Duration::from_millis(500),
             progress: std::io::stderr().is_terminal(),
@@ -41,9 +51,9 @@ impl Default for DownloadOptions {
 
 /// What one attempt ended with.
 enum Failure {
-    /// Worth another attempt (network trouble, a server error, a cut-off body).
+    /// Worth another attempt (network trouble, a server error, a cut-off body, a stall).
     Transient(String),
-    /// Another attempt would fail the same way (404, a body over the cap).
+    /// Another attempt would fail the same way (404, a body over the cap, the deadline).
     Permanent(String),
 }
 
@@ -58,11 +68,33 @@ pub fn download(url: &str, dest: &Path, options: &DownloadOptions) -> Result<Str
         .user_agent(concat!("cargo-image-runner/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
+    // A deadline too far away for the clock is no deadline.
+    let deadline = options
+        .deadline
+        .and_then(|d| Some((Instant::now().checked_add(d)?, d)));
+    let past_deadline = |deadline: Option<(Instant, Duration)>| {
+        deadline.filter(|(until, _)| Instant::now() >= *until).map(|(_, d)| {
+            Error::plugin(
+                "ovmf",
+                format!(
+                    "downloading {url} did not finish within {} s (`ovmf.download-timeout`); the mirror is too slow. Raise `ovmf.download-timeout` (0: no limit), set `ovmf.url` to a faster mirror, or place the archive in the cache by hand",
+                    d.as_secs_f64()
+                ),
+            )
+        })
+    };
     let attempts = options.attempts.max(1);
     let mut wait = options.backoff;
     let mut last = String::new();
     for attempt in 1..=attempts {
-        match attempt_once(&agent, url, dest, options) {
+        let result = attempt_once(&agent, url, dest, options, deadline.map(|(until, _)| until));
+        // Whatever broke off an attempt at the deadline, the deadline is the reason.
+        if result.is_err()
+            && let Some(e) = past_deadline(deadline)
+        {
+            return Err(e);
+        }
+        match result {
             Ok(sum) => return Ok(sum),
             Err(Failure::Permanent(why)) => {
                 return Err(Error::plugin("ovmf", format!("downloading {url}: {why}")));
@@ -71,7 +103,14 @@ pub fn download(url: &str, dest: &Path, options: &DownloadOptions) -> Result<Str
                 last = why;
                 if attempt < attempts {
                     eprintln!("warning: downloading {url}: {last}; trying again");
-                    std::thread::sleep(wait);
+                    // Never sleeping past the deadline.
+                    let left = deadline.map_or(wait, |(until, _)| {
+                        wait.min(until.saturating_duration_since(Instant::now()))
+                    });
+                    std::thread::sleep(left);
+                    if let Some(e) = past_deadline(deadline) {
+                        return Err(e);
+                    }
                     wait *= 2;
                 }
             }
@@ -90,8 +129,15 @@ fn attempt_once(
     url: &str,
     dest: &Path,
     options: &DownloadOptions,
+    until: Option<Instant>,
 ) -> Result<String, Failure> {
-    let response = agent.get(url).call().map_err(|e| match e {
+    let mut request = agent.get(url);
+    if let Some(until) = until {
+        // The client stops waiting at the deadline too, whatever it is waiting for.
+        let left = until.saturating_duration_since(Instant::now());
+        request = request.config().timeout_global(Some(left)).build();
+    }
+    let response = request.call().map_err(|e| match e {
         ureq::Error::Timeout(_) => Failure::Transient(format!(
             "the server did not answer within {} s (`ovmf.timeout`)",
             options.stall_timeout.as_secs_f64()
@@ -132,6 +178,9 @@ fn attempt_once(
     let mut buf = vec![0u8; 64 * 1024];
     let mut got: u64 = 0;
     let mut shown = Instant::now();
+    // The span the speed is measured over, and the bytes at its start.
+    let (mut span_start, mut span_bytes) = (Instant::now(), 0u64);
+    let span = options.stall_timeout.max(Duration::from_millis(1));
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -159,6 +208,20 @@ fn attempt_once(
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n])
             .map_err(|e| Failure::Permanent(format!("cannot write {}: {e}", dest.display())))?;
+        let spent = span_start.elapsed();
+        if spent >= span {
+            let sent = got - span_bytes;
+            let wanted = u128::from(options.low_speed_limit) * spent.as_millis() / 1000;
+            if u128::from(sent) < wanted {
+                return Err(Failure::Transient(format!(
+                    "the server sent only {sent} bytes in {:.1} s, less than `ovmf.low-speed-limit` = {} bytes a second over `ovmf.timeout` = {} s (after {got} bytes)",
+                    spent.as_secs_f64(),
+                    options.low_speed_limit,
+                    options.stall_timeout.as_secs_f64()
+                )));
+            }
+            (span_start, span_bytes) = (Instant::now(), got);
+        }
         if options.progress && shown.elapsed() > Duration::from_millis(200) {
             shown = Instant::now();
             progress(got, expected);

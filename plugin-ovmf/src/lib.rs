@@ -19,7 +19,7 @@ use image_runner_core::{
 };
 
 pub use config::{OvmfConfig, Source};
-pub use discover::{Candidate, FirmwarePair, Search, find};
+pub use discover::{Candidate, FIRMWARE_VARS, FirmwarePair, Search, find, find_explicit};
 pub use release::Release;
 
 /// The architectures the downloaded releases cover.
@@ -71,7 +71,11 @@ impl Settings {
         cache::Net {
             offline: self.offline || from_env,
             download: download::DownloadOptions {
-                stall_timeout: std::time::Duration::from_secs(self.config.timeout.max(1)),
+                // The config checks both limits; a config made in code is clamped here.
+                stall_timeout: seconds(self.config.timeout.clamp(1, config::MAX_SECONDS)),
+                low_speed_limit: self.config.low_speed_limit,
+                deadline: (self.config.download_timeout > 0)
+                    .then(|| seconds(self.config.download_timeout.min(config::MAX_SECONDS))),
                 ..Default::default()
             },
         }
@@ -97,7 +101,9 @@ impl Settings {
 
 /// Finds the firmware for `arch` as `ovmf.source` says: installed firmware (config paths,
 /// `OVMF_*` variables, QEMU's descriptors, the usual places), the downloaded release, or the
-/// one then the other. `search` is the search of installed firmware.
+/// one then the other. `search` is the search of installed firmware. With `auto`, firmware the
+/// config or the environment names explicitly is used or is an error: only when nothing is
+/// named may the download stand in.
 pub fn locate(settings: &Settings, search: &Search) -> Result<Located, Error> {
     let installed = || {
         find(search).map(|pair| Located {
@@ -123,6 +129,7 @@ pub fn locate(settings: &Settings, search: &Search) -> Result<Located, Error> {
     match settings.config.source {
         Source::System => installed(),
         Source::Download => downloaded(),
+        _ if find_explicit(search).is_some() => installed(),
         _ => match installed() {
             Ok(found) => Ok(found),
             Err(not_installed) => downloaded().map_err(|e| {
@@ -137,6 +144,10 @@ pub fn locate(settings: &Settings, search: &Search) -> Result<Located, Error> {
             }),
         },
     }
+}
+
+fn seconds(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n)
 }
 
 fn strip_prefix(e: &Error) -> String {
@@ -344,7 +355,12 @@ pub fn install_hint(arch: Arch) -> &'static str {
 /// use, else the downloaded release, else what a run would download and what to install.
 fn doctor_check(arch: Arch, env: &BTreeMap<String, String>, cache_dir: Option<&Path>) -> Check {
     let subject = format!("UEFI firmware for {arch}");
-    if let Ok(pair) = find(&Search::system(arch, env.clone())) {
+    let search = Search::system(arch, env.clone());
+    // A wrong `OVMF_*` variable fails every run (none downloads instead): say so.
+    if let Some(Err(e)) = find_explicit(&search) {
+        return Check::new(subject, CheckStatus::Missing, strip_prefix(&e));
+    }
+    if let Ok(pair) = find(&search) {
         return Check::new(
             subject,
             CheckStatus::Ok,
@@ -384,4 +400,92 @@ fn doctor_check(arch: Arch, env: &BTreeMap<String, String>, cache_dir: Option<&P
             install_hint(arch)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_never_downloads_in_place_of_firmware_named_explicitly() {
+        // A release the cache publishes offline from a placed archive: a download would work.
+        let archive = archive::tests::tar_xz(&[
+            ("r/x64/code.fd", b'0', b"code", ""),
+            ("r/x64/vars.fd", b'0', b"vars", ""),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let config = OvmfConfig {
+            url: Some("http://127.0.0.1:9/{tag}-bin.tar.xz".into()),
+            sha256: Some(download::hex(&<sha2::Sha256 as sha2::Digest>::digest(
+                &archive,
+            ))),
+            ..OvmfConfig::default()
+        };
+        let settings = Settings {
+            config,
+            cache_dir: dir.path().to_path_buf(),
+            offline: true,
+            env: BTreeMap::new(),
+        };
+        let cache = cache::Cache::new(dir.path());
+        std::fs::create_dir_all(cache.root()).unwrap();
+        std::fs::write(cache.placed_archive(&settings.release().unwrap()), &archive).unwrap();
+        let mut search = Search {
+            arch: Arch::X86_64,
+            code: Some(PathBuf::from("/nonexistent/CODE.fd")),
+            vars: None,
+            env: BTreeMap::new(),
+            env_not_utf8: BTreeMap::new(),
+            descriptor_dirs: Vec::new(),
+            known: Vec::new(),
+            prefer_unified: false,
+        };
+        let err = locate(&settings, &search).unwrap_err().to_string();
+        assert!(
+            err.contains("`ovmf.code`") && err.contains("/nonexistent/CODE.fd"),
+            "{err}"
+        );
+        assert!(!err.contains("the download failed"), "{err}");
+        assert!(
+            !cache
+                .entry_dir(&settings.release().unwrap().sha256)
+                .exists()
+        );
+        // Named nowhere: the download stands in.
+        search.code = None;
+        let found = locate(&settings, &search).unwrap();
+        assert!(found.origin.starts_with("downloaded release"), "{found:?}");
+    }
+
+    #[test]
+    fn limits_made_in_code_are_clamped_for_the_http_client() {
+        let settings = Settings {
+            config: OvmfConfig {
+                timeout: u64::MAX,
+                download_timeout: u64::MAX,
+                ..OvmfConfig::default()
+            },
+            cache_dir: PathBuf::from("/nonexistent"),
+            offline: false,
+            env: BTreeMap::new(),
+        };
+        let net = settings.net();
+        let day = std::time::Duration::from_secs(config::MAX_SECONDS);
+        assert_eq!(net.download.stall_timeout, day);
+        assert_eq!(net.download.deadline, Some(day));
+        let settings = Settings {
+            config: OvmfConfig {
+                timeout: 0,
+                download_timeout: 0,
+                ..OvmfConfig::default()
+            },
+            ..settings
+        };
+        let net = settings.net();
+        assert_eq!(
+            net.download.stall_timeout,
+            std::time::Duration::from_secs(1)
+        );
+        assert_eq!(net.download.deadline, None);
+    }
 }

@@ -373,7 +373,8 @@ fn limine(env: &[(OsString, OsString)], limine_args: &args::LimineArgs) -> Resul
 fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32, Error> {
     use image_runner_core::Arch;
     use image_runner_ovmf::{ARCHES, Settings, cache};
-    let _preparing = interrupt::Preparing::install();
+    #[cfg(unix)]
+    let _interrupt = OvmfInterrupt::install();
     let inv = invocation(env, &ovmf_args.common, None, &[], None);
     let cache_dir = image_runner_core::context::cache_dir(&inv.env)?;
     let sections = plugins::registry_for(&inv)?.sections();
@@ -447,7 +448,8 @@ fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32,
                             .map(|s| format!(", shell {}", s.display()))
                             .unwrap_or_default()
                     ),
-                    Err(e) => println!("{name:>12}  {e}"),
+                    // Only without `--arch`: with it, a missing architecture is an error.
+                    Err(_) => println!("{name:>12}  none in this release"),
                 }
             }
         }
@@ -473,7 +475,11 @@ fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32,
             for (entry, problem) in listed {
                 let size: u64 = entry.files.iter().map(|(_, size, _)| size).sum();
                 let problem = problem
-                    .map(|p| format!("  (damaged: {p}; it will be fetched again)"))
+                    .map(|p| {
+                        format!(
+                            "  (damaged: {p}; the next run that needs it, or `ovmf fetch`, fetches it again)"
+                        )
+                    })
                     .unwrap_or_default();
                 println!(
                     "  {}  sha256 {}  {:.1} MiB{problem}",
@@ -485,6 +491,48 @@ fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32,
         }
     }
     Ok(exit_code::SUCCESS)
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP during `ovmf fetch|list`: as while a run prepares
+/// ([`interrupt::Preparing`]), a partial download is removed and the exit code is 130, but the
+/// message names what was stopped (there is no guest here). Ends when dropped.
+#[cfg(all(feature = "ovmf", unix))]
+struct OvmfInterrupt(
+    signal_hook::iterator::Handle,
+    Option<std::thread::JoinHandle<()>>,
+);
+
+#[cfg(all(feature = "ovmf", unix))]
+impl OvmfInterrupt {
+    fn install() -> Option<OvmfInterrupt> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
+        let handle = signals.handle();
+        let thread = std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let name = match signal {
+                    SIGINT => "SIGINT",
+                    SIGTERM => "SIGTERM",
+                    _ => "SIGHUP",
+                };
+                eprintln!(
+                    "error: interrupted by {name} while handling UEFI firmware (`cargo-image-runner ovmf`); anything half-downloaded or half-unpacked was removed"
+                );
+                image_runner_core::fs::exit_removing_temporaries(exit_code::INTERRUPTED);
+            }
+        });
+        Some(OvmfInterrupt(handle, Some(thread)))
+    }
+}
+
+#[cfg(all(feature = "ovmf", unix))]
+impl Drop for OvmfInterrupt {
+    fn drop(&mut self) {
+        self.0.close();
+        if let Some(thread) = self.1.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// `plugins`: the static plugins and the libraries the project's config and `--plugin` name.

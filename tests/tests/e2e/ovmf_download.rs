@@ -165,6 +165,13 @@ enum Reply {
     Dropped(Vec<u8>),
     /// The headers and a little of the body, then nothing for `Duration`.
     Stall(Vec<u8>, Duration),
+    /// 200 with a full Content-Length, then the body `piece` bytes at a time, `every` apart: a
+    /// mirror that never stalls outright but would take forever.
+    Drip {
+        body: Vec<u8>,
+        piece: usize,
+        every: Duration,
+    },
 }
 
 /// A loopback HTTP server answering every request with `reply(request number)`.
@@ -298,6 +305,15 @@ fn serve(
             out.write_all(format!("{:x}\r\n", half.len()).as_bytes())?;
             out.write_all(half)?;
             out.write_all(b"\r\n")
+        })(),
+        Reply::Drip { body, piece, every } => (|| {
+            out.write_all(head(body.len()).as_bytes())?;
+            for piece in body.chunks(piece.max(1)) {
+                out.write_all(piece)?;
+                out.flush()?;
+                std::thread::sleep(every);
+            }
+            Ok(())
         })(),
         Reply::Stall(body, time) => (|| {
             out.write_all(head(body.len()).as_bytes())?;
@@ -846,5 +862,351 @@ fn doctor_says_per_architecture_what_a_run_would_use() {
         for word in [TAG, "Debian", "Fedora", "Arch", "macOS", "ovmf fetch"] {
             assert!(line.contains(word), "{word} missing: {line}");
         }
+    }
+}
+
+/// Collects a runner started with [`Project::spawn`], killing it (and failing the test) when it
+/// takes longer than `limit`: a slow mirror must not make a test wait for the safety limit.
+fn wait_within(mut child: std::process::Child, limit: Duration) -> Run {
+    let started = Instant::now();
+    while child.try_wait().expect("wait for the runner").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let run = wait(child);
+            panic!("the runner took longer than {limit:?}:\n{run}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait(child)
+}
+
+/// Waits until the server got `count` requests (the runner holds the download lock by then).
+fn wait_for_requests(server: &Server, count: usize) {
+    let started = Instant::now();
+    while server.requests() < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server got {} requests, not {count}",
+            server.requests()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `[ovmf]` with the default `source = "auto"`, downloading from `server` only when nothing
+/// else is found.
+fn auto_config(server: &Server, sum: &str) -> String {
+    format!("[ovmf]\nurl = \"{}\"\nsha256 = \"{sum}\"\n", server.url())
+}
+
+#[test]
+fn an_explicit_firmware_path_that_is_wrong_is_an_error_never_a_download() {
+    let archive = good_archive();
+    let server = Server::ok(archive);
+    let sum = sha256(archive);
+    let kernel = kernels::path(Kernel::EfiApp, Variant::Pass);
+    let scratch = tempfile::tempdir().unwrap();
+    let missing = scratch.path().join("missing.fd").display().to_string();
+    let here = scratch.path().join("here.fd");
+    std::fs::write(&here, b"firmware").unwrap();
+    let here = here.display().to_string();
+    // (config lines, environment, the setting the error names, the path it names)
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            String::new(),
+            vec![("OVMF_CODE", &missing)],
+            "OVMF_CODE",
+            &missing,
+        ),
+        (
+            String::new(),
+            vec![("OVMF_FD", &missing)],
+            "OVMF_FD",
+            &missing,
+        ),
+        (
+            String::new(),
+            vec![("OVMF_CODE", &here), ("OVMF_VARS", &missing)],
+            "OVMF_VARS",
+            &missing,
+        ),
+        // A variable store without its code cannot be used: the pair belongs together.
+        (
+            String::new(),
+            vec![("OVMF_VARS", &here)],
+            "OVMF_VARS",
+            &here,
+        ),
+        (
+            format!("code = \"{missing}\"\n"),
+            vec![],
+            "ovmf.code",
+            &missing,
+        ),
+        (
+            format!("code = \"{here}\"\nvars = \"{missing}\"\n"),
+            vec![],
+            "ovmf.vars",
+            &missing,
+        ),
+        (format!("vars = \"{here}\"\n"), vec![], "ovmf.vars", &here),
+    ];
+    for (lines, env, setting, path) in cases {
+        let project = Project::new(
+            runner_bin!(),
+            &format!("{}{lines}", auto_config(&server, &sum)),
+        );
+        let run = project.run([OsArg::from("--print-cmd"), kernel.clone().into()], &env);
+        run.assert_code(2)
+            .assert_stderr_contains(setting)
+            .assert_stderr_contains(path);
+        assert_eq!(server.requests(), 0, "{setting}: {run}");
+        assert_eq!(cache_contents(&project), Vec::<String>::new(), "{run}");
+    }
+}
+
+#[test]
+fn a_firmware_variable_that_is_not_utf8_is_an_error_naming_it() {
+    use std::os::unix::ffi::OsStringExt;
+    let archive = good_archive();
+    let server = Server::ok(archive);
+    let project = Project::new(runner_bin!(), &auto_config(&server, &sha256(archive)));
+    let kernel = kernels::path(Kernel::EfiApp, Variant::Pass);
+    for name in ["OVMF_CODE", "OVMF_VARS", "OVMF_FD"] {
+        let mut command = project.command_for([OsArg::from("--print-cmd"), kernel.clone().into()]);
+        command.env(name, OsArg::from_vec(b"/fw/caf\xe9.fd".to_vec()));
+        let run = image_runner_tests::runner::run_command(command);
+        run.assert_code(2)
+            .assert_stderr_contains(name)
+            .assert_stderr_contains("UTF-8");
+    }
+    assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn planted_firmware_is_noticed_whatever_its_time_or_the_manifest_says() {
+    let archive = good_archive();
+    let server = Server::ok(archive);
+    let sum = sha256(archive);
+    let project = Project::new(runner_bin!(), &server.config(&sum));
+    fetch(&project, &[]).assert_code(0);
+    let entry = cache_of(&project).join(&sum);
+    let code = entry.join("x64/code.fd");
+    let original = std::fs::read(&code).unwrap();
+    let zeros = vec![0u8; original.len()];
+    // The same size, zeros, and the file's time set back to what it was.
+    let plant = || {
+        let modified = std::fs::metadata(&code).unwrap().modified().unwrap();
+        std::fs::write(&code, &zeros).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&code)
+            .and_then(|f| f.set_modified(modified))
+            .unwrap();
+    };
+    let print_cmd = || {
+        project.run(
+            [
+                OsArg::from("--print-cmd"),
+                kernels::path(Kernel::EfiApp, Variant::Pass).into(),
+            ],
+            &[],
+        )
+    };
+    let listed_damaged = || {
+        let list = project.run(["ovmf", "list"], &[]);
+        list.assert_code(0);
+        assert!(list.stdout.contains("damaged"), "{list}");
+    };
+
+    // What `ovmf list` calls damaged, a run fetches again.
+    plant();
+    listed_damaged();
+    print_cmd().assert_code(0).assert_stderr_contains("damaged");
+    assert_eq!(server.requests(), 2);
+    assert_eq!(std::fs::read(&code).unwrap(), original);
+
+    // Its line in the manifest rewritten too: neither a run nor `ovmf fetch` accepts it.
+    let rewrite_manifest = || {
+        let manifest = entry.join("MANIFEST");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let planted = text.replace(&sha256(&original), &sha256(&zeros));
+        assert_ne!(
+            text, planted,
+            "the manifest does not list the file's sha256"
+        );
+        std::fs::write(&manifest, planted).unwrap();
+    };
+    plant();
+    rewrite_manifest();
+    listed_damaged();
+    print_cmd().assert_code(0).assert_stderr_contains("damaged");
+    assert_eq!(server.requests(), 3);
+    assert_eq!(std::fs::read(&code).unwrap(), original);
+    plant();
+    rewrite_manifest();
+    fetch(&project, &[])
+        .assert_code(0)
+        .assert_stderr_contains("damaged");
+    assert_eq!(server.requests(), 4);
+    assert_eq!(std::fs::read(&code).unwrap(), original);
+}
+
+#[test]
+fn a_slow_drip_mirror_counts_as_stalled() {
+    let archive = good_archive();
+    // 2,000 bytes a second, below the default `ovmf.low-speed-limit`: the whole archive would
+    // take many minutes.
+    let server = Server::start(Reply::Drip {
+        body: archive.to_vec(),
+        piece: 100,
+        every: Duration::from_millis(50),
+    });
+    let project = Project::new(
+        runner_bin!(),
+        &format!("{}timeout = 1\n", server.config(&sha256(archive))),
+    );
+    let run = wait_within(
+        project.spawn(["ovmf", "fetch"], &[]),
+        Duration::from_secs(40),
+    );
+    run.assert_code(2)
+        .assert_stderr_contains("ovmf.low-speed-limit")
+        .assert_stderr_contains("ovmf.timeout");
+    assert_eq!(cache_contents(&project), Vec::<String>::new());
+}
+
+#[test]
+fn a_download_over_its_overall_deadline_is_stopped() {
+    let archive = good_archive();
+    // Fast enough for the speed limit, far too slow for a deadline of 2 s.
+    let server = Server::start(Reply::Drip {
+        body: archive.to_vec(),
+        piece: 2000,
+        every: Duration::from_millis(50),
+    });
+    let project = Project::new(
+        runner_bin!(),
+        &format!("{}download-timeout = 2\n", server.config(&sha256(archive))),
+    );
+    let started = Instant::now();
+    let run = wait_within(
+        project.spawn(["ovmf", "fetch"], &[]),
+        Duration::from_secs(40),
+    );
+    run.assert_code(2)
+        .assert_stderr_contains("did not finish within 2 s")
+        .assert_stderr_contains("ovmf.download-timeout");
+    assert!(started.elapsed() < Duration::from_secs(15), "{run}");
+    assert_eq!(cache_contents(&project), Vec::<String>::new());
+}
+
+#[test]
+fn a_run_waiting_for_another_ones_download_says_so() {
+    let archive = good_archive();
+    let server = Server::start(Reply::Ok {
+        body: archive.to_vec(),
+        pace: Duration::from_millis(300),
+    });
+    let sum = sha256(archive);
+    let project = Project::new(runner_bin!(), &server.config(&sum));
+    let first = project.spawn(["ovmf", "fetch"], &[]);
+    wait_for_requests(&server, 1);
+    let second = project.spawn(["ovmf", "fetch"], &[]);
+    wait(first).assert_code(0);
+    wait(second)
+        .assert_code(0)
+        .assert_stderr_contains("Waiting for another process")
+        .assert_stderr_contains(&cache_of(&project).display().to_string());
+    assert_eq!(server.requests(), 1);
+    assert_eq!(cache_contents(&project), [sum]);
+}
+
+#[test]
+fn sigterm_during_ovmf_fetch_names_what_it_interrupted() {
+    let archive = good_archive();
+    let server = Server::start(Reply::Drip {
+        body: archive.to_vec(),
+        piece: 1000,
+        every: Duration::from_millis(100),
+    });
+    let project = Project::new(runner_bin!(), &server.config(&sha256(archive)));
+    let child = project.spawn(["ovmf", "fetch"], &[]);
+    wait_for_requests(&server, 1);
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    let run = wait_within(child, Duration::from_secs(30));
+    run.assert_code(130)
+        .assert_stderr_contains("interrupted by SIGTERM")
+        .assert_stderr_contains("UEFI firmware");
+    assert!(!run.stderr.contains("guest"), "{run}");
+    assert_eq!(cache_contents(&project), Vec::<String>::new());
+}
+
+#[test]
+fn a_huge_ovmf_timeout_is_a_config_error_naming_the_key() {
+    let archive = good_archive();
+    let server = Server::ok(archive);
+    let sum = sha256(archive);
+    let project = Project::new(
+        runner_bin!(),
+        &format!("{}timeout = 9223372036854775807\n", server.config(&sum)),
+    );
+    let run = fetch(&project, &[]);
+    run.assert_code(2).assert_stderr_contains("ovmf.timeout");
+    assert!(!run.stderr.contains("panicked"), "{run}");
+    // From the environment too.
+    let project = Project::new(runner_bin!(), &server.config(&sum));
+    let run = fetch(
+        &project,
+        &[("CARGO_IMAGE_RUNNER_OVMF_TIMEOUT", "9223372036854775000")],
+    );
+    run.assert_code(2).assert_stderr_contains("ovmf.timeout");
+    assert!(!run.stderr.contains("panicked"), "{run}");
+    assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn fetch_for_an_architecture_the_release_lacks_fails_and_publishes_nothing() {
+    let aarch64_only = tar_xz(&[
+        ("aarch64/code.fd", b"aa code".to_vec()),
+        ("aarch64/vars.fd", b"aa vars".to_vec()),
+    ]);
+    let server = Server::ok(&aarch64_only);
+    let project = Project::new(runner_bin!(), &server.config(&sha256(&aarch64_only)));
+    let run = project.run(["ovmf", "fetch", "--arch", "x86_64"], &[]);
+    run.assert_code(2)
+        .assert_stderr_contains("x86_64")
+        .assert_stderr_contains("aarch64");
+    assert!(!run.stderr.contains("(it has: )"), "{run}");
+    assert_eq!(cache_contents(&project), Vec::<String>::new());
+    // Published for aarch64, it still fails for x86_64.
+    project
+        .run(["ovmf", "fetch", "--arch", "aarch64"], &[])
+        .assert_code(0);
+    project
+        .run(["ovmf", "fetch", "--arch", "x86_64"], &[])
+        .assert_code(2)
+        .assert_stderr_contains("aarch64");
+
+    // A release without firmware for any architecture: nothing to fetch, whatever is asked.
+    let nothing = tar_xz(&[("doc/README", b"no firmware here".to_vec())]);
+    server.set(Reply::Ok {
+        body: nothing.clone(),
+        pace: Duration::ZERO,
+    });
+    let project = Project::new(runner_bin!(), &server.config(&sha256(&nothing)));
+    for args in [
+        &["ovmf", "fetch", "--arch", "x86_64"][..],
+        &["ovmf", "fetch"],
+    ] {
+        let run = project.run(args, &[]);
+        run.assert_code(2)
+            .assert_stderr_contains("no firmware for any architecture");
+        assert!(!run.stderr.contains("(it has: )"), "{run}");
+        assert_eq!(cache_contents(&project), Vec::<String>::new(), "{run}");
     }
 }
