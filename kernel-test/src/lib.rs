@@ -3,7 +3,7 @@
 //!
 //! A test target (`[[test]] harness = false`, `#![no_std] #![no_main]`) marks functions with
 //! [`#[kernel_test]`](kernel_test); the kernel's entry point passes its command line to
-//! [`run_tests`], and its `#[panic_handler]` calls [`panic`] (or the `panic-handler` feature
+//! [`run_tests`], and its `#[panic_handler]` calls [`panic()`] (or the `panic-handler` feature
 //! defines one). The crate then runs the requested tests in order and reports each on serial in
 //! the line protocol of `PROTOCOL.md`, which the runner reads. See README.md.
 

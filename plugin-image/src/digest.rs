@@ -7,7 +7,7 @@
 //! stamp when the file is unchanged, computed by the reuse check when it has to compare, and
 //! otherwise computed by the writer while it copies the file into the image. A writer that
 //! finds a file's digest already known copies it without reading it at all (kernel-side, see
-//! [`crate::copy`]).
+//! the `copy` module).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The Rust test kernels of `tests/kernels/rust-ktest` (test targets using the `kernel-test`
 //! crate): building them with cargo, reading their test table, and booting them in plain QEMU.
 //!
-//! [`rust_ktest!`](crate::rust_ktest) runs `cargo build --tests` in that project once per test
+//! [`rust_ktest!`](crate::rust_ktest!) runs `cargo build --tests` in that project once per test
 //! process, with its target directory in the calling test's `CARGO_TARGET_TMPDIR`, and returns
 //! the executables: `mixed` (every kind of outcome; see the table at the top of
 //! `tests/kernels/rust-ktest/tests/mixed.rs`) and `fifty` (fifty quick passing tests).
