@@ -1,6 +1,7 @@
-//! Ctrl-C, SIGTERM and SIGHUP before the guest starts: the unfinished image (or any other
-//! temporary being written) is removed and the runner exits with the interrupted code, 130.
-//! Once QEMU is about to start, the runner plugin takes the signals over (it stops QEMU).
+//! Ctrl-C, SIGTERM and SIGHUP before the guest starts (or while `ovmf fetch|list` works): the
+//! unfinished image, download or any other temporary being written is removed and the runner
+//! exits with the interrupted code, 130. Once QEMU is about to start, the runner plugin takes
+//! the signals over (it stops QEMU).
 
 /// Signal handling for the preparation phase; ends when dropped.
 #[derive(Debug)]
@@ -13,8 +14,14 @@ pub struct Preparing {
 
 impl Preparing {
     /// Installs the handling; `None` where signals cannot be watched.
-    #[cfg(unix)]
     pub fn install() -> Option<Preparing> {
+        Self::install_saying("before the guest started")
+    }
+
+    /// Installs the handling, whose message says what was interrupted: `interrupted by
+    /// SIGTERM <what>`. `None` where signals cannot be watched.
+    #[cfg(unix)]
+    pub fn install_saying(what: &'static str) -> Option<Preparing> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
         let handle = signals.handle();
@@ -25,7 +32,7 @@ impl Preparing {
                     SIGTERM => "SIGTERM",
                     _ => "SIGHUP",
                 };
-                eprintln!("error: interrupted by {name} before the guest started");
+                eprintln!("error: interrupted by {name} {what}");
                 image_runner_core::fs::exit_removing_temporaries(
                     image_runner_core::exit_code::INTERRUPTED,
                 );
@@ -39,7 +46,7 @@ impl Preparing {
 
     /// Installs the handling; `None` where signals cannot be watched.
     #[cfg(not(unix))]
-    pub fn install() -> Option<Preparing> {
+    pub fn install_saying(_what: &'static str) -> Option<Preparing> {
         None
     }
 }

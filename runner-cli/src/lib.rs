@@ -373,8 +373,10 @@ fn limine(env: &[(OsString, OsString)], limine_args: &args::LimineArgs) -> Resul
 fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32, Error> {
     use image_runner_core::Arch;
     use image_runner_ovmf::{ARCHES, Settings, cache};
-    #[cfg(unix)]
-    let _interrupt = OvmfInterrupt::install();
+    // A partial download is removed on a signal; there is no guest to name here.
+    let _interrupt = interrupt::Preparing::install_saying(
+        "while handling UEFI firmware (`cargo-image-runner ovmf`); anything half-downloaded or half-unpacked was removed",
+    );
     let inv = invocation(env, &ovmf_args.common, None, &[], None);
     let cache_dir = image_runner_core::context::cache_dir(&inv.env)?;
     let sections = plugins::registry_for(&inv)?.sections();
@@ -491,48 +493,6 @@ fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32,
         }
     }
     Ok(exit_code::SUCCESS)
-}
-
-/// Ctrl-C, SIGTERM and SIGHUP during `ovmf fetch|list`: as while a run prepares
-/// ([`interrupt::Preparing`]), a partial download is removed and the exit code is 130, but the
-/// message names what was stopped (there is no guest here). Ends when dropped.
-#[cfg(all(feature = "ovmf", unix))]
-struct OvmfInterrupt(
-    signal_hook::iterator::Handle,
-    Option<std::thread::JoinHandle<()>>,
-);
-
-#[cfg(all(feature = "ovmf", unix))]
-impl OvmfInterrupt {
-    fn install() -> Option<OvmfInterrupt> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
-        let handle = signals.handle();
-        let thread = std::thread::spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                let name = match signal {
-                    SIGINT => "SIGINT",
-                    SIGTERM => "SIGTERM",
-                    _ => "SIGHUP",
-                };
-                eprintln!(
-                    "error: interrupted by {name} while handling UEFI firmware (`cargo-image-runner ovmf`); anything half-downloaded or half-unpacked was removed"
-                );
-                image_runner_core::fs::exit_removing_temporaries(exit_code::INTERRUPTED);
-            }
-        });
-        Some(OvmfInterrupt(handle, Some(thread)))
-    }
-}
-
-#[cfg(all(feature = "ovmf", unix))]
-impl Drop for OvmfInterrupt {
-    fn drop(&mut self) {
-        self.0.close();
-        if let Some(thread) = self.1.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// `plugins`: the static plugins and the libraries the project's config and `--plugin` name.
