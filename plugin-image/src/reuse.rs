@@ -481,27 +481,14 @@ mod tests {
     /// Writes `bytes` to `path` and sets its modification time 10 s past the old one, so the
     /// file's identity changes however coarse the file system's clock is.
     fn rewrite_with_a_later_mtime(path: &Path, bytes: &[u8]) {
-        let old = std::fs::metadata(path).unwrap().modified().unwrap();
+        let old = image_runner_test_support::mtime(path);
         std::fs::write(path, bytes).unwrap();
         set_mtime_after(path, old);
     }
 
-    /// Sets the modification time of `path` 10 s past `old` and checks that it took.
+    /// Sets the modification time of `path` 10 s past `old` (and checks that it took).
     fn set_mtime_after(path: &Path, old: std::time::SystemTime) {
-        let later = old + std::time::Duration::from_secs(10);
-        std::fs::File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
-        let now = std::fs::metadata(path).unwrap().modified().unwrap();
-        assert_ne!(
-            now,
-            old,
-            "the modification time of {} did not move",
-            path.display()
-        );
+        image_runner_test_support::set_mtime(path, old + std::time::Duration::from_secs(10));
     }
 
     #[test]

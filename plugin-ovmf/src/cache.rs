@@ -770,17 +770,9 @@ mod tests {
             .unwrap()
             .modified()
             .unwrap();
-        let later = published + std::time::Duration::from_secs(10);
-        File::options()
-            .write(true)
-            .open(&x64.vars)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
-        let modified = std::fs::metadata(&x64.vars).unwrap().modified().unwrap();
-        assert!(
-            modified > published,
-            "{modified:?} is not after {published:?}"
+        image_runner_test_support::set_mtime(
+            &x64.vars,
+            published + std::time::Duration::from_secs(10),
         );
         let problem = cache
             .check(&release.sha256, Some(Arch::X86_64), Check::Quick)
@@ -916,14 +908,9 @@ mod tests {
 
     /// Replaces the content of `path` with `bytes`, keeping its modification time.
     fn plant(path: &Path, bytes: &[u8]) {
-        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        let modified = image_runner_test_support::mtime(path);
         std::fs::write(path, bytes).unwrap();
-        File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(modified)
-            .unwrap();
+        image_runner_test_support::set_mtime(path, modified);
     }
 
     #[test]

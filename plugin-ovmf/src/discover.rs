@@ -61,7 +61,8 @@ impl Search {
     /// environment and the system's usual places.
     pub fn from_context(ctx: &Context) -> Result<Search, Error> {
         let config: crate::OvmfConfig = ctx.section("ovmf")?;
-        let mut search = Search::system(ctx.decisions.arch, ctx.env.clone());
+        let mut search = Search::system(ctx.decisions.arch, ctx.env.clone())
+            .with_env_not_utf8(ctx.env_not_utf8.clone());
         search.code = config.code.as_ref().map(|p| ctx.host_path(p));
         search.vars = config.vars.as_ref().map(|p| ctx.host_path(p));
         search.prefer_unified = config.unified;
@@ -91,13 +92,12 @@ impl Search {
             };
             descriptor_dirs.push(dir);
         }
-        let env_not_utf8 = firmware_vars_not_utf8(&env, std::env::vars_os());
         Search {
             arch,
             code: None,
             vars: None,
             env,
-            env_not_utf8,
+            env_not_utf8: BTreeMap::new(),
             descriptor_dirs,
             known: known_locations(arch),
             prefer_unified: true,
@@ -108,23 +108,17 @@ impl Search {
 /// The environment variables that name firmware files.
 pub const FIRMWARE_VARS: [&str; 3] = ["OVMF_CODE", "OVMF_VARS", "OVMF_FD"];
 
-/// The firmware variables of `vars` (the process environment, as the operating system gives
-/// it) whose value is not UTF-8 and that `env` (the run's environment as text) lacks. The
-/// context of a run carries only the variables that are text, so these are read here: left out,
-/// they would silently not count.
-fn firmware_vars_not_utf8(
-    env: &BTreeMap<String, String>,
-    vars: impl IntoIterator<Item = (OsString, OsString)>,
-) -> BTreeMap<String, OsString> {
-    vars.into_iter()
-        .filter_map(|(name, value)| {
-            let name = name.into_string().ok()?;
-            (FIRMWARE_VARS.contains(&name.as_str())
-                && !env.contains_key(&name)
-                && value.to_str().is_none())
-            .then_some((name, value))
-        })
-        .collect()
+impl Search {
+    /// With the firmware variables among `vars`, the environment's variables whose value is not
+    /// UTF-8 (a run's [`Context::env_not_utf8`]): each one found is an error naming it, never a
+    /// variable that silently does not count.
+    pub fn with_env_not_utf8(mut self, vars: impl IntoIterator<Item = (String, OsString)>) -> Self {
+        self.env_not_utf8 = vars
+            .into_iter()
+            .filter(|(name, _)| FIRMWARE_VARS.contains(&name.as_str()))
+            .collect();
+        self
+    }
 }
 
 fn pair(code: &str, vars: &str) -> (PathBuf, Option<PathBuf>) {
@@ -520,17 +514,14 @@ mod tests {
         let err = find(&search).unwrap_err().to_string();
         assert!(err.contains("OVMF_FD") && err.contains("UTF-8"), "{err}");
 
-        // Only the firmware variables, and only those the text environment lacks.
-        let vars = || {
-            [
-                (OsString::from("OVMF_CODE"), odd.clone()),
-                (OsString::from("OVMF_FD"), OsString::from("/fw/OVMF.fd")),
-                (OsString::from("OTHER"), odd.clone()),
-            ]
-        };
-        let found = firmware_vars_not_utf8(&BTreeMap::new(), vars());
-        assert_eq!(found.keys().collect::<Vec<_>>(), ["OVMF_CODE"]);
-        let env = BTreeMap::from([("OVMF_CODE".to_owned(), "/fw/CODE.fd".to_owned())]);
-        assert!(firmware_vars_not_utf8(&env, vars()).is_empty());
+        // Only the firmware variables count.
+        let search = empty_search(Arch::X86_64).with_env_not_utf8([
+            ("OVMF_CODE".to_owned(), odd.clone()),
+            ("OTHER".to_owned(), odd.clone()),
+        ]);
+        assert_eq!(
+            search.env_not_utf8.keys().collect::<Vec<_>>(),
+            ["OVMF_CODE"]
+        );
     }
 }

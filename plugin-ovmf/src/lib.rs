@@ -355,7 +355,12 @@ pub fn install_hint(arch: Arch) -> &'static str {
 /// use, else the downloaded release, else what a run would download and what to install.
 fn doctor_check(arch: Arch, env: &BTreeMap<String, String>, cache_dir: Option<&Path>) -> Check {
     let subject = format!("UEFI firmware for {arch}");
-    let search = Search::system(arch, env.clone());
+    // `doctor` has no run's context: the process's variables that are not UTF-8.
+    let not_utf8 = std::env::vars_os().filter_map(|(name, value)| {
+        let name = name.into_string().ok()?;
+        value.to_str().is_none().then_some((name, value))
+    });
+    let search = Search::system(arch, env.clone()).with_env_not_utf8(not_utf8);
     // A wrong `OVMF_*` variable fails every run (none downloads instead): say so.
     if let Some(Err(e)) = find_explicit(&search) {
         return Check::new(subject, CheckStatus::Missing, strip_prefix(&e));

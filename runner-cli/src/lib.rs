@@ -459,7 +459,8 @@ fn ovmf(env: &[(OsString, OsString)], ovmf_args: &args::OvmfArgs) -> Result<i32,
             println!("installed:");
             for arch in ARCHES {
                 let name = arch.name();
-                let search = image_runner_ovmf::Search::system(arch, inv.env.clone());
+                let search = image_runner_ovmf::Search::system(arch, inv.env.clone())
+                    .with_env_not_utf8(inv.env_not_utf8.clone());
                 match image_runner_ovmf::find(&search) {
                     Ok(pair) => println!("{name:>12}  {}", image_runner_ovmf::describe(&pair)),
                     Err(_) => println!(

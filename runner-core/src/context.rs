@@ -151,6 +151,9 @@ pub struct Context {
     pub cache_dir: PathBuf,
     /// The environment the run was started with.
     pub env: BTreeMap<String, String>,
+    /// Its variables whose value is not UTF-8 (left out of `env`): a plugin that reads a path
+    /// from a variable refuses such a value by name rather than ignore it.
+    pub env_not_utf8: BTreeMap<String, OsString>,
     /// Verbosity.
     pub verbose: u8,
     /// A UEFI shell (`shell.efi`) the firmware provider supplied, for a bootloader that starts
@@ -179,6 +182,7 @@ impl Context {
             output_dir: dir.join("target").join("image-runner").join("kernel"),
             cache_dir: dir.join("cache"),
             env: BTreeMap::new(),
+            env_not_utf8: BTreeMap::new(),
             verbose: 0,
             uefi_shell: None,
         }

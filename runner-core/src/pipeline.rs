@@ -99,6 +99,7 @@ impl<'r> Pipeline<'r> {
             output_dir,
             cache_dir,
             env: inv.env,
+            env_not_utf8: inv.env_not_utf8,
             verbose: inv.verbose,
             uefi_shell: None,
         })

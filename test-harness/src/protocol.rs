@@ -534,8 +534,6 @@ fn watch(control: &mut Control, limit: Duration) {
 /// digits, `-` and `_` stay, `::` becomes `.`, and every other byte is `%XX` (so `x::y` is
 /// `x.y`, `x-y` stays `x-y`, `α` is `%CE%B1`, `..` is `%2E%2E`; the empty name is `%00`). A
 /// result longer than [`FILE_NAME_MAX`] keeps its start and ends in a hash of the whole name.
-/// A name that would read `boot-<number>`, the folder of a boot of several tests, starts with
-/// `%62` (its `b`) instead.
 pub fn file_name(name: &str) -> String {
     if name.is_empty() {
         return "%00".into();
@@ -557,12 +555,6 @@ pub fn file_name(name: &str) -> String {
             }
         }
         rest = &rest[c.len_utf8()..];
-    }
-    if out
-        .strip_prefix("boot-")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    {
-        out.replace_range(..1, "%62");
     }
     if out.len() > FILE_NAME_MAX {
         let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
@@ -630,7 +622,7 @@ mod tests {
     fn test_names_map_to_distinct_folder_names_that_stay_in_their_folder() {
         let names = [
             "x::y", "x-y", "x.y", "x_y", "α", "β", "..", ".", "", "a:::b", "a::", "::a", "%",
-            "%25", "x y", "x/y", "x\\y", "boot-1", "%62oot-1",
+            "%25", "x y", "x/y", "x\\y",
         ];
         let mapped: Vec<String> = names.iter().map(|n| file_name(n)).collect();
         for (i, a) in mapped.iter().enumerate() {
@@ -650,9 +642,6 @@ mod tests {
         }
         assert_eq!(file_name("math::adds"), "math.adds");
         assert_eq!(file_name("α"), "%CE%B1");
-        // Never the folder of a boot of several tests (`boot-1`, …).
-        assert_eq!(file_name("boot-1"), "%62oot-1");
-        assert_eq!(file_name("boot-x"), "boot-x");
         // Long names: bounded, and still distinct.
         let long_a = "α".repeat(200);
         let long_b = format!("{}β", "α".repeat(199));

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -118,14 +118,16 @@ fn run_printing(
             );
         }
         // One directory a boot: a single test (as nextest runs them, several at a time) gets
-        // one named after it, so parallel runs never share a serial log or an image.
-        let label = if single {
-            protocol::file_name(&order[0].name)
-        } else {
-            format!("boot-{boot}")
-        };
+        // `tests/<its name>/`, so parallel runs never share a serial log or an image; a boot
+        // of several tests `boots/<n>/` (apart, so no test name can be a boot's folder).
         let mut boot_ctx = ctx.clone();
-        boot_ctx.output_dir = ctx.output_dir.join("tests").join(label);
+        boot_ctx.output_dir = if single {
+            ctx.output_dir
+                .join("tests")
+                .join(protocol::file_name(&order[0].name))
+        } else {
+            ctx.output_dir.join("boots").join(boot.to_string())
+        };
         let token = request::kernel_token(&order);
         boot_ctx.config.cmdline = if ctx.config.cmdline.trim().is_empty() {
             token
@@ -407,11 +409,6 @@ fn suite_name(file: &str) -> String {
         }
         _ => file.to_owned(),
     }
-}
-
-/// Where a boot of `ctx`'s tests keeps its files (for messages and tests).
-pub fn tests_dir(ctx: &Context) -> PathBuf {
-    ctx.output_dir.join("tests")
 }
 
 #[cfg(test)]

@@ -51,6 +51,37 @@ pub fn fake_tool(path: &Path, script: &str) {
     );
 }
 
+/// The modification time of `path`.
+///
+/// # Panics
+/// When it cannot be read: a test helper, it fails the test with the reason.
+#[track_caller]
+pub fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("read the modification time of {}: {e}", path.display()))
+}
+
+/// Sets the modification time of `path` to `time` and checks that it took: tests force the
+/// time a condition needs instead of sleeping until a coarse file-system clock moves.
+///
+/// # Panics
+/// When the time cannot be set, or reads back different.
+#[track_caller]
+pub fn set_mtime(path: &Path, time: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(time))
+        .unwrap_or_else(|e| panic!("set the modification time of {}: {e}", path.display()));
+    assert_eq!(
+        mtime(path),
+        time,
+        "the modification time of {} did not take",
+        path.display()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,6 +138,9 @@ impl ContextMessage {
             output_dir: self.output_dir,
             cache_dir: self.cache_dir,
             env: self.env,
+            // Values that are not UTF-8 do not travel as JSON text: a library plugin sees the
+            // text environment only.
+            env_not_utf8: BTreeMap::new(),
             verbose: self.verbose,
             uefi_shell: self.uefi_shell,
         })

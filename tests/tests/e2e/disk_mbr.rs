@@ -100,13 +100,7 @@ fn the_same_inputs_give_the_same_bytes() {
             );
             // A different modification time on each copied kernel: a day apart.
             let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + i * 86_400);
-            std::fs::File::options()
-                .write(true)
-                .open(&kernel)
-                .and_then(|f| f.set_modified(time))
-                .expect("set the kernel's modification time");
-            let modified = std::fs::metadata(&kernel).and_then(|m| m.modified());
-            assert_eq!(modified.expect("the kernel's modification time"), time);
+            image_runner_test_support::set_mtime(&kernel, time);
             std::fs::read(build(&project, &kernel)).expect("read the image")
         })
         .collect();

@@ -20,20 +20,7 @@ fn identity(path: &std::path::Path) -> (u64, i64, i64) {
     (meta.ino(), meta.mtime(), meta.mtime_nsec())
 }
 
-fn mtime(path: &Path) -> SystemTime {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .expect("modification time")
-}
-
-/// Sets the modification time of `path` to `time`.
-fn set_mtime(path: &Path, time: SystemTime) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(time))
-        .expect("set the modification time");
-}
+use image_runner_test_support::{mtime, set_mtime};
 
 /// Waits until a file written now in `project` gets a later modification time than `image`
 /// has, so that a rewrite of `image` from now on shows in its time, however coarse the file

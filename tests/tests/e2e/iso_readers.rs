@@ -249,19 +249,9 @@ fn the_same_input_gives_the_same_bytes_at_any_time() {
     // Another modification time on the one source file that is ours to touch: a fixed day in
     // the past, so it differs whatever the file system clock's resolution.
     let kernel = dir.path().join("kernel.bin");
-    let modified = |path: &Path| {
-        std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .expect("the kernel's modification time")
-    };
-    let before = modified(&kernel);
+    let before = image_runner_test_support::mtime(&kernel);
     let past = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
-    std::fs::File::options()
-        .write(true)
-        .open(&kernel)
-        .and_then(|f| f.set_modified(past))
-        .expect("touch the kernel");
-    assert_eq!(modified(&kernel), past);
+    image_runner_test_support::set_mtime(&kernel, past);
     assert_ne!(past, before);
     // And the second build a second later on the wall clock, so that a build time written
     // into the image would show (ISO directory records keep whole seconds).

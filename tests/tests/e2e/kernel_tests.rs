@@ -223,7 +223,7 @@ fn a_name_filter_runs_only_its_tests() {
     // The kernel ran those and only those: its own lines in the serial log say so.
     let log = std::fs::read_to_string(
         image_runner_core::context::output_dir_for(target.path(), &f.mixed)
-            .join("tests/boot-1/serial.log"),
+            .join("boots/1/serial.log"),
     )
     .expect("the boot's serial log");
     let started: Vec<&str> = log
@@ -446,11 +446,11 @@ fn a_triple_fault_and_a_hang_fail_their_tests_and_the_rest_still_run() {
         ran.context()
     );
     // Three boots: the hang, the triple fault, and the two tests after them.
-    let runs = image_runner_core::context::output_dir_for(target.path(), &f.mixed).join("tests");
-    for boot in ["boot-1", "boot-2", "boot-3"] {
+    let runs = image_runner_core::context::output_dir_for(target.path(), &f.mixed).join("boots");
+    for boot in ["1", "2", "3"] {
         assert!(runs.join(boot).join("serial.log").is_file(), "{boot}");
     }
-    assert!(!runs.join("boot-4").exists());
+    assert!(!runs.join("4").exists());
     // The hang was stopped by the runner, which saved the display first.
     let hang = ran
         .stdout

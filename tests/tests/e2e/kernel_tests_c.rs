@@ -56,14 +56,13 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The serial log in the run folder `dir`: `boot-<n>` for the n-th boot of a run of several
-/// tests, the test's name with `.` for `::` when one test runs.
+/// The serial log in the run folder `dir`: `boots/<n>` for the n-th boot of a run of several
+/// tests, `tests/<the test's name with . for ::>` when one test runs.
 fn serial_log(project: &Project, dir: &str) -> String {
     let path = project
         .target_dir()
         .join("image-runner")
         .join(EXE.strip_prefix("target/").expect("under target/"))
-        .join("tests")
         .join(dir)
         .join("serial.log");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -156,14 +155,14 @@ fn direct_boot_filter_failure_timeout_and_the_test_after_the_hang() {
     );
     // One boot up to the hang, a second for the test after it; the kernel ran only the
     // requested tests.
-    let first = serial_log(&project, "boot-1");
+    let first = serial_log(&project, "boots/1");
     assert_eq!(
         started(&first),
         ["c::adds", "c::fails", "c::hangs"],
         "{first}"
     );
     assert!(first.contains("\nKTEST begin 1 4\n"), "{first}");
-    let second = serial_log(&project, "boot-2");
+    let second = serial_log(&project, "boots/2");
     assert_eq!(started(&second), ["c::then_runs"], "{second}");
     assert!(second.contains("\nKTEST done\n"), "{second}");
 }
@@ -181,7 +180,7 @@ fn direct_boot_should_panic_and_ignored_tests() {
         ]),
         "{ran}"
     );
-    let log = serial_log(&project, "c.panics_expected");
+    let log = serial_log(&project, "tests/c.panics_expected");
     assert_eq!(started(&log), ["c::panics_expected"], "{log}");
     assert!(log.contains("\nKTEST panic 4 boom in C\n"), "{log}");
 
@@ -193,7 +192,7 @@ fn direct_boot_should_panic_and_ignored_tests() {
         pairs(&[("c::ignored", "ok")]),
         "{ignored}"
     );
-    let log = serial_log(&project, "c.ignored");
+    let log = serial_log(&project, "tests/c.ignored");
     assert_eq!(started(&log), ["c::ignored"], "{log}");
 }
 
@@ -220,7 +219,7 @@ fn grub_multiboot2_passes_the_request_to_the_kernel() {
         ]),
         "{ran}"
     );
-    let log = serial_log(&project, "boot-1");
+    let log = serial_log(&project, "boots/1");
     // GRUB booted it, and the kernel started exactly the requested tests, in order.
     assert!(log.contains("Booting `"), "{log}");
     assert_eq!(
@@ -245,7 +244,7 @@ fn grub_multiboot1_passes_the_request_to_the_kernel() {
             .contains("\npanicked: assertion failed: 1 + 1 == 3\n"),
         "{ran}"
     );
-    let log = serial_log(&project, "boot-1");
+    let log = serial_log(&project, "boots/1");
     assert!(log.contains("Booting `"), "{log}");
     assert_eq!(started(&log), ["c::adds", "c::fails"], "{log}");
 }

@@ -720,14 +720,9 @@ fn a_damaged_cache_entry_is_fetched_again() {
     std::fs::write(&code, vec![0xAAu8; len]).unwrap();
     // Its time set past the manifest's, so it was changed after it was published whatever the
     // file system clock's resolution.
-    let modified = |path: &Path| std::fs::metadata(path).unwrap().modified().unwrap();
-    let published = modified(&cache_of(&project).join(&sum).join("MANIFEST"));
-    std::fs::File::options()
-        .write(true)
-        .open(&code)
-        .and_then(|f| f.set_modified(published + Duration::from_secs(10)))
-        .unwrap();
-    assert!(modified(&code) > published);
+    let published =
+        image_runner_test_support::mtime(&cache_of(&project).join(&sum).join("MANIFEST"));
+    image_runner_test_support::set_mtime(&code, published + Duration::from_secs(10));
     // A run notices (the file changed after it was published) and downloads again.
     let run = project.run(
         [
@@ -997,13 +992,9 @@ fn planted_firmware_is_noticed_whatever_its_time_or_the_manifest_says() {
     let zeros = vec![0u8; original.len()];
     // The same size, zeros, and the file's time set back to what it was.
     let plant = || {
-        let modified = std::fs::metadata(&code).unwrap().modified().unwrap();
+        let modified = image_runner_test_support::mtime(&code);
         std::fs::write(&code, &zeros).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&code)
-            .and_then(|f| f.set_modified(modified))
-            .unwrap();
+        image_runner_test_support::set_mtime(&code, modified);
     };
     let print_cmd = || {
         project.run(
